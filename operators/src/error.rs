@@ -1,0 +1,75 @@
+//! Errors split by who is at fault: the pipeline's author ([`ParamError`] and
+//! [`OpError::Invalid`]), the environment ([`OpError::Source`], [`OpError::Io`]),
+//! or a bug in quiver ([`OpError::Internal`]).
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+
+/// A parameter an operator cannot accept, found while building it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ParamError {
+    /// Where in the parameters the problem is, as keys and indexes
+    /// (`["columns", "2"]`); empty for the parameters as a whole.
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl ParamError {
+    pub fn new(path: &[&str], message: impl Into<String>) -> Self {
+        Self {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A failure while running an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The pipeline asked for something that cannot work with this data
+    /// (a missing input, a column that does not exist, SQL that does not plan).
+    #[error("{0}")]
+    Invalid(String),
+    /// A data source failed. `transient` failures (timeouts, throttling, 5xx)
+    /// may succeed when retried; others will not.
+    #[error("{message}")]
+    Source { message: String, transient: bool },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    /// A bug in quiver.
+    #[error("internal error: {0}. This is likely a bug in quiver, please report it")]
+    Internal(String),
+}
+
+impl OpError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OpError::Source { transient, .. } => *transient,
+            OpError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
+}
