@@ -1,1 +1,15 @@
-pub fn y(){}
+//! quiver: market-data pipelines as YAML, compiled into a deduplicated DAG of
+//! Arrow operators and run in parallel.
+//!
+//! The flow is spec → plan → run: [`spec`] holds what the user wrote,
+//! [`compile`] turns it into a [`plan::Plan`], [`render`] shows a plan and
+//! [`exec`] runs it.
+
+pub mod compile;
+pub mod diag;
+pub mod exec;
+pub mod plan;
+pub mod render;
+pub mod spec;
+
+pub use quiver_operators as operators;

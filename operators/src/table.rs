@@ -21,7 +21,11 @@ pub struct Table {
 impl Table {
     /// A table from batches that all have `schema`.
     pub fn new(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
-        debug_assert!(batches.iter().all(|b| b.schema().fields() == schema.fields()));
+        debug_assert!(
+            batches
+                .iter()
+                .all(|b| b.schema().fields() == schema.fields())
+        );
         Self { schema, batches }
     }
 

@@ -1,0 +1,127 @@
+//! Subcommands, one file each: each turns its clap arguments into library
+//! calls. Exit codes: 0 success, 1 the run failed, 2 invalid pipeline or usage.
+
+mod ops;
+mod plan;
+mod run;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use quiver::compile::{self, Override};
+use quiver::diag::Diagnostics;
+use quiver::plan::Plan;
+
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "quiver",
+    version,
+    about = "Market-data pipelines as YAML: compiled into a deduplicated DAG, run in parallel"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a pipeline; exit 0 if valid, 2 with every problem found if not.
+    Validate(validate::ValidateArgs),
+    /// Show the compiled graph without running anything.
+    Plan(plan::PlanArgs),
+    /// Run a pipeline.
+    Run(run::RunArgs),
+    /// List the operators, or describe one with its parameters.
+    Ops(ops::OpsArgs),
+}
+
+/// The pipeline file and parameter values, shared by validate, plan and run.
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// The pipeline YAML file.
+    pub pipeline: PathBuf,
+    /// Set a parameter: NAME=VALUE, the value read as YAML (`--set 'symbols=[FPT,VNM]'`).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// A YAML file of parameter values; --set wins over it.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+}
+
+impl PipelineArgs {
+    /// Compiles the pipeline, printing diagnostics on failure.
+    pub fn compile(&self) -> Result<Plan, ExitCode> {
+        let mut overrides = Vec::new();
+        if let Some(file) = &self.params {
+            match Override::read_file(file) {
+                Ok(o) => overrides.extend(o),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Err(ExitCode::from(EXIT_INVALID));
+                }
+            }
+        }
+        for arg in &self.set {
+            match Override::parse_set(arg) {
+                Ok(o) => overrides.push(o),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Err(ExitCode::from(EXIT_INVALID));
+                }
+            }
+        }
+        compile::compile_file(&self.pipeline, &overrides).map_err(|d| {
+            print_diagnostics(&d);
+            ExitCode::from(EXIT_INVALID)
+        })
+    }
+}
+
+pub fn print_diagnostics(diags: &Diagnostics) {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    for d in &diags.0 {
+        eprintln!("{}", d.display_relative(&cwd));
+    }
+    let n = diags.len();
+    eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate::validate(args),
+        Command::Plan(args) => plan::plan(args),
+        Command::Run(args) => run::run(args),
+        Command::Ops(args) => ops::ops(args),
+    }
+}
+
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,quiver=debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// `path` relative to the working directory when it is inside it.
+pub fn display_path(path: &Path) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    path.strip_prefix(&cwd)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}

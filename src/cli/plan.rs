@@ -1,0 +1,42 @@
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::PipelineArgs;
+use quiver::render::{self, Format};
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Text,
+    Dot,
+    Mermaid,
+    Json,
+}
+
+pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let plan = match args.pipeline.compile() {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let format = match args.format {
+        FormatArg::Text => Format::Text,
+        FormatArg::Dot => Format::Dot,
+        FormatArg::Mermaid => Format::Mermaid,
+        FormatArg::Json => Format::Json,
+    };
+    let out = render::render(&plan, format);
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}

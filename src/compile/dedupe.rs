@@ -1,0 +1,316 @@
+//! Merging: declared instances with the same operator, the same canonical
+//! parameters and the same inputs become one plan node; the names that
+//! declared it become its aliases.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use quiver_operators::{Effect, Operator};
+use serde_json::Value as Json;
+
+use super::expand::{Decl, Target};
+use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::plan::{PlanInput, PlanNode, Source, Stats};
+use crate::spec::Yaml;
+
+/// The structural identity of a node: two nodes with equal keys compute
+/// the same output. Exact (no hashing), so distinct nodes never merge.
+#[derive(PartialEq, Eq, Hash)]
+struct NodeKey {
+    op: String,
+    params: String,
+    inputs: Vec<(String, InputKey)>,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+enum InputKey {
+    One(usize),
+    All(String, Vec<(String, usize)>),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    New,
+    Visiting,
+    Done(NodeIndex),
+    Failed,
+}
+
+pub struct Merger<'a> {
+    decls: &'a [Decl],
+    state: Vec<State>,
+    stack: Vec<usize>,
+    seen: HashMap<NodeKey, NodeIndex>,
+    /// Built operators, shared by nodes with equal op and parameters.
+    operators: HashMap<(String, String), Arc<dyn Operator>>,
+    param_names: HashMap<String, Vec<String>>,
+    pub graph: DiGraph<PlanNode, ()>,
+    pub stats: Stats,
+    diags: &'a mut Diagnostics,
+}
+
+impl<'a> Merger<'a> {
+    pub fn new(decls: &'a [Decl], diags: &'a mut Diagnostics) -> Self {
+        Self {
+            decls,
+            state: vec![State::New; decls.len()],
+            stack: Vec::new(),
+            seen: HashMap::new(),
+            operators: HashMap::new(),
+            param_names: HashMap::new(),
+            graph: DiGraph::new(),
+            stats: Stats {
+                declared: decls.len(),
+                ..Stats::default()
+            },
+            diags,
+        }
+    }
+
+    /// Merges every declared instance, inputs first.
+    pub fn run(mut self) -> (DiGraph<PlanNode, ()>, Stats) {
+        for d in 0..self.decls.len() {
+            self.visit(d);
+        }
+        self.stats.unique = self.graph.node_count();
+        (self.graph, self.stats)
+    }
+
+    fn visit(&mut self, d: usize) -> Option<NodeIndex> {
+        match self.state[d] {
+            State::Done(n) => return Some(n),
+            State::Failed => return None,
+            State::Visiting => {
+                self.report_cycle(d);
+                return None;
+            }
+            State::New => {}
+        }
+        self.state[d] = State::Visiting;
+        self.stack.push(d);
+        let result = self.merge(d);
+        self.stack.pop();
+        if self.state[d] == State::Visiting {
+            self.state[d] = result.map_or(State::Failed, State::Done);
+        }
+        result
+    }
+
+    fn merge(&mut self, d: usize) -> Option<NodeIndex> {
+        let decl = &self.decls[d];
+        let mut inputs = Vec::with_capacity(decl.inputs.len());
+        let mut keys = Vec::with_capacity(decl.inputs.len());
+        let mut ok = true;
+        for input in &decl.inputs {
+            let (source, key) = match &input.target {
+                Target::One(t) => match self.visit(*t) {
+                    Some(n) => (Source::One(n), InputKey::One(n.index())),
+                    None => {
+                        ok = false;
+                        continue;
+                    }
+                },
+                Target::All { key, members } => {
+                    let mut resolved = Vec::with_capacity(members.len());
+                    for (k, t) in members {
+                        match self.visit(*t) {
+                            Some(n) => resolved.push((k.clone(), n)),
+                            None => ok = false,
+                        }
+                    }
+                    let ik = InputKey::All(
+                        key.clone(),
+                        resolved
+                            .iter()
+                            .map(|(k, n)| (k.clone(), n.index()))
+                            .collect(),
+                    );
+                    (
+                        Source::All {
+                            key: key.clone(),
+                            members: resolved,
+                        },
+                        ik,
+                    )
+                }
+                Target::Pending { .. } | Target::Broken => {
+                    ok = false;
+                    continue;
+                }
+            };
+            inputs.push(PlanInput {
+                name: input.name.clone(),
+                source,
+            });
+            keys.push((input.name.clone(), key));
+        }
+        if !ok {
+            return None;
+        }
+
+        let decl = &self.decls[d];
+        let def = quiver_operators::registry().get(&decl.op)?;
+        let params_json = canonical(decl.params.to_json());
+        let params_text = params_json.to_string();
+        let key = NodeKey {
+            op: decl.op.clone(),
+            params: params_text.clone(),
+            inputs: keys,
+        };
+        let pure = def.effect() == Effect::Pure;
+        if pure && let Some(&n) = self.seen.get(&key) {
+            self.graph[n].aliases.push(decl.name.clone());
+            *self.stats.merged.entry(decl.op.clone()).or_insert(0) += 1;
+            return Some(n);
+        }
+
+        let operator = self.build(d, &params_text, params_json.clone())?;
+        let identity = {
+            let mut h = std::hash::DefaultHasher::new();
+            key.hash(&mut h);
+            h.finish()
+        };
+        let n = self.graph.add_node(PlanNode {
+            id: decl.name.clone(),
+            aliases: Vec::new(),
+            op: decl.op.clone(),
+            params: params_json,
+            operator,
+            effect: def.effect(),
+            workload: def.workload(),
+            inputs: inputs.clone(),
+            exec: decl.exec.clone(),
+            identity,
+        });
+        for input in &inputs {
+            for m in input.source.nodes() {
+                self.graph.update_edge(m, n, ());
+            }
+        }
+        if pure {
+            self.seen.insert(key, n);
+        }
+        Some(n)
+    }
+
+    /// Builds the runtime operator, reporting bad parameters at their place.
+    fn build(&mut self, d: usize, params_text: &str, params: Json) -> Option<Arc<dyn Operator>> {
+        let decl = &self.decls[d];
+        let cache_key = (decl.op.clone(), params_text.to_string());
+        if let Some(op) = self.operators.get(&cache_key) {
+            return Some(op.clone());
+        }
+        let def = quiver_operators::registry().get(&decl.op)?;
+        let with_path = format!("{}.with", decl.origin.path);
+        let names = self
+            .param_names
+            .entry(decl.op.clone())
+            .or_insert_with(|| def.param_names());
+        let mut bad = false;
+        if let Some(entries) = decl.params.as_map() {
+            for (k, _) in entries {
+                let name = k.scalar_text();
+                if !names.contains(&name) {
+                    let hint = did_you_mean(&name, names.iter().map(String::as_str));
+                    let list = if hint.is_empty() {
+                        format!("; it takes: {}", names.join(", "))
+                    } else {
+                        hint
+                    };
+                    self.diags.push(Diagnostic::new(
+                        &decl.origin.file,
+                        Some(k.pos),
+                        format!("{with_path}.{name}"),
+                        format!("operator '{}' has no parameter '{name}'{list}", decl.op),
+                    ));
+                    bad = true;
+                }
+            }
+        } else if !matches!(decl.params.value, crate::spec::Value::Null) {
+            self.diags.push(Diagnostic::new(
+                &decl.origin.file,
+                Some(decl.params.pos),
+                with_path,
+                format!(
+                    "with: holds the operator's parameters as a mapping, found {}",
+                    decl.params.kind()
+                ),
+            ));
+            return None;
+        }
+        if bad {
+            return None;
+        }
+        match def.build(params) {
+            Ok(op) => {
+                self.operators.insert(cache_key, op.clone());
+                Some(op)
+            }
+            Err(e) => {
+                let at = find(&decl.params, &e.path);
+                let mut path = with_path;
+                for seg in &e.path {
+                    path.push('.');
+                    path.push_str(seg);
+                }
+                self.diags.push(Diagnostic::new(
+                    &decl.origin.file,
+                    Some(at.pos),
+                    path,
+                    e.message,
+                ));
+                None
+            }
+        }
+    }
+
+    fn report_cycle(&mut self, d: usize) {
+        let start = self.stack.iter().position(|&s| s == d).unwrap_or(0);
+        let cycle: Vec<usize> = self.stack[start..].to_vec();
+        let mut names: Vec<&str> = cycle.iter().map(|&c| self.decls[c].name.as_str()).collect();
+        names.push(&self.decls[d].name);
+        let o = &self.decls[d].origin;
+        self.diags.push(Diagnostic::new(
+            &o.file,
+            Some(o.pos),
+            &o.path,
+            format!("cycle: {}", names.join(" → ")),
+        ));
+        for c in cycle {
+            self.state[c] = State::Failed;
+        }
+    }
+}
+
+/// The value at `path` inside `node`, or the deepest one found.
+fn find<'y>(node: &'y Yaml, path: &[String]) -> &'y Yaml {
+    let mut at = node;
+    for seg in path {
+        let next = match &at.value {
+            crate::spec::Value::Map(_) => at.get(seg),
+            crate::spec::Value::Seq(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => at = n,
+            None => break,
+        }
+    }
+    at
+}
+
+/// JSON with object keys sorted, so key order never changes identity.
+pub fn canonical(value: Json) -> Json {
+    match value {
+        Json::Object(map) => {
+            let mut entries: Vec<(String, Json)> =
+                map.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Json::Object(entries.into_iter().collect())
+        }
+        Json::Array(items) => Json::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}

@@ -1,0 +1,206 @@
+//! `${name}` interpolation. A string that is exactly one reference takes the
+//! referenced value with its type (a list stays a list); references inside
+//! longer strings are replaced by their text. `$${` writes a literal `${`.
+
+use serde_json::Value as Json;
+
+use super::params::Params;
+use crate::spec::{Value, Yaml};
+
+/// The names visible at one place: parameters, then `foreach` variables
+/// (innermost last).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub params: &'a Params,
+    pub var: Option<(&'a str, &'a Json, &'a Scope<'a>)>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(params: &'a Params) -> Self {
+        Scope { params, var: None }
+    }
+
+    pub fn with_var(&'a self, name: &'a str, value: &'a Json) -> Scope<'a> {
+        Scope {
+            params: self.params,
+            var: Some((name, value, self)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a Json> {
+        let mut scope = self;
+        loop {
+            match scope.var {
+                Some((n, v, _)) if n == name => return Some(v),
+                Some((_, _, parent)) => scope = parent,
+                None => return scope.params.get(name),
+            }
+        }
+    }
+
+    pub fn names(&self) -> Vec<&'a str> {
+        let mut out: Vec<&str> = self.params.keys().map(String::as_str).collect();
+        let mut scope = self;
+        while let Some((n, _, parent)) = scope.var {
+            out.push(n);
+            scope = parent;
+        }
+        out
+    }
+}
+
+/// A reference that names nothing in scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unresolved {
+    pub name: String,
+    pub suggestion: Option<String>,
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unresolved reference '${{{}}}'", self.name)?;
+        match &self.suggestion {
+            Some(s) => write!(f, " — did you mean '${{{s}}}'?"),
+            None => write!(f, "; declare it under params:"),
+        }
+    }
+}
+
+/// Interpolates every string in `node`. Errors carry the position of the
+/// string they are in.
+pub fn interpolate(node: &Yaml, scope: &Scope, errors: &mut Vec<(Yaml, Unresolved)>) -> Yaml {
+    match &node.value {
+        Value::Str(s) if s.contains('$') => match interpolate_str(s, scope) {
+            Ok(Json::String(text)) => Yaml::new(Value::Str(text), node.pos),
+            Ok(json) => Yaml::from_json(&json, node.pos),
+            Err(e) => {
+                errors.push((node.clone(), e));
+                node.clone()
+            }
+        },
+        Value::Seq(items) => Yaml::new(
+            Value::Seq(
+                items
+                    .iter()
+                    .map(|i| interpolate(i, scope, errors))
+                    .collect(),
+            ),
+            node.pos,
+        ),
+        Value::Map(entries) => Yaml::new(
+            Value::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), interpolate(v, scope, errors)))
+                    .collect(),
+            ),
+            node.pos,
+        ),
+        _ => node.clone(),
+    }
+}
+
+/// Interpolates one string; a lone `${x}` returns `x`'s value as it is.
+pub fn interpolate_str(s: &str, scope: &Scope) -> Result<Json, Unresolved> {
+    let lookup = |name: &str| {
+        scope.get(name).ok_or_else(|| Unresolved {
+            name: name.to_string(),
+            suggestion: crate::diag::suggest(name, scope.names()).map(str::to_string),
+        })
+    };
+    if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+        && !name.contains(['{', '}', '$'])
+    {
+        return lookup(name.trim()).cloned();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(r) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = r;
+        } else if let Some(r) = after.strip_prefix("${") {
+            let Some(end) = r.find('}') else {
+                out.push_str(after);
+                rest = "";
+                break;
+            };
+            let value = lookup(r[..end].trim())?;
+            push_text(&mut out, value);
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(Json::String(out))
+}
+
+fn push_text(out: &mut String, value: &Json) {
+    match value {
+        Json::String(s) => out.push_str(s),
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                push_text(out, item);
+            }
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params() -> Params {
+        let mut p = Params::new();
+        p.insert("symbols".into(), json!(["FPT", "VNM"]));
+        p.insert("start".into(), json!("2026-01-05"));
+        p.insert("n".into(), json!(3));
+        p
+    }
+
+    #[test]
+    fn a_lone_reference_keeps_its_type() {
+        let p = params();
+        let scope = Scope::new(&p);
+        assert_eq!(
+            interpolate_str("${symbols}", &scope).unwrap(),
+            json!(["FPT", "VNM"])
+        );
+        assert_eq!(interpolate_str("${n}", &scope).unwrap(), json!(3));
+    }
+
+    #[test]
+    fn references_inside_text_are_replaced_by_text() {
+        let p = params();
+        let sym = json!("FPT");
+        let root = Scope::new(&p);
+        let scope = root.with_var("symbol", &sym);
+        assert_eq!(
+            interpolate_str(
+                "from ${start}: ${symbol} of ${symbols}, $${literal}",
+                &scope
+            )
+            .unwrap(),
+            json!("from 2026-01-05: FPT of FPT, VNM, ${literal}")
+        );
+    }
+
+    #[test]
+    fn unresolved_references_suggest_a_name() {
+        let p = params();
+        let err = interpolate_str("x ${strat} y", &Scope::new(&p)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unresolved reference '${strat}' — did you mean '${start}'?"
+        );
+    }
+}

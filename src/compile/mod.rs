@@ -1,0 +1,193 @@
+//! The compiler: spec → plan.
+//!
+//! parse → check the spec → resolve parameters → expand fan-outs, fragments
+//! and inline inputs → resolve references → merge duplicates → petgraph.
+//! Every stage reports what it finds and carries on where it can, so one
+//! compile returns all the problems at once.
+
+pub mod dedupe;
+pub mod expand;
+pub mod interp;
+pub mod params;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use quiver_operators::Effect;
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::plan::Plan;
+use crate::spec::de::from_yaml;
+use crate::spec::{PipelineSpec, ResourceSpec, Value, Yaml};
+pub use params::Override;
+
+/// Reads and compiles the pipeline file at `path`.
+pub fn compile_file(path: &Path, overrides: &[Override]) -> Result<Plan, Diagnostics> {
+    let file: Arc<Path> = Arc::from(path);
+    match std::fs::read_to_string(path) {
+        Ok(text) => compile_str(path, &text, overrides),
+        Err(e) => Err(Diagnostics(vec![Diagnostic::new(
+            &file,
+            None,
+            "",
+            format!("cannot read the pipeline file: {e}"),
+        )])),
+    }
+}
+
+/// Compiles pipeline `text`, read from `path` (which also anchors relative
+/// fragment paths).
+pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Plan, Diagnostics> {
+    let file: Arc<Path> = Arc::from(path);
+    let mut diags = Diagnostics::default();
+    let doc = match crate::spec::yaml::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                &file,
+                Some(e.pos),
+                "",
+                format!("YAML syntax: {}", e.message),
+            ));
+            return Err(diags);
+        }
+    };
+    let spec = match from_yaml::<PipelineSpec>(&doc, "") {
+        Ok(spec) => spec,
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                &file,
+                e.pos,
+                e.path.unwrap_or_default(),
+                e.message,
+            ));
+            return Err(diags);
+        }
+    };
+
+    let resources = read_resources(&file, spec.resources.as_ref(), &mut diags);
+    let params = params::resolve(&file, "params", spec.params.as_ref(), overrides, &mut diags);
+    if !diags.is_empty() {
+        // Without every parameter, expansion would report a cascade of
+        // unresolved references that are not the user's mistake.
+        return Err(diags.sorted());
+    }
+    if spec.nodes.as_map().is_some_and(|m| m.is_empty()) {
+        let pos = doc.key_pos("nodes").unwrap_or(spec.nodes.pos);
+        diags.push(Diagnostic::new(
+            &file,
+            Some(pos),
+            "nodes",
+            "the pipeline has no nodes",
+        ));
+        return Err(diags);
+    }
+
+    let mut expander = expand::Expander::new(&mut diags, &resources);
+    let root = interp::Scope::new(&params);
+    expander.expand_nodes(&file, &spec.nodes, "", &root, 0);
+    expander.resolve_refs();
+    let decls = std::mem::take(&mut expander.decls);
+
+    let (graph, stats) = dedupe::Merger::new(&decls, &mut diags).run();
+    check_sinks(&graph, &decls, &mut diags);
+
+    if !diags.is_empty() {
+        return Err(diags.sorted());
+    }
+    Ok(Plan {
+        name: spec.pipeline,
+        file: path.to_path_buf(),
+        params,
+        resources,
+        graph,
+        stats,
+    })
+}
+
+fn read_resources(
+    file: &Arc<Path>,
+    section: Option<&Yaml>,
+    diags: &mut Diagnostics,
+) -> IndexMap<String, ResourceSpec> {
+    let mut out = IndexMap::new();
+    let Some(section) = section else { return out };
+    match &section.value {
+        Value::Null => {}
+        Value::Map(entries) => {
+            for (key, node) in entries {
+                let name = key.scalar_text();
+                let path = format!("resources.{name}");
+                match from_yaml::<ResourceSpec>(node, &path) {
+                    Ok(r) => {
+                        if r.concurrency == Some(0) {
+                            let pos = node.get("concurrency").map_or(node.pos, |c| c.pos);
+                            diags.push(Diagnostic::new(
+                                file,
+                                Some(pos),
+                                format!("{path}.concurrency"),
+                                "a concurrency of 0 never runs anything; use 1 or more",
+                            ));
+                        }
+                        out.insert(name, r);
+                    }
+                    Err(e) => diags.push(Diagnostic::new(
+                        file,
+                        e.pos,
+                        e.path.unwrap_or(path),
+                        e.message,
+                    )),
+                }
+            }
+        }
+        _ => diags.push(Diagnostic::new(
+            file,
+            Some(section.pos),
+            "resources",
+            format!(
+                "expected a mapping of resource names to limits, found {}",
+                section.kind()
+            ),
+        )),
+    }
+    out
+}
+
+/// Two sinks writing one place would race; that is the user's to fix.
+fn check_sinks(
+    graph: &petgraph::graph::DiGraph<crate::plan::PlanNode, ()>,
+    decls: &[expand::Decl],
+    diags: &mut Diagnostics,
+) {
+    let origins: HashMap<&str, &expand::Origin> =
+        decls.iter().map(|d| (d.name.as_str(), &d.origin)).collect();
+    let mut by_target: IndexMap<String, Vec<&str>> = IndexMap::new();
+    for node in graph.node_weights().filter(|n| n.effect == Effect::Sink) {
+        if let Some(target) = node.operator.sink_target() {
+            by_target.entry(target).or_default().push(&node.id);
+        }
+    }
+    for (target, sinks) in by_target.iter().filter(|(_, s)| s.len() > 1) {
+        for (i, name) in sinks.iter().enumerate() {
+            let others: Vec<&str> = sinks
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, s)| *s)
+                .collect();
+            if let Some(o) = origins.get(name) {
+                diags.push(Diagnostic::new(
+                    &o.file,
+                    Some(o.pos),
+                    &o.path,
+                    format!(
+                        "sink '{name}' writes '{target}', as does {}; give each sink its own path",
+                        others.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The compiled plan: parameters substituted, fan-outs expanded, fragments
+//! inlined, duplicates merged, as a petgraph DAG of operators.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use petgraph::graph::{DiGraph, NodeIndex};
+use quiver_operators::{Effect, Operator, Workload};
+
+use crate::spec::{ExecOptions, ResourceSpec};
+
+/// A compiled pipeline, ready to render or run.
+#[derive(Debug)]
+pub struct Plan {
+    pub name: String,
+    pub file: PathBuf,
+    /// The parameter values the plan was compiled with.
+    pub params: IndexMap<String, serde_json::Value>,
+    pub resources: IndexMap<String, ResourceSpec>,
+    /// Edges point from producer to consumer. Node indexes are a topological
+    /// order: every node comes after its inputs.
+    pub graph: DiGraph<PlanNode, ()>,
+    pub stats: Stats,
+}
+
+/// One unique unit of work.
+#[derive(Debug)]
+pub struct PlanNode {
+    /// The first name that declared the node.
+    pub id: String,
+    /// Every other declared name merged into this node.
+    pub aliases: Vec<String>,
+    pub op: String,
+    /// The operator's parameters, canonical (keys sorted).
+    pub params: serde_json::Value,
+    pub operator: Arc<dyn Operator>,
+    pub effect: Effect,
+    pub workload: Workload,
+    pub inputs: Vec<PlanInput>,
+    pub exec: ExecOptions,
+    /// A hash of the operator, its parameters and its inputs' identities:
+    /// equal identity means equal output.
+    pub identity: u64,
+}
+
+impl PlanNode {
+    /// Every name the node was declared under.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.id.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
+}
+
+/// A named input of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanInput {
+    pub name: String,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// One node's output.
+    One(NodeIndex),
+    /// All instances of a fan-out, seen as one table with the fan-out key
+    /// in column `key`.
+    All {
+        key: String,
+        members: Vec<(String, NodeIndex)>,
+    },
+}
+
+impl Source {
+    pub fn nodes(&self) -> Vec<NodeIndex> {
+        match self {
+            Source::One(n) => vec![*n],
+            Source::All { members, .. } => members.iter().map(|(_, n)| *n).collect(),
+        }
+    }
+}
+
+/// What compiling did to the declared nodes.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Stats {
+    /// Node instances declared, after fan-out and fragment expansion.
+    pub declared: usize,
+    /// Nodes left after merging duplicates.
+    pub unique: usize,
+    /// Declared nodes merged into another, per operator.
+    pub merged: BTreeMap<String, usize>,
+}
+
+impl Stats {
+    pub fn merged_total(&self) -> usize {
+        self.merged.values().sum()
+    }
+}
+
+impl Plan {
+    /// The nodes in dependency order.
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeIndex, &PlanNode)> {
+        self.graph.node_indices().map(|i| (i, &self.graph[i]))
+    }
+
+    /// The node declared under `name`.
+    pub fn find(&self, name: &str) -> Option<NodeIndex> {
+        self.nodes()
+            .find(|(_, n)| n.names().any(|x| x == name))
+            .map(|(i, _)| i)
+    }
+
+    /// Unique nodes per operator.
+    pub fn count_by_op(&self) -> BTreeMap<&str, usize> {
+        let mut out = BTreeMap::new();
+        for (_, n) in self.nodes() {
+            *out.entry(n.op.as_str()).or_insert(0) += 1;
+        }
+        out
+    }
+}

@@ -1,0 +1,46 @@
+//! The plan as JSON, for tools.
+
+use serde_json::{Value, json};
+
+use super::input_sources;
+use crate::plan::{Plan, Source};
+
+/// `{pipeline, params, stats: {declared, unique, merged, merged_total}, nodes: [...]}`.
+pub fn to_json(plan: &Plan) -> Value {
+    let nodes: Vec<Value> = plan
+        .nodes()
+        .map(|(_, node)| {
+            let inputs: Vec<Value> = node
+                .inputs
+                .iter()
+                .map(|input| {
+                    let mut v = json!({ "name": input.name, "from": input_sources(plan, input) });
+                    if let Source::All { key, .. } = &input.source {
+                        v["key"] = json!(key);
+                    }
+                    v
+                })
+                .collect();
+            json!({
+                "id": node.id,
+                "op": node.op,
+                "params": node.params,
+                "inputs": inputs,
+                "aliases": node.aliases,
+                "identity": format!("{:016x}", node.identity),
+            })
+        })
+        .collect();
+    json!({
+        "pipeline": plan.name,
+        "params": plan.params,
+        "stats": {
+            "declared": plan.stats.declared,
+            "unique": plan.stats.unique,
+            "merged": plan.stats.merged,
+            "merged_total": plan.stats.merged_total(),
+            "unique_by_op": plan.count_by_op(),
+        },
+        "nodes": nodes,
+    })
+}

@@ -1,0 +1,330 @@
+//! The pipeline spec: exactly what the user wrote, deserialized from YAML.
+//!
+//! Nothing here is resolved: `${…}` references, fan-outs, fragments and
+//! references between nodes are left for [`crate::compile`]. Sections whose
+//! entries are checked one by one (`params`, `resources`, `nodes`) are kept as
+//! raw [`Yaml`] so that one bad entry does not hide the errors in the others.
+
+pub mod de;
+pub mod yaml;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use yaml::{Pos, Value, Yaml};
+
+/// A pipeline file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// The pipeline's name.
+    pub pipeline: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Typed parameters, `name: {type, default, required, choices}`.
+    #[serde(default)]
+    pub params: Option<Yaml>,
+    /// Named resource pools that nodes share (`resource:` on a node).
+    #[serde(default)]
+    pub resources: Option<Yaml>,
+    /// The nodes, `name: {op | use, with, inputs, foreach, …}`.
+    pub nodes: Yaml,
+}
+
+/// A fragment file, included by a node with `use:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FragmentSpec {
+    /// The fragment's name.
+    pub fragment: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Parameters the including node sets with `with:`.
+    #[serde(default)]
+    pub params: Option<Yaml>,
+    /// Names of the inputs the including node must provide in `inputs:`.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// The node whose output is the fragment's output.
+    pub output: String,
+    pub nodes: Yaml,
+}
+
+/// The declared type of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Date,
+    List,
+}
+
+impl fmt::Display for ParamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParamType::String => "string",
+            ParamType::Int => "int",
+            ParamType::Float => "float",
+            ParamType::Bool => "bool",
+            ParamType::Date => "date",
+            ParamType::List => "list",
+        })
+    }
+}
+
+/// A parameter declaration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamDecl {
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    #[serde(default)]
+    pub default: Option<Yaml>,
+    /// A required parameter has no default and must be set.
+    #[serde(default)]
+    pub required: bool,
+    /// The only values allowed.
+    #[serde(default)]
+    pub choices: Option<Vec<Yaml>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One node as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// The operator, e.g. `fetch.synthetic`. Exactly one of `op` and `use`.
+    #[serde(default)]
+    pub op: Option<String>,
+    /// A fragment file to include, relative to this file.
+    #[serde(default, rename = "use")]
+    pub use_: Option<String>,
+    /// Operator parameters, or the fragment's parameters with `use`.
+    #[serde(default)]
+    pub with: Option<Yaml>,
+    /// A list of references, or a map of input name to a reference or an
+    /// inline node.
+    #[serde(default)]
+    pub inputs: Option<Yaml>,
+    /// `VAR in LIST`: one node per element.
+    #[serde(default)]
+    pub foreach: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// How the executor runs the node. (Fields inline rather than
+    /// `#[serde(flatten)]`, which does not combine with `deny_unknown_fields`.)
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub retries: Option<RetrySpec>,
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+    #[serde(default)]
+    pub on_error: Option<OnError>,
+    #[serde(default)]
+    pub require: Option<Require>,
+}
+
+impl NodeSpec {
+    pub fn exec_options(&self) -> ExecOptions {
+        ExecOptions {
+            resource: self.resource.clone(),
+            retries: self.retries.clone(),
+            timeout: self.timeout,
+            on_error: self.on_error.clone(),
+            require: self.require,
+        }
+    }
+}
+
+/// How the executor runs a node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecOptions {
+    /// The resource pool the node draws from (see `resources:`).
+    pub resource: Option<String>,
+    /// Retries after a transient failure: a count, or a policy.
+    pub retries: Option<RetrySpec>,
+    /// The longest one attempt may take, e.g. `30s`.
+    pub timeout: Option<DurationSpec>,
+    /// What a failure of this node does to the run.
+    pub on_error: Option<OnError>,
+    /// For fan-ins: `all` fails the node when any instance is missing.
+    pub require: Option<Require>,
+}
+
+/// `retries: 3`, or a policy.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RetrySpec {
+    Count(u32),
+    Policy(RetryPolicy),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The wait before the first retry; doubles each retry, with jitter.
+    #[serde(default)]
+    pub backoff: Option<DurationSpec>,
+    /// The longest wait between attempts.
+    #[serde(default)]
+    pub max_backoff: Option<DurationSpec>,
+}
+
+/// `fail` (the default), `skip`, or `{default: VALUE}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    Fail,
+    Skip,
+    Default(Yaml),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Require {
+    All,
+    Any,
+}
+
+/// A resource pool.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    /// Requests in flight at once.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Requests started per unit of time: `20/s`, `600/min`.
+    #[serde(default)]
+    pub rate: Option<RateSpec>,
+    /// Default timeout per attempt for nodes using this resource.
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+    /// Default retries for nodes using this resource.
+    #[serde(default)]
+    pub retries: Option<RetrySpec>,
+    #[serde(default)]
+    pub circuit_breaker: Option<BreakerSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSpec {
+    /// Consecutive failures that open the breaker.
+    pub failures: u32,
+    /// How long it stays open before letting one trial request through.
+    pub cooldown: DurationSpec,
+}
+
+/// A duration written as `250ms`, `30s`, `5m` or `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationSpec(pub Duration);
+
+impl DurationSpec {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("'{text}' has no unit; write e.g. '500ms', '30s' or '5m'"))?;
+        let (number, unit) = text.split_at(split);
+        let n: f64 = number.parse().map_err(|_| {
+            format!("'{text}' is not a duration; write e.g. '500ms', '30s' or '5m'")
+        })?;
+        let secs = match unit.trim() {
+            "us" | "µs" => n / 1e6,
+            "ms" => n / 1e3,
+            "s" => n,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            other => {
+                return Err(format!(
+                    "unknown unit '{other}' in '{text}'; use one of us, ms, s, m, h"
+                ));
+            }
+        };
+        Ok(DurationSpec(Duration::from_secs_f64(secs)))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        DurationSpec::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A rate written as `20/s`, `600/min` or `5000/h`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateSpec {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl RateSpec {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let help = "write a rate as COUNT/UNIT, e.g. '20/s' or '600/min'";
+        let (count, unit) = text
+            .split_once('/')
+            .ok_or_else(|| format!("'{text}' is not a rate; {help}"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{count}' is not a whole number; {help}"))?;
+        if count == 0 {
+            return Err(format!("a rate of 0 never lets anything through; {help}"));
+        }
+        let per = match unit.trim() {
+            "s" | "sec" => Duration::from_secs(1),
+            "m" | "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => return Err(format!("unknown unit '{other}'; {help}")),
+        };
+        Ok(RateSpec { count, per })
+    }
+}
+
+impl<'de> Deserialize<'de> for RateSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        RateSpec::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            DurationSpec::parse("250ms").unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            DurationSpec::parse("2m").unwrap().0,
+            Duration::from_secs(120)
+        );
+        assert!(DurationSpec::parse("10").unwrap_err().contains("no unit"));
+        assert!(
+            DurationSpec::parse("10d")
+                .unwrap_err()
+                .contains("unknown unit 'd'")
+        );
+    }
+
+    #[test]
+    fn rates() {
+        let r = RateSpec::parse("600/min").unwrap();
+        assert_eq!((r.count, r.per), (600, Duration::from_secs(60)));
+        assert!(RateSpec::parse("20").is_err());
+        assert!(RateSpec::parse("0/s").is_err());
+    }
+}

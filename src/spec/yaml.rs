@@ -1,0 +1,349 @@
+//! YAML with positions: every value remembers the line and column it came
+//! from, so diagnostics can point at the exact place in the pipeline file.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A 1-based line and column in a source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+impl From<Marker> for Pos {
+    fn from(m: Marker) -> Self {
+        Pos {
+            line: m.line() as u32,
+            col: m.col() as u32 + 1,
+        }
+    }
+}
+
+/// A YAML value and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Yaml {
+    pub value: Value,
+    pub pos: Pos,
+}
+
+/// YAML values, resolved with the YAML 1.2 core schema: plain `true`, `12`,
+/// `1.5`, `null` are typed; quoted scalars are always strings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Yaml>),
+    /// Keys in the order written.
+    Map(Vec<(Yaml, Yaml)>),
+}
+
+impl Yaml {
+    pub fn new(value: Value, pos: Pos) -> Self {
+        Self { value, pos }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Yaml, Yaml)]> {
+        match &self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The value under `key` in a mapping.
+    pub fn get(&self, key: &str) -> Option<&Yaml> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// The key node of `key` in a mapping (for pointing at a key rather than its value).
+    pub fn key_pos(&self, key: &str) -> Option<Pos> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k.pos)
+    }
+
+    /// A name for the kind of value, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    /// Converts to JSON, dropping positions.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Yaml::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar_text(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A scalar as text (for map keys and messages); collections render as YAML flow.
+    pub fn scalar_text(&self) -> String {
+        match &self.value {
+            Value::Null => "null".into(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Str(s) => s.clone(),
+            _ => self.to_json().to_string(),
+        }
+    }
+
+    /// Builds a positioned value from JSON, every node at `pos`.
+    pub fn from_json(json: &serde_json::Value, pos: Pos) -> Yaml {
+        use serde_json::Value as J;
+        let value = match json {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            J::String(s) => Value::Str(s.clone()),
+            J::Array(items) => Value::Seq(items.iter().map(|i| Yaml::from_json(i, pos)).collect()),
+            J::Object(map) => Value::Map(
+                map.iter()
+                    .map(|(k, v)| {
+                        (
+                            Yaml::new(Value::Str(k.clone()), pos),
+                            Yaml::from_json(v, pos),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        Yaml::new(value, pos)
+    }
+}
+
+/// A YAML document that could not be read.
+#[derive(Debug, Clone)]
+pub struct SyntaxError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Parses one YAML document. An empty document is `null`.
+pub fn parse(text: &str) -> Result<Yaml, SyntaxError> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    parser.load(&mut builder, false).map_err(|e| SyntaxError {
+        pos: Pos::from(*e.marker()),
+        message: e.info().to_string(),
+    })?;
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok(builder
+        .root
+        .unwrap_or_else(|| Yaml::new(Value::Null, Pos { line: 1, col: 1 })))
+}
+
+/// Builds the tree from parser events.
+#[derive(Default)]
+struct Builder {
+    /// Open collections: the collection and, for maps, a key waiting for its value.
+    stack: Vec<(Yaml, Option<Yaml>, usize)>,
+    anchors: HashMap<usize, Yaml>,
+    root: Option<Yaml>,
+    error: Option<SyntaxError>,
+}
+
+impl Builder {
+    fn push_value(&mut self, node: Yaml, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        let Some((parent, pending_key, _)) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return;
+        };
+        match &mut parent.value {
+            Value::Seq(items) => items.push(node),
+            Value::Map(entries) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => {
+                    let duplicate = entries.iter().any(|(k, _)| k.value == key.value);
+                    if duplicate && self.error.is_none() {
+                        self.error = Some(SyntaxError {
+                            pos: key.pos,
+                            message: format!(
+                                "duplicate key '{}' in this mapping",
+                                key.scalar_text()
+                            ),
+                        });
+                    }
+                    entries.push((key, node));
+                }
+            },
+            _ => unreachable!("only collections are pushed on the stack"),
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = Pos::from(mark);
+        match ev {
+            Event::Scalar(text, style, anchor, _tag) => {
+                let value = if style == TScalarStyle::Plain {
+                    resolve_plain(text)
+                } else {
+                    Value::Str(text)
+                };
+                self.push_value(Yaml::new(value, pos), anchor);
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.stack
+                    .push((Yaml::new(Value::Seq(Vec::new()), pos), None, anchor))
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack
+                    .push((Yaml::new(Value::Map(Vec::new()), pos), None, anchor))
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((node, _, anchor)) = self.stack.pop() {
+                    self.push_value(node, anchor);
+                }
+            }
+            Event::Alias(id) => {
+                let node = self.anchors.get(&id).cloned().unwrap_or_else(|| {
+                    if self.error.is_none() {
+                        self.error = Some(SyntaxError {
+                            pos,
+                            message: "alias to an unknown anchor".into(),
+                        });
+                    }
+                    Yaml::new(Value::Null, pos)
+                });
+                self.push_value(Yaml { pos, ..node }, 0);
+            }
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd
+            | Event::Nothing => {}
+        }
+    }
+}
+
+/// Types a plain scalar by the YAML 1.2 core schema.
+fn resolve_plain(text: String) -> Value {
+    match text.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | "+.inf" | ".Inf" | "+.Inf" | ".INF" => return Value::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    let looks_numeric = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'_'))
+        && text.bytes().any(|b| b.is_ascii_digit());
+    if looks_numeric {
+        if let Ok(i) = text.parse::<i64>() {
+            return Value::Int(i);
+        }
+        if let Ok(f) = text.parse::<f64>() {
+            return Value::Float(f);
+        }
+    }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Int(i);
+    }
+    Value::Str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_lines_and_columns() {
+        let doc = parse("a: 1\nb:\n  c: [x, 'y']\n").unwrap();
+        assert_eq!(doc.get("a").unwrap().pos, Pos { line: 1, col: 4 });
+        assert_eq!(doc.key_pos("b").unwrap(), Pos { line: 2, col: 1 });
+        let c = doc.get("b").unwrap().get("c").unwrap();
+        assert_eq!(c.pos, Pos { line: 3, col: 6 });
+        let Value::Seq(items) = &c.value else {
+            panic!("not a list")
+        };
+        assert_eq!(items[1].value, Value::Str("y".into()));
+        assert_eq!(items[1].pos, Pos { line: 3, col: 10 });
+    }
+
+    #[test]
+    fn plain_scalars_are_typed_quoted_are_strings() {
+        let doc = parse("a: 12\nb: '12'\nc: 1.5\nd: true\ne: ~\nf: 2026-01-05\ng: 5m\n").unwrap();
+        assert_eq!(doc.get("a").unwrap().value, Value::Int(12));
+        assert_eq!(doc.get("b").unwrap().value, Value::Str("12".into()));
+        assert_eq!(doc.get("c").unwrap().value, Value::Float(1.5));
+        assert_eq!(doc.get("d").unwrap().value, Value::Bool(true));
+        assert_eq!(doc.get("e").unwrap().value, Value::Null);
+        assert_eq!(doc.get("f").unwrap().value, Value::Str("2026-01-05".into()));
+        assert_eq!(doc.get("g").unwrap().value, Value::Str("5m".into()));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_at_the_second_key() {
+        let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.pos, Pos { line: 3, col: 1 });
+        assert!(err.message.contains("duplicate key 'a'"), "{}", err.message);
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.pos.line >= 1, "{err:?}");
+    }
+
+    #[test]
+    fn aliases_copy_the_anchored_value() {
+        let doc = parse("a: &x {k: 1}\nb: *x\n").unwrap();
+        assert_eq!(doc.get("b").unwrap().get("k").unwrap().value, Value::Int(1));
+    }
+}
