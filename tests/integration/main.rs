@@ -1,0 +1,6 @@
+//! Integration tests, in one binary so DataFusion is linked once.
+
+mod fixtures;
+mod plans;
+mod properties;
+mod runs;
