@@ -244,8 +244,13 @@ mod tests {
 
     /// The shared daily-stocks sample; override with `QUIVER_STOCKS_CSV`.
     fn stocks_path() -> String {
-        std::env::var("QUIVER_STOCKS_CSV")
-            .unwrap_or_else(|_| "/work/shared/data/stocks-daily/stocks.csv.gz".to_string())
+        std::env::var("QUIVER_STOCKS_CSV").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/data/stocks-daily/stocks.csv.gz"
+            )
+            .to_string()
+        })
     }
 
     fn build(params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {

@@ -152,17 +152,21 @@ const ATC_TRADING_MS: i64 = CONTINUOUS_MS + 15 * MINUTE_MS;
 
 /// How strongly trades cluster at the open and the close (0 = uniform).
 const U_SHAPE: f64 = 0.6;
+/// The overnight gap, as a share of daily volatility.
+const OPENING_GAP: f64 = 0.4;
 /// The share of daily volatility realised within the day.
 const INTRADAY_VOL: f64 = 0.8;
 /// The chance a trade is a block trade of 50,000–500,000 shares.
 const BLOCK_PROBABILITY: f64 = 0.003;
 
 /// A day's trades, ending with the closing auction at the day's close. The
-/// price path is a Brownian bridge in log price from the reference (the
-/// previous close) to the close, rounded to the tick and held in the band.
+/// price path is a Brownian bridge in log price from an opening level (the
+/// reference, i.e. the previous close, moved by an overnight gap) to the
+/// close, rounded to the tick and held in the band.
 fn day_trades(seed: u64, symbol: &str, model: &Model, session: &Session) -> Vec<Trade> {
     let mut rng = Rng::new(seed, symbol, &[STREAM_TRADES, session.day as u64]);
     let n = 1_000 + rng.below(2_001) as usize;
+    let gap = OPENING_GAP * model.daily_vol * rng.normal();
 
     // Arrival times in trading milliseconds: sorted uniforms bent by
     // u ↦ u − a·sin(2πu)/2π, whose slope is smallest at both ends, so trades
@@ -189,7 +193,7 @@ fn day_trades(seed: u64, symbol: &str, model: &Model, session: &Session) -> Vec<
     }
     let w_end = w + sigma * ((ATC_TRADING_MS - last) as f64 / total).sqrt() * rng.normal();
 
-    let from = (session.band.reference as f64).ln();
+    let from = (session.band.reference as f64).ln() + gap;
     let to = (session.close as f64).ln();
     let mut trades = Vec::with_capacity(times.len() + 1);
     let mut prev = session.band.reference;
