@@ -168,7 +168,7 @@ impl<'a> Merger<'a> {
 
         let operator = self.build(d, &params_text, params_json.clone())?;
         let identity = {
-            let mut h = std::hash::DefaultHasher::new();
+            let mut h = Fnv1a::default();
             key.hash(&mut h);
             h.finish()
         };
@@ -312,5 +312,28 @@ pub fn canonical(value: Json) -> Json {
         }
         Json::Array(items) => Json::Array(items.into_iter().map(canonical).collect()),
         other => other,
+    }
+}
+
+/// FNV-1a: a hash that does not change between Rust releases, so node
+/// identities shown to users stay the same.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }

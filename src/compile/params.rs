@@ -137,6 +137,11 @@ pub fn resolve(
             Some(o) => o.path.clone(),
             None => format!("{path}.default"),
         };
+        // A `--set` value has no place in a file to point at.
+        let at = match set {
+            Some(Override { pos: None, .. }) => None,
+            _ => Some(given.pos),
+        };
         match coerce(decl.ty, given) {
             Ok(value) => {
                 if let Some(choices) = &decl.choices {
@@ -148,7 +153,7 @@ pub fn resolve(
                         let list: Vec<String> = choices.iter().map(Yaml::scalar_text).collect();
                         diags.push(Diagnostic::new(
                             from,
-                            Some(given.pos),
+                            at,
                             where_,
                             format!(
                                 "{value} is not one of the allowed values: {}",
@@ -160,7 +165,7 @@ pub fn resolve(
                 }
                 values.insert(name.clone(), value);
             }
-            Err(message) => diags.push(Diagnostic::new(from, Some(given.pos), where_, message)),
+            Err(message) => diags.push(Diagnostic::new(from, at, where_, message)),
         }
     }
 

@@ -67,17 +67,22 @@ fn input_sources<'p>(plan: &'p Plan, input: &PlanInput) -> Vec<&'p str> {
         .collect()
 }
 
-/// `ticks ← a` or `ticks ← b[*] (30 by symbol)` for text renderers.
+/// `ticks ← a`, `ticks ← {a, b} by symbol` or `ticks ← a, … (30 by symbol)`.
 fn describe_input(plan: &Plan, input: &PlanInput) -> String {
     match &input.source {
         Source::One(n) => format!("{} ← {}", input.name, plan.graph[*n].id),
         Source::All { key, members } => {
-            let first = members
-                .first()
+            let ids: Vec<&str> = members
+                .iter()
                 .map(|(_, n)| plan.graph[*n].id.as_str())
-                .unwrap_or("");
-            let family = first.rsplit_once('[').map_or(first, |(base, _)| base);
-            format!("{} ← {family}[*] ({} by {key})", input.name, members.len())
+                .collect();
+            match ids.as_slice() {
+                [] => format!("{} ← nothing (0 by {key})", input.name),
+                few if few.len() <= 3 => {
+                    format!("{} ← {{{}}} by {key}", input.name, few.join(", "))
+                }
+                [first, ..] => format!("{} ← {first}, … ({} by {key})", input.name, ids.len()),
+            }
         }
     }
 }

@@ -201,7 +201,17 @@ impl Builder {
         match &mut parent.value {
             Value::Seq(items) => items.push(node),
             Value::Map(entries) => match pending_key.take() {
-                None => *pending_key = Some(node),
+                None => {
+                    // The parser marks a block mapping at its first key's ':'
+                    // (the scanner only knows a key was a key once it sees the
+                    // colon); a mapping starts at its first key.
+                    if entries.is_empty()
+                        && (node.pos.line, node.pos.col) < (parent.pos.line, parent.pos.col)
+                    {
+                        parent.pos = node.pos;
+                    }
+                    *pending_key = Some(node);
+                }
                 Some(key) => {
                     let duplicate = entries.iter().any(|(k, _)| k.value == key.value);
                     if duplicate && self.error.is_none() {

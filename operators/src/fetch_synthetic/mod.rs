@@ -356,7 +356,7 @@ mod tests {
         fn local_day(&self) -> i32 {
             (self.ts + UTC_OFFSET_MS).div_euclid(DAY_MS) as i32
         }
-        /// Local time of day as minutes and milliseconds, e.g. 9:15 → 555 min.
+        /// Milliseconds since local midnight.
         fn local_ms(&self) -> i64 {
             (self.ts + UTC_OFFSET_MS).rem_euclid(DAY_MS)
         }
