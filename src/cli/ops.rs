@@ -14,7 +14,8 @@ pub fn ops(args: OpsArgs) -> anyhow::Result<ExitCode> {
     let reg = registry();
     let Some(name) = args.name else {
         for def in reg.iter() {
-            let first = def.doc().lines().next().unwrap_or("");
+            let doc = def.doc();
+            let first = doc.split_once(". ").map_or(doc, |(sentence, _)| sentence);
             println!("{:<18} {first}", def.name());
         }
         println!("\n`quiver ops NAME` shows an operator's parameters.");

@@ -66,6 +66,9 @@ enum Entry {
         var: String,
         members: Vec<(String, usize)>,
     },
+    /// A node whose own errors are already reported: references to it
+    /// resolve quietly, rather than as a cascade of 'unknown node' errors.
+    Broken,
 }
 
 /// The names of one pipeline or fragment instance.
@@ -134,6 +137,7 @@ impl<'d> Expander<'d> {
             let path = format!("nodes.{name}");
             if let Err(message) = check_name(&name) {
                 self.error(file, key.pos, &path, message);
+                self.namespaces[ns].entries.insert(name, Entry::Broken);
                 continue;
             }
             let spec = match from_yaml::<NodeSpec>(node, &path) {
@@ -145,6 +149,7 @@ impl<'d> Expander<'d> {
                         e.path.unwrap_or(path),
                         e.message,
                     ));
+                    self.namespaces[ns].entries.insert(name, Entry::Broken);
                     continue;
                 }
             };
@@ -155,9 +160,9 @@ impl<'d> Expander<'d> {
                     .expand_foreach(file, &spec, node, &path, &full, foreach, scope, ns)
                     .map(|(var, members)| Entry::FanOut { var, members }),
             };
-            if let Some(entry) = entry {
-                self.namespaces[ns].entries.insert(name, entry);
-            }
+            self.namespaces[ns]
+                .entries
+                .insert(name, entry.unwrap_or(Entry::Broken));
         }
     }
 
@@ -202,11 +207,11 @@ impl<'d> Expander<'d> {
             let instance = format!("{full}[{key}]");
             match self.expand_instance(file, spec, node, path, &instance, &inner, ns) {
                 Some(Entry::One(id)) => members.push((key, id)),
+                Some(Entry::Broken) | None => {}
                 Some(Entry::FanOut { .. }) => {
                     self.error(file, pos, &fpath, "a foreach over a fragment whose output is itself a fan-out is not supported; move the foreach into the fragment");
                     return None;
                 }
-                None => {}
             }
         }
         Some((var, members))
@@ -288,10 +293,10 @@ impl<'d> Expander<'d> {
                 file,
                 pos,
                 format!("{path}.op"),
-                format!(
-                    "unknown operator '{op}'{}; `quiver ops` lists them",
-                    did_you_mean(op, registry.names())
-                ),
+                match crate::diag::suggest(op, registry.names()) {
+                    Some(s) => format!("unknown operator '{op}' — did you mean '{s}'?"),
+                    None => format!("unknown operator '{op}'; `quiver ops` lists them"),
+                },
             );
             return None;
         }
@@ -431,7 +436,7 @@ impl<'d> Expander<'d> {
         match entry {
             Some(Entry::One(id)) => Target::One(id),
             Some(Entry::FanOut { var, members }) => Target::All { key: var, members },
-            None => Target::Broken,
+            Some(Entry::Broken) | None => Target::Broken,
         }
     }
 
@@ -684,6 +689,7 @@ impl From<Entry> for Target {
         match e {
             Entry::One(id) => Target::One(id),
             Entry::FanOut { var, members } => Target::All { key: var, members },
+            Entry::Broken => Target::Broken,
         }
     }
 }

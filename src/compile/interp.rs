@@ -5,7 +5,7 @@
 use serde_json::Value as Json;
 
 use super::params::Params;
-use crate::spec::{Value, Yaml};
+use crate::spec::{Pos, Value, Yaml};
 
 /// The names visible at one place: parameters, then `foreach` variables
 /// (innermost last).
@@ -66,15 +66,20 @@ impl std::fmt::Display for Unresolved {
     }
 }
 
-/// Interpolates every string in `node`. Errors carry the position of the
-/// string they are in.
-pub fn interpolate(node: &Yaml, scope: &Scope, errors: &mut Vec<(Yaml, Unresolved)>) -> Yaml {
+/// Interpolates every string in `node`, whose YAML path is `path`. Errors
+/// carry the path and position of the string they are in.
+pub fn interpolate(
+    node: &Yaml,
+    path: &str,
+    scope: &Scope,
+    errors: &mut Vec<(String, Pos, Unresolved)>,
+) -> Yaml {
     match &node.value {
         Value::Str(s) if s.contains('$') => match interpolate_str(s, scope) {
             Ok(Json::String(text)) => Yaml::new(Value::Str(text), node.pos),
             Ok(json) => Yaml::from_json(&json, node.pos),
             Err(e) => {
-                errors.push((node.clone(), e));
+                errors.push((path.to_string(), node.pos, e));
                 node.clone()
             }
         },
@@ -82,7 +87,8 @@ pub fn interpolate(node: &Yaml, scope: &Scope, errors: &mut Vec<(Yaml, Unresolve
             Value::Seq(
                 items
                     .iter()
-                    .map(|i| interpolate(i, scope, errors))
+                    .enumerate()
+                    .map(|(i, item)| interpolate(item, &format!("{path}[{i}]"), scope, errors))
                     .collect(),
             ),
             node.pos,
@@ -91,7 +97,10 @@ pub fn interpolate(node: &Yaml, scope: &Scope, errors: &mut Vec<(Yaml, Unresolve
             Value::Map(
                 entries
                     .iter()
-                    .map(|(k, v)| (k.clone(), interpolate(v, scope, errors)))
+                    .map(|(k, v)| {
+                        let path = format!("{path}.{}", k.scalar_text());
+                        (k.clone(), interpolate(v, &path, scope, errors))
+                    })
                     .collect(),
             ),
             node.pos,
