@@ -35,6 +35,13 @@ pub enum OpError {
     /// may succeed when retried; others will not.
     #[error("{message}")]
     Source { message: String, transient: bool },
+    /// The source asked us to slow down (HTTP 429 and the like); retry no
+    /// sooner than `retry_after` when it says.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -51,6 +58,14 @@ pub enum OpError {
 }
 
 impl OpError {
+    /// How long the source asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            OpError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
@@ -62,6 +77,7 @@ impl OpError {
     pub fn is_transient(&self) -> bool {
         match self {
             OpError::Source { transient, .. } => *transient,
+            OpError::Throttled { .. } => true,
             OpError::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::TimedOut

@@ -146,7 +146,7 @@ impl<'a> Merger<'a> {
             });
             keys.push((input.name.clone(), key));
         }
-        if !ok {
+        if !ok || self.decls[d].unresolved {
             return None;
         }
 

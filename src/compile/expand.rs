@@ -29,6 +29,9 @@ pub struct Decl {
     pub name: String,
     pub op: String,
     pub params: Yaml,
+    /// `params` hold `${…}` references already reported as unresolved: the
+    /// operator is not built, so they are not reported again as bad values.
+    pub unresolved: bool,
     pub inputs: Vec<DeclInput>,
     pub exec: ExecOptions,
     pub origin: Origin,
@@ -301,8 +304,8 @@ impl<'d> Expander<'d> {
             return None;
         }
         let params = match &spec.with {
-            Some(with) => self.interpolate(file, with, scope),
-            None => Yaml::new(Value::Map(Vec::new()), node.pos),
+            Some(with) => self.interpolate(file, with, &format!("{path}.with"), scope),
+            None => Some(Yaml::new(Value::Map(Vec::new()), node.pos)),
         };
         let inputs = match &spec.inputs {
             Some(inputs) => {
@@ -313,7 +316,8 @@ impl<'d> Expander<'d> {
         self.decls.push(Decl {
             name: full.to_string(),
             op: op.to_string(),
-            params,
+            unresolved: params.is_none(),
+            params: params.unwrap_or_else(|| spec.with.clone().unwrap_or_else(|| Yaml::new(Value::Null, node.pos))),
             inputs,
             exec: spec.exec_options(),
             origin,
@@ -321,13 +325,21 @@ impl<'d> Expander<'d> {
         Some(Entry::One(self.decls.len() - 1))
     }
 
-    fn interpolate(&mut self, file: &Arc<Path>, node: &Yaml, scope: &Scope) -> Yaml {
+    /// Interpolates `node`, or reports its unresolved references.
+    fn interpolate(
+        &mut self,
+        file: &Arc<Path>,
+        node: &Yaml,
+        path: &str,
+        scope: &Scope,
+    ) -> Option<Yaml> {
         let mut errors = Vec::new();
-        let out = interpolate(node, scope, &mut errors);
-        for (at, e) in errors {
-            self.error(file, at.pos, "", e.to_string());
+        let out = interpolate(node, path, scope, &mut errors);
+        let ok = errors.is_empty();
+        for (path, pos, e) in errors {
+            self.error(file, pos, path, e.to_string());
         }
-        out
+        ok.then_some(out)
     }
 
     fn expand_inputs(
@@ -489,31 +501,52 @@ impl<'d> Expander<'d> {
 
         // The fragment's parameters come from `with:`, read in the including scope.
         let mut overrides = Vec::new();
+        let mut params_ok = true;
         if let Some(with) = &spec.with {
-            let with = self.interpolate(file, with, scope);
-            match with.as_map() {
-                Some(entries) => overrides.extend(entries.iter().map(|(k, v)| Override {
-                    name: k.scalar_text(),
-                    path: format!("{path}.with.{}", k.scalar_text()),
-                    pos: Some(k.pos),
-                    value: v.clone(),
-                    source: file.clone(),
-                })),
-                None => self.error(
-                    file,
-                    with.pos,
-                    format!("{path}.with"),
-                    "a fragment's with: is a mapping of its parameter names to values",
-                ),
+            match self.interpolate(file, with, &format!("{path}.with"), scope) {
+                Some(with) => match with.as_map() {
+                    Some(entries) => overrides.extend(entries.iter().map(|(k, v)| Override {
+                        name: k.scalar_text(),
+                        path: format!("{path}.with.{}", k.scalar_text()),
+                        pos: Some(k.pos),
+                        value: v.clone(),
+                        source: file.clone(),
+                    })),
+                    None => {
+                        self.error(
+                            file,
+                            with.pos,
+                            format!("{path}.with"),
+                            "a fragment's with: is a mapping of its parameter names to values",
+                        );
+                        params_ok = false;
+                    }
+                },
+                None => params_ok = false,
             }
         }
+        let includer = params::Includer {
+            file,
+            pos: node.get("with").map_or(node.pos, |w| w.pos),
+            path: match spec.with {
+                Some(_) => format!("{path}.with"),
+                None => path.to_string(),
+            },
+            fragment: &fspec.fragment,
+        };
+        let mut param_diags = Diagnostics::default();
         let fparams = params::resolve(
             &frag_file,
             "params",
             fspec.params.as_ref(),
             &overrides,
-            self.diags,
+            Some(&includer),
+            &mut param_diags,
         );
+        params_ok &= param_diags.is_empty();
+        for d in param_diags.0 {
+            self.diags.push(d);
+        }
 
         // The fragment's inputs are bound to what this node passes.
         let child = self.namespaces.len();
@@ -541,24 +574,35 @@ impl<'d> Expander<'d> {
         };
         for input in &bound {
             if !fspec.inputs.contains(&input.name) {
-                let hint = did_you_mean(&input.name, fspec.inputs.iter().map(String::as_str));
+                let help = match crate::diag::suggest(
+                    &input.name,
+                    fspec.inputs.iter().map(String::as_str),
+                ) {
+                    Some(s) => format!(" — did you mean '{s}'?"),
+                    None if fspec.inputs.is_empty() => "; it takes no inputs".to_string(),
+                    None => format!("; it takes: {}", fspec.inputs.join(", ")),
+                };
                 self.error(
                     file,
                     input.origin.pos,
                     &input.origin.path,
                     format!(
-                        "fragment '{}' has no input '{}'{hint}; it takes: {}",
-                        fspec.fragment,
-                        input.name,
-                        fspec.inputs.join(", ")
+                        "fragment '{}' has no input '{}'{help}",
+                        fspec.fragment, input.name
                     ),
                 );
             }
         }
+        let inputs_pos = node.get("inputs").map_or(node.pos, |i| i.pos);
         for wanted in &fspec.inputs {
             if !bound.iter().any(|b| &b.name == wanted) {
-                self.error(file, node.pos, format!("{path}.inputs"), format!("fragment '{}' needs input '{wanted}'; pass it with inputs: {{{wanted}: NODE}}", fspec.fragment));
+                self.error(file, inputs_pos, format!("{path}.inputs"), format!("fragment '{}' needs input '{wanted}'; pass it with inputs: {{{wanted}: NODE}}", fspec.fragment));
             }
+        }
+        if !params_ok {
+            // Without its parameters the fragment's nodes would only report
+            // a cascade of unresolved references.
+            return None;
         }
         self.namespaces[child].bindings = bound.into_iter().map(|b| (b.name, b.target)).collect();
 

@@ -68,7 +68,14 @@ pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Pl
     };
 
     let resources = read_resources(&file, spec.resources.as_ref(), &mut diags);
-    let params = params::resolve(&file, "params", spec.params.as_ref(), overrides, &mut diags);
+    let params = params::resolve(
+        &file,
+        "params",
+        spec.params.as_ref(),
+        overrides,
+        None,
+        &mut diags,
+    );
     if !diags.is_empty() {
         // Without every parameter, expansion would report a cascade of
         // unresolved references that are not the user's mistake.

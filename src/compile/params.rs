@@ -72,12 +72,24 @@ impl Override {
 /// Resolved parameter values, in declaration order.
 pub type Params = IndexMap<String, Json>;
 
-/// Reads the `params:` section of `file` and applies `overrides`.
+/// The node that includes a fragment: a required fragment parameter left
+/// unset is its mistake, fixed in its `with:`, not with `--set`.
+pub struct Includer<'a> {
+    pub file: &'a Arc<Path>,
+    pub pos: Pos,
+    /// The YAML path of the including node's `with:` (or of the node).
+    pub path: String,
+    pub fragment: &'a str,
+}
+
+/// Reads the `params:` section of `file` and applies `overrides`; `includer`
+/// is the including node when `file` is a fragment.
 pub fn resolve(
     file: &Arc<Path>,
     section_path: &str,
     section: Option<&Yaml>,
     overrides: &[Override],
+    includer: Option<&Includer>,
     diags: &mut Diagnostics,
 ) -> Params {
     let mut decls: IndexMap<String, (ParamDecl, Pos)> = IndexMap::new();
@@ -124,12 +136,23 @@ pub fn resolve(
         };
         let Some(given) = given else {
             if decl.required {
-                diags.push(Diagnostic::new(
-                    file,
-                    Some(*pos),
-                    &path,
-                    format!("parameter '{name}' is required; set it with --set {name}=VALUE"),
-                ));
+                diags.push(match includer {
+                    None => Diagnostic::new(
+                        file,
+                        Some(*pos),
+                        &path,
+                        format!("parameter '{name}' is required; set it with --set {name}=VALUE"),
+                    ),
+                    Some(inc) => Diagnostic::new(
+                        inc.file,
+                        Some(inc.pos),
+                        &inc.path,
+                        format!(
+                            "fragment '{}' needs parameter '{name}'; set it in with: {{{name}: VALUE}}",
+                            inc.fragment
+                        ),
+                    ),
+                });
             }
             continue;
         };
