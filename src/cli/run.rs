@@ -1,21 +1,31 @@
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 
 use super::{EXIT_FAILED, PipelineArgs};
-use quiver::exec::{Executor, RunOptions};
+use quiver::exec::{Executor, ProgressMode, RunOptions, RunReport};
+
+/// The exit code of a run stopped by Ctrl-C (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pipeline: PipelineArgs,
-    /// Nodes running at once (default: the number of cores).
+    /// Compute nodes running at once (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     max_workers: Option<u16>,
-    /// Also write the run report as JSON to this file.
+    /// One node at a time, in a fixed order (same outputs as a parallel run).
+    #[arg(long)]
+    sequential: bool,
+    /// No progress output; the summary and errors only.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Where to save the run report (default: .quiver/runs/RUN_ID/report.json).
     #[arg(long, value_name = "FILE")]
-    report: Option<std::path::PathBuf>,
+    report: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -23,7 +33,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
-    let mut options = RunOptions::default();
+    let mut options = RunOptions {
+        sequential: args.sequential,
+        progress: if args.quiet {
+            ProgressMode::Quiet
+        } else {
+            ProgressMode::detect()
+        },
+        ..RunOptions::default()
+    };
     if let Some(n) = args.max_workers {
         options.max_workers = n as usize;
     }
@@ -32,17 +50,44 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let executor = Executor::new(options).context("cannot start the compute runtime")?;
-    let report = runtime.block_on(executor.run(&plan));
+    let report = runtime.block_on(executor.run_until(&plan, async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handler: never cancel.
+            std::future::pending::<()>().await;
+        }
+    }));
     drop(executor);
+
+    let path = args.report.unwrap_or_else(default_report_path);
+    save(&report, &path)?;
     eprint!("{report}");
-    if let Some(path) = &args.report {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json)
-            .with_context(|| format!("cannot write the run report to {}", path.display()))?;
-    }
-    Ok(if report.succeeded() {
+    eprintln!("report: {}", super::display_path(&path));
+    Ok(if report.totals.cancelled {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if report.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
     })
+}
+
+/// `.quiver/runs/<UTC time>-<pid>/report.json`: unique per run, sorted by time.
+fn default_report_path() -> PathBuf {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let id = format!("{}-{}", now.as_millis(), std::process::id());
+    PathBuf::from(".quiver")
+        .join("runs")
+        .join(id)
+        .join("report.json")
+}
+
+fn save(report: &RunReport, path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, json)
+        .with_context(|| format!("cannot write the run report to {}", path.display()))
 }

@@ -167,9 +167,24 @@ impl<'a> Merger<'a> {
         }
 
         let operator = self.build(d, &params_text, params_json.clone())?;
+        // Hashed from the inputs' identities, not their graph indexes, which
+        // depend on the order nodes were written in: the same node has the
+        // same identity in every compile.
         let identity = {
             let mut h = Fnv1a::default();
-            key.hash(&mut h);
+            (&key.op, &key.params).hash(&mut h);
+            for input in &inputs {
+                input.name.hash(&mut h);
+                match &input.source {
+                    Source::One(n) => (0u8, self.graph[*n].identity).hash(&mut h),
+                    Source::All { key, members } => {
+                        (1u8, key).hash(&mut h);
+                        for (k, n) in members {
+                            (k, self.graph[*n].identity).hash(&mut h);
+                        }
+                    }
+                }
+            }
             h.finish()
         };
         let n = self.graph.add_node(PlanNode {

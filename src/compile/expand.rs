@@ -193,7 +193,7 @@ impl<'d> Expander<'d> {
         };
         let mut members = Vec::with_capacity(keys.len());
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
-        for key in keys {
+        for (key, value) in keys {
             if !seen.insert(key.clone()) {
                 self.error(
                     file,
@@ -205,7 +205,8 @@ impl<'d> Expander<'d> {
                 );
                 continue;
             }
-            let value = Json::String(key.clone());
+            // The variable keeps the element's type (`seed: ${n}` over
+            // `[1, 2]` is a number); the key names the instance.
             let inner = scope.with_var(&var, &value);
             let instance = format!("{full}[{key}]");
             match self.expand_instance(file, spec, node, path, &instance, &inner, ns) {
@@ -317,7 +318,11 @@ impl<'d> Expander<'d> {
             name: full.to_string(),
             op: op.to_string(),
             unresolved: params.is_none(),
-            params: params.unwrap_or_else(|| spec.with.clone().unwrap_or_else(|| Yaml::new(Value::Null, node.pos))),
+            params: params.unwrap_or_else(|| {
+                spec.with
+                    .clone()
+                    .unwrap_or_else(|| Yaml::new(Value::Null, node.pos))
+            }),
             inputs,
             exec: spec.exec_options(),
             origin,
@@ -465,7 +470,7 @@ impl<'d> Expander<'d> {
         ns: usize,
     ) -> Option<Entry> {
         let use_pos = node.get("use").map_or(node.pos, |u| u.pos);
-        let frag_path = file.parent().unwrap_or(Path::new("")).join(fragment);
+        let frag_path = normalise(&file.parent().unwrap_or(Path::new("")).join(fragment));
         if self.include_stack.contains(&frag_path) {
             let mut chain: Vec<String> = self
                 .include_stack
@@ -604,7 +609,13 @@ impl<'d> Expander<'d> {
             // a cascade of unresolved references.
             return None;
         }
-        self.namespaces[child].bindings = bound.into_iter().map(|b| (b.name, b.target)).collect();
+        let mut bindings: HashMap<String, Target> =
+            bound.into_iter().map(|b| (b.name, b.target)).collect();
+        for wanted in &fspec.inputs {
+            // Reported above; the fragment's nodes reading it are not wrong.
+            bindings.entry(wanted.clone()).or_insert(Target::Broken);
+        }
+        self.namespaces[child].bindings = bindings;
 
         self.include_stack.push(frag_path.clone());
         let fscope = Scope::new(&fparams);
@@ -663,12 +674,7 @@ impl<'d> Expander<'d> {
                 Ok(doc) => Some(Arc::new(doc)),
                 Err(e) => {
                     let frag_file: Arc<Path> = Arc::from(frag_path);
-                    self.diags.push(Diagnostic::new(
-                        &frag_file,
-                        Some(e.pos),
-                        "",
-                        format!("YAML syntax: {}", e.message),
-                    ));
+                    self.diags.push(super::syntax_error(&frag_file, e));
                     None
                 }
             },
@@ -769,6 +775,25 @@ pub fn parse_ref(text: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// `path` with `.` and `dir/..` removed, so a fragment reached by two
+/// spellings is one fragment (and an include cycle through `..` is found).
+fn normalise(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Node names become parts of instance names and SQL table names.
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -785,8 +810,10 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Parses `VAR in LIST`, LIST being `${param}` or a YAML list.
-fn parse_foreach(text: &str, scope: &Scope) -> Result<(String, Vec<String>), String> {
+/// Parses `VAR in LIST`, LIST being `${param}` or a YAML list; returns the
+/// variable and each element as an instance key and its value.
+#[allow(clippy::type_complexity)]
+fn parse_foreach(text: &str, scope: &Scope) -> Result<(String, Vec<(String, Json)>), String> {
     let help = "write foreach as 'VAR in LIST', e.g. 'symbol in ${symbols}'";
     let (var, list) = text
         .split_once(" in ")
@@ -804,13 +831,17 @@ fn parse_foreach(text: &str, scope: &Scope) -> Result<(String, Vec<String>), Str
             .to_json()
     };
     let Json::Array(items) = value else {
-        return Err(format!("foreach needs a list, but '{list}' is {value}"));
+        let found = match &value {
+            Json::String(s) => format!("the text '{s}'"),
+            other => other.to_string(),
+        };
+        return Err(format!("foreach needs a list, but '{list}' is {found}"));
     };
     let keys = items
         .into_iter()
-        .map(|v| match v {
-            Json::String(s) => Ok(s),
-            Json::Number(n) => Ok(n.to_string()),
+        .map(|v| match &v {
+            Json::String(s) => Ok((s.clone(), v)),
+            Json::Number(n) => Ok((n.to_string(), v)),
             other => Err(format!(
                 "foreach keys are strings or numbers, found {other}"
             )),

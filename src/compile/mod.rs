@@ -45,12 +45,7 @@ pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Pl
     let doc = match crate::spec::yaml::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
-            diags.push(Diagnostic::new(
-                &file,
-                Some(e.pos),
-                "",
-                format!("YAML syntax: {}", e.message),
-            ));
+            diags.push(syntax_error(&file, e));
             return Err(diags);
         }
     };
@@ -68,6 +63,7 @@ pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Pl
     };
 
     let resources = read_resources(&file, spec.resources.as_ref(), &mut diags);
+    let before_params = diags.len();
     let params = params::resolve(
         &file,
         "params",
@@ -76,12 +72,17 @@ pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Pl
         None,
         &mut diags,
     );
-    if !diags.is_empty() {
+    if diags.len() > before_params {
         // Without every parameter, expansion would report a cascade of
         // unresolved references that are not the user's mistake.
         return Err(diags.sorted());
     }
-    if spec.nodes.as_map().is_some_and(|m| m.is_empty()) {
+    let no_nodes = match &spec.nodes.value {
+        Value::Null => true,
+        Value::Map(m) => m.is_empty(),
+        _ => false,
+    };
+    if no_nodes {
         let pos = doc.key_pos("nodes").unwrap_or(spec.nodes.pos);
         diags.push(Diagnostic::new(
             &file,
@@ -89,7 +90,7 @@ pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Pl
             "nodes",
             "the pipeline has no nodes",
         ));
-        return Err(diags);
+        return Err(diags.sorted());
     }
 
     let mut expander = expand::Expander::new(&mut diags, &resources);
@@ -112,6 +113,17 @@ pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Pl
         graph,
         stats,
     })
+}
+
+/// A YAML document that could not be read: a syntax error, or a duplicate
+/// key, which has a place in the document.
+pub(crate) fn syntax_error(file: &Arc<Path>, e: crate::spec::yaml::SyntaxError) -> Diagnostic {
+    let message = if e.path.is_empty() {
+        format!("YAML syntax: {}", e.message)
+    } else {
+        e.message
+    };
+    Diagnostic::new(file, Some(e.pos), e.path, message)
 }
 
 fn read_resources(
@@ -140,12 +152,16 @@ fn read_resources(
                         }
                         out.insert(name, r);
                     }
-                    Err(e) => diags.push(Diagnostic::new(
-                        file,
-                        e.pos,
-                        e.path.unwrap_or(path),
-                        e.message,
-                    )),
+                    Err(e) => {
+                        diags.push(Diagnostic::new(
+                            file,
+                            e.pos,
+                            e.path.unwrap_or(path),
+                            e.message,
+                        ));
+                        // Still a resource: the nodes naming it are not wrong.
+                        out.insert(name, ResourceSpec::default());
+                    }
                 }
             }
         }

@@ -179,7 +179,8 @@ pub fn resolve(
                             at,
                             where_,
                             format!(
-                                "{value} is not one of the allowed values: {}",
+                                "'{}' is not one of the allowed values: {}",
+                                given.scalar_text(),
                                 list.join(", ")
                             ),
                         ));

@@ -275,12 +275,17 @@ impl<'de, I: Iterator<Item = (usize, &'de Yaml)>> de::SeqAccess<'de> for SeqAcce
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             None => Ok(None),
-            Some((i, node)) => seed
-                .deserialize(Deser {
+            Some((i, node)) => {
+                let path = format!("{}[{i}]", self.path);
+                seed.deserialize(Deser {
                     node,
-                    path: format!("{}[{i}]", self.path),
+                    path: path.clone(),
                 })
-                .map(Some),
+                .map(Some)
+                // A value that deserialized but failed a check afterwards
+                // (`DurationSpec::parse`) is still this element's fault.
+                .map_err(|e| e.at(node.pos, &path))
+            }
         }
     }
 }
@@ -311,7 +316,13 @@ impl<'de, I: Iterator<Item = &'de (Yaml, Yaml)>> de::MapAccess<'de> for MapAcces
             .value
             .take()
             .ok_or_else(|| <DeError as de::Error>::custom("internal error: value without a key"))?;
-        seed.deserialize(Deser { node, path })
+        // A value that deserialized but failed a check afterwards
+        // (`DurationSpec::parse`) is still this value's fault.
+        seed.deserialize(Deser {
+            node,
+            path: path.clone(),
+        })
+        .map_err(|e| e.at(node.pos, &path))
     }
 }
 
@@ -375,6 +386,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read through Debug only: the tests are about the errors
     struct Outer {
         name: String,
         inner: Inner,
@@ -384,6 +396,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
     struct Inner {
         count: u32,
         #[serde(default)]
@@ -406,6 +419,19 @@ mod tests {
         assert_eq!(err.pos, Some(Pos { line: 3, col: 10 }));
         assert_eq!(err.path.as_deref(), Some("inner.count"));
         assert!(err.message.contains("invalid type"), "{}", err.message);
+    }
+
+    #[test]
+    fn checks_after_deserializing_point_at_the_value() {
+        #[derive(Debug, Deserialize)]
+        struct Checked {
+            #[allow(dead_code)]
+            timeout: crate::spec::DurationSpec,
+        }
+        let doc = parse("timeout: 10\n").unwrap();
+        let err = from_yaml::<Checked>(&doc, "node").unwrap_err();
+        assert_eq!(err.pos, Some(Pos { line: 1, col: 10 }));
+        assert_eq!(err.path.as_deref(), Some("node.timeout"));
     }
 
     #[test]

@@ -196,7 +196,7 @@ pub enum Require {
 }
 
 /// A resource pool.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     /// Requests in flight at once.
@@ -282,7 +282,7 @@ impl RateSpec {
             return Err(format!("a rate of 0 never lets anything through; {help}"));
         }
         let per = match unit.trim() {
-            "s" | "sec" => Duration::from_secs(1),
+            "s" => Duration::from_secs(1),
             "m" | "min" => Duration::from_secs(60),
             "h" => Duration::from_secs(3600),
             other => return Err(format!("unknown unit '{other}'; {help}")),
@@ -326,5 +326,7 @@ mod tests {
         assert_eq!((r.count, r.per), (600, Duration::from_secs(60)));
         assert!(RateSpec::parse("20").is_err());
         assert!(RateSpec::parse("0/s").is_err());
+        // The units of durations: `s`, not `sec`.
+        assert!(RateSpec::parse("20/sec").is_err());
     }
 }

@@ -160,6 +160,9 @@ impl Yaml {
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
     pub pos: Pos,
+    /// The YAML path of the value at fault, when the document parsed far
+    /// enough to know it (a duplicate key); empty otherwise.
+    pub path: String,
     pub message: String,
 }
 
@@ -169,6 +172,7 @@ pub fn parse(text: &str) -> Result<Yaml, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|e| SyntaxError {
         pos: Pos::from(*e.marker()),
+        path: String::new(),
         message: e.info().to_string(),
     })?;
     if let Some(err) = builder.error {
@@ -194,6 +198,23 @@ impl Builder {
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
         }
+        if let Some((
+            Yaml {
+                value: Value::Map(entries),
+                ..
+            },
+            Some(key),
+            _,
+        )) = self.stack.last()
+            && self.error.is_none()
+            && entries.iter().any(|(k, _)| k.value == key.value)
+        {
+            self.error = Some(SyntaxError {
+                pos: key.pos,
+                path: self.path_of(key),
+                message: format!("duplicate key '{}' in this mapping", key.scalar_text()),
+            });
+        }
         let Some((parent, pending_key, _)) = self.stack.last_mut() else {
             self.root = Some(node);
             return;
@@ -212,22 +233,30 @@ impl Builder {
                     }
                     *pending_key = Some(node);
                 }
-                Some(key) => {
-                    let duplicate = entries.iter().any(|(k, _)| k.value == key.value);
-                    if duplicate && self.error.is_none() {
-                        self.error = Some(SyntaxError {
-                            pos: key.pos,
-                            message: format!(
-                                "duplicate key '{}' in this mapping",
-                                key.scalar_text()
-                            ),
-                        });
-                    }
-                    entries.push((key, node));
-                }
+                Some(key) => entries.push((key, node)),
             },
             _ => unreachable!("only collections are pushed on the stack"),
         }
+    }
+
+    /// The YAML path of `key` in the innermost open mapping, e.g. `nodes.prices`.
+    fn path_of(&self, key: &Yaml) -> String {
+        let mut path = String::new();
+        let outer = &self.stack[..self.stack.len().saturating_sub(1)];
+        let segments = outer
+            .iter()
+            .filter_map(|(node, pending, _)| match (&node.value, pending) {
+                (Value::Map(_), Some(k)) => Some(k.scalar_text()),
+                (Value::Seq(items), _) => Some(format!("[{}]", items.len())),
+                _ => None,
+            });
+        for seg in segments.chain(std::iter::once(key.scalar_text())) {
+            if !path.is_empty() && !seg.starts_with('[') {
+                path.push('.');
+            }
+            path.push_str(&seg);
+        }
+        path
     }
 }
 
@@ -261,6 +290,7 @@ impl MarkedEventReceiver for Builder {
                     if self.error.is_none() {
                         self.error = Some(SyntaxError {
                             pos,
+                            path: String::new(),
                             message: "alias to an unknown anchor".into(),
                         });
                     }
@@ -342,7 +372,10 @@ mod tests {
     fn duplicate_keys_are_reported_at_the_second_key() {
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.pos, Pos { line: 3, col: 1 });
+        assert_eq!(err.path, "a");
         assert!(err.message.contains("duplicate key 'a'"), "{}", err.message);
+        let err = parse("a:\n  - {x: 1}\n  - {x: 1, y: 2, x: 3}\n").unwrap_err();
+        assert_eq!(err.path, "a[1].x");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Integration tests, in one binary so DataFusion is linked once.
 
+mod executor;
 mod fixtures;
 mod plans;
 mod properties;

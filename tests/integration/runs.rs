@@ -13,7 +13,11 @@ fn run(plan: &Plan, max_workers: usize) -> RunReport {
         .enable_all()
         .build()
         .unwrap();
-    let executor = Executor::new(RunOptions { max_workers }).unwrap();
+    let executor = Executor::new(RunOptions {
+        max_workers,
+        ..RunOptions::default()
+    })
+    .unwrap();
     let report = rt.block_on(executor.run(plan));
     drop(executor);
     report
@@ -50,8 +54,8 @@ fn vn30_runs_each_fetch_once_and_writes_parquet() {
     assert!(report.succeeded(), "{report}");
     // Every unique node ran exactly once; the 4 repeated tick fetches never ran.
     assert!(report.nodes.iter().all(|n| n.attempts == 1), "{report}");
-    assert_eq!(report.executed["fetch.synthetic"], 6);
-    assert_eq!(report.merged_avoided, 4);
+    assert_eq!(report.totals.executions_by_op["fetch.synthetic"], 6);
+    assert_eq!(report.totals.merged_avoided, 4);
 
     // HOSE sessions in 5-minute bars: 09:15–11:30 is 27 bars, 13:00–14:30 is
     // 18, and the 14:45 closing auction is one more: 46 a day, 2 days.
@@ -135,7 +139,7 @@ fn cli_exit_codes() {
     let invalid = quiver(&["validate", "pipelines/vn30.yaml", "--set", "interval=7m"]);
     assert_eq!(invalid.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&invalid.stderr);
-    assert!(stderr.contains("<--set>: error: --set interval: \"7m\" is not one of the allowed values: 1 minute, 5 minutes, 15 minutes"), "{stderr}");
+    assert!(stderr.contains("<--set>: error: --set interval: '7m' is not one of the allowed values: 1 minute, 5 minutes, 15 minutes"), "{stderr}");
 
     let usage = quiver(&["plan", "pipelines/vn30.yaml", "--format", "svg"]);
     assert_eq!(usage.status.code(), Some(2));

@@ -1,0 +1,174 @@
+//! Progress while a run goes: one bar per operator group on a terminal
+//! (`fetch.synthetic features[*].ticks  17/30`), plain lines otherwise.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::report::{NodeReport, NodeStatus};
+use crate::plan::Plan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// indicatif bars (for a terminal).
+    Bars,
+    /// One line per finished node (for logs and pipes).
+    Lines,
+    Quiet,
+}
+
+impl ProgressMode {
+    /// Bars when stderr is a terminal, lines otherwise.
+    pub fn detect() -> Self {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            ProgressMode::Bars
+        } else {
+            ProgressMode::Lines
+        }
+    }
+}
+
+struct Group {
+    bar: Option<ProgressBar>,
+    retries: u32,
+    failed: usize,
+}
+
+pub struct Progress {
+    mode: ProgressMode,
+    _multi: Option<MultiProgress>,
+    groups: Vec<Group>,
+    group_of: Vec<usize>,
+    done: usize,
+    total: usize,
+}
+
+/// `features[FPT].ticks` → `features[*].ticks`.
+fn family(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    let mut depth = 0;
+    for c in id.chars() {
+        match c {
+            '[' => {
+                if depth == 0 {
+                    out.push_str("[*]");
+                }
+                depth += 1;
+            }
+            ']' => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Progress {
+    pub fn new(plan: &Plan, mode: ProgressMode) -> Self {
+        let mut keys: Vec<String> = Vec::new();
+        let mut counts: Vec<u64> = Vec::new();
+        let mut group_of = Vec::with_capacity(plan.graph.node_count());
+        for (_, node) in plan.nodes() {
+            let key = format!("{} {}", node.op, family(&node.id));
+            let g = match keys.iter().position(|k| *k == key) {
+                Some(g) => g,
+                None => {
+                    keys.push(key);
+                    counts.push(0);
+                    keys.len() - 1
+                }
+            };
+            counts[g] += 1;
+            group_of.push(g);
+        }
+        let multi = (mode == ProgressMode::Bars)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let width = keys.iter().map(|k| k.len()).max().unwrap_or(10).min(48);
+        let style = ProgressStyle::with_template(&format!(
+            "{{prefix:{width}}} {{pos:>5}}/{{len:<5}} {{bar:24}} {{eta:>4}} {{msg}}"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> ");
+        let groups = keys
+            .iter()
+            .zip(&counts)
+            .map(|(key, &count)| Group {
+                bar: multi.as_ref().map(|m| {
+                    let bar = m.add(ProgressBar::new(count));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(key.clone());
+                    bar
+                }),
+                retries: 0,
+                failed: 0,
+            })
+            .collect();
+        Self {
+            mode,
+            _multi: multi,
+            groups,
+            group_of,
+            done: 0,
+            total: plan.graph.node_count(),
+        }
+    }
+
+    /// Records a node that reached its final state.
+    pub fn finished(&mut self, index: usize, report: &NodeReport) {
+        self.done += 1;
+        let group = &mut self.groups[self.group_of[index]];
+        group.retries += report.attempts.saturating_sub(1);
+        if report.status == NodeStatus::Failed {
+            group.failed += 1;
+        }
+        match self.mode {
+            ProgressMode::Quiet => {}
+            ProgressMode::Bars => {
+                if let Some(bar) = &group.bar {
+                    bar.inc(1);
+                    if group.retries > 0 || group.failed > 0 {
+                        bar.set_message(format!(
+                            "{} retries, {} failed",
+                            group.retries, group.failed
+                        ));
+                    }
+                    if bar.position() == bar.length().unwrap_or(0) {
+                        bar.finish();
+                    }
+                }
+            }
+            ProgressMode::Lines => {
+                let status = match report.status {
+                    NodeStatus::Succeeded => "done",
+                    NodeStatus::Failed => "FAILED",
+                    NodeStatus::Skipped => "skipped",
+                    NodeStatus::Defaulted => "defaulted",
+                    NodeStatus::Cancelled => "cancelled",
+                    NodeStatus::NotRun | NodeStatus::Running => "?",
+                };
+                let retries = match report.attempts {
+                    0 | 1 => String::new(),
+                    n => format!(", {} retries", n - 1),
+                };
+                eprintln!(
+                    "[{:>w$}/{}] {status:<9} {} ({}, {:.1?}{retries})",
+                    self.done,
+                    self.total,
+                    report.id,
+                    report.op,
+                    report.duration(),
+                    w = self.total.to_string().len()
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn families_group_fan_out_instances() {
+        assert_eq!(super::family("features[FPT].ticks"), "features[*].ticks");
+        assert_eq!(super::family("index"), "index");
+        assert_eq!(super::family("a[x[1]].b[y]"), "a[*].b[*]");
+    }
+}

@@ -1,0 +1,260 @@
+//! Resource pools: what a named `resources:` entry limits — requests in
+//! flight, requests started per second, and a circuit breaker that stops
+//! hammering a source that is down — plus the retry and timeout policy a
+//! node gets from its resource and its own overrides.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::spec::{ExecOptions, ResourceSpec, RetrySpec};
+
+/// One named pool, shared by every node that names it.
+pub struct Resource {
+    pub name: String,
+    concurrency: Option<Arc<Semaphore>>,
+    rate: Option<DefaultDirectRateLimiter>,
+    breaker: Option<Breaker>,
+}
+
+impl Resource {
+    pub fn new(name: &str, spec: &ResourceSpec) -> Self {
+        let rate = spec.rate.map(|r| {
+            // Requests are spaced evenly (a burst of one): `20/s` starts one
+            // request every 50 ms rather than twenty at once.
+            let period = r.per / r.count;
+            let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+                .expect("a positive period")
+                .allow_burst(NonZeroU32::MIN);
+            RateLimiter::direct(quota)
+        });
+        Self {
+            name: name.to_string(),
+            concurrency: spec
+                .concurrency
+                .map(|n| Arc::new(Semaphore::new(n as usize))),
+            rate,
+            breaker: spec
+                .circuit_breaker
+                .as_ref()
+                .map(|b| Breaker::new(b.failures, b.cooldown.0)),
+        }
+    }
+
+    /// Waits for a place in flight and a turn under the rate limit. The
+    /// permit is held for one attempt.
+    pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = match &self.concurrency {
+            Some(sem) => Some(sem.clone().acquire_owned().await.expect("never closed")),
+            None => None,
+        };
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        permit
+    }
+
+    pub fn breaker(&self) -> Option<&Breaker> {
+        self.breaker.as_ref()
+    }
+}
+
+/// A circuit breaker: after `threshold` consecutive failures it opens and
+/// fails attempts at once; after `cooldown` it lets one trial through
+/// (half-open), which closes it on success or opens it again on failure.
+pub struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BreakerState {
+    Closed { failures: u32 },
+    Open { since: Instant },
+    HalfOpen,
+}
+
+/// What the breaker says about an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// Open: try again after this long.
+    Rejected(Duration),
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+        }
+    }
+
+    pub fn admit(&self) -> Admission {
+        let mut state = self.state.lock().expect("breaker lock");
+        match *state {
+            BreakerState::Closed { .. } => Admission::Allowed,
+            BreakerState::HalfOpen => Admission::Rejected(self.cooldown / 4),
+            BreakerState::Open { since } => {
+                let waited = since.elapsed();
+                if waited >= self.cooldown {
+                    *state = BreakerState::HalfOpen;
+                    Admission::Allowed
+                } else {
+                    Admission::Rejected(self.cooldown - waited)
+                }
+            }
+        }
+    }
+
+    pub fn record(&self, success: bool) {
+        let mut state = self.state.lock().expect("breaker lock");
+        *state = match (*state, success) {
+            (_, true) => BreakerState::Closed { failures: 0 },
+            (BreakerState::Closed { failures }, false) if failures + 1 < self.threshold => {
+                BreakerState::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (_, false) => BreakerState::Open {
+                since: Instant::now(),
+            },
+        };
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(
+            *self.state.lock().expect("breaker lock"),
+            BreakerState::Open { .. }
+        )
+    }
+}
+
+/// How a node retries and times out: its own settings over its resource's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptPolicy {
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub timeout: Option<Duration>,
+}
+
+impl AttemptPolicy {
+    pub fn resolve(node: &ExecOptions, resource: Option<&ResourceSpec>) -> Self {
+        let retries = node
+            .retries
+            .as_ref()
+            .or(resource.and_then(|r| r.retries.as_ref()));
+        let (max_attempts, backoff, max_backoff) = match retries {
+            None => (1, Duration::from_millis(100), Duration::from_secs(10)),
+            Some(RetrySpec::Count(n)) => {
+                (n + 1, Duration::from_millis(100), Duration::from_secs(10))
+            }
+            Some(RetrySpec::Policy(p)) => (
+                p.max_attempts.max(1),
+                p.backoff.map_or(Duration::from_millis(100), |d| d.0),
+                p.max_backoff.map_or(Duration::from_secs(10), |d| d.0),
+            ),
+        };
+        let timeout = node
+            .timeout
+            .or(resource.and_then(|r| r.timeout))
+            .map(|d| d.0);
+        Self {
+            max_attempts,
+            backoff,
+            max_backoff,
+            timeout,
+        }
+    }
+
+    /// The wait before retry number `retry` (1 for the first retry):
+    /// exponential, capped, with "full jitter" between half and all of it so
+    /// that many failing nodes do not retry in lockstep.
+    pub fn backoff(&self, retry: u32, jitter: f64) -> Duration {
+        let exp = self
+            .backoff
+            .saturating_mul(1u32 << (retry.saturating_sub(1)).min(20));
+        let capped = exp.min(self.max_backoff);
+        capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{DurationSpec, RetryPolicy};
+
+    #[test]
+    fn breaker_opens_after_threshold_and_half_opens_after_cooldown() {
+        let b = Breaker::new(2, Duration::from_millis(30));
+        assert_eq!(b.admit(), Admission::Allowed);
+        b.record(false);
+        assert_eq!(b.admit(), Admission::Allowed);
+        b.record(false);
+        assert!(b.is_open());
+        assert!(matches!(b.admit(), Admission::Rejected(_)));
+        std::thread::sleep(Duration::from_millis(35));
+        assert_eq!(
+            b.admit(),
+            Admission::Allowed,
+            "one trial after the cooldown"
+        );
+        assert!(
+            matches!(b.admit(), Admission::Rejected(_)),
+            "only one trial at a time"
+        );
+        b.record(true);
+        assert_eq!(b.admit(), Admission::Allowed);
+        assert!(!b.is_open());
+    }
+
+    #[test]
+    fn a_failed_trial_opens_the_breaker_again() {
+        let b = Breaker::new(1, Duration::from_millis(10));
+        b.record(false);
+        std::thread::sleep(Duration::from_millis(12));
+        assert_eq!(b.admit(), Admission::Allowed);
+        b.record(false);
+        assert!(b.is_open());
+    }
+
+    #[test]
+    fn node_settings_override_the_resource() {
+        let resource = ResourceSpec {
+            concurrency: Some(6),
+            rate: None,
+            timeout: Some(DurationSpec(Duration::from_secs(30))),
+            retries: Some(RetrySpec::Count(3)),
+            circuit_breaker: None,
+        };
+        let plain = AttemptPolicy::resolve(&ExecOptions::default(), Some(&resource));
+        assert_eq!(
+            (plain.max_attempts, plain.timeout),
+            (4, Some(Duration::from_secs(30)))
+        );
+        let node = ExecOptions {
+            retries: Some(RetrySpec::Policy(RetryPolicy {
+                max_attempts: 2,
+                backoff: Some(DurationSpec(Duration::from_millis(10))),
+                max_backoff: None,
+            })),
+            timeout: Some(DurationSpec(Duration::from_secs(1))),
+            ..ExecOptions::default()
+        };
+        let own = AttemptPolicy::resolve(&node, Some(&resource));
+        assert_eq!(
+            (own.max_attempts, own.timeout),
+            (2, Some(Duration::from_secs(1)))
+        );
+        assert_eq!(own.backoff(1, 1.0), Duration::from_millis(10));
+        assert_eq!(own.backoff(3, 1.0), Duration::from_millis(40));
+        assert_eq!(own.backoff(3, 0.0), Duration::from_millis(20));
+    }
+}
