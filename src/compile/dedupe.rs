@@ -70,32 +70,62 @@ impl<'a> Merger<'a> {
     }
 
     /// Merges every declared instance, inputs first.
+    ///
+    /// A depth-first walk in declaration order, with an explicit stack so a
+    /// chain of 100,000 nodes cannot overflow the thread's stack. Nodes are
+    /// created in post-order: every node after its inputs.
     pub fn run(mut self) -> (DiGraph<PlanNode, ()>, Stats) {
-        for d in 0..self.decls.len() {
-            self.visit(d);
+        for root in 0..self.decls.len() {
+            if self.state[root] != State::New {
+                continue;
+            }
+            let mut frames: Vec<(usize, Vec<usize>, usize)> = vec![self.enter(root)];
+            while let Some((d, deps, cursor)) = frames.last_mut() {
+                if let Some(&t) = deps.get(*cursor) {
+                    *cursor += 1;
+                    match self.state[t] {
+                        State::New => frames.push(self.enter(t)),
+                        State::Visiting => self.report_cycle(t),
+                        State::Done(_) | State::Failed => {}
+                    }
+                    continue;
+                }
+                let d = *d;
+                frames.pop();
+                self.stack.pop();
+                let result = self.merge(d);
+                if self.state[d] == State::Visiting {
+                    self.state[d] = result.map_or(State::Failed, State::Done);
+                }
+            }
         }
         self.stats.unique = self.graph.node_count();
         (self.graph, self.stats)
     }
 
-    fn visit(&mut self, d: usize) -> Option<NodeIndex> {
-        match self.state[d] {
-            State::Done(n) => return Some(n),
-            State::Failed => return None,
-            State::Visiting => {
-                self.report_cycle(d);
-                return None;
-            }
-            State::New => {}
-        }
+    /// Marks `d` as being visited; returns its frame: the declared nodes it
+    /// reads, in the order `merge` reads them.
+    fn enter(&mut self, d: usize) -> (usize, Vec<usize>, usize) {
         self.state[d] = State::Visiting;
         self.stack.push(d);
-        let result = self.merge(d);
-        self.stack.pop();
-        if self.state[d] == State::Visiting {
-            self.state[d] = result.map_or(State::Failed, State::Done);
+        let deps = self.decls[d]
+            .inputs
+            .iter()
+            .flat_map(|input| match &input.target {
+                Target::One(t) => vec![*t],
+                Target::All { members, .. } => members.iter().map(|(_, t)| *t).collect(),
+                Target::Pending { .. } | Target::Broken => Vec::new(),
+            })
+            .collect();
+        (d, deps, 0)
+    }
+
+    /// The plan node of a declared node already merged.
+    fn visit(&self, d: usize) -> Option<NodeIndex> {
+        match self.state[d] {
+            State::Done(n) => Some(n),
+            _ => None,
         }
-        result
     }
 
     fn merge(&mut self, d: usize) -> Option<NodeIndex> {
