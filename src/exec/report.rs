@@ -71,6 +71,11 @@ impl NodeReport {
     pub fn duration(&self) -> Duration {
         self.end.saturating_sub(self.start)
     }
+
+    /// Time spent working: the duration less the wait for the resource.
+    pub fn busy(&self) -> Duration {
+        self.duration().saturating_sub(self.wait)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
