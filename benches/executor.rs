@@ -112,7 +112,8 @@ fn overhead() {
     println!("1. overhead per no-op node (median of 5 runs; lower bound 0)");
     for &n in &[10_000usize, 100_000] {
         let side = (n as f64).sqrt() as usize;
-        let shapes: Vec<(String, Box<dyn Fn(Workload) -> Plan>)> = vec![
+        type MakePlan = Box<dyn Fn(Workload) -> Plan>;
+        let shapes: Vec<(String, MakePlan)> = vec![
             ("chain".into(), Box::new(move |w| chain(n, w))),
             ("fan-out into one sink".into(), Box::new(move |w| fan_out(n, w))),
             (format!("grid {side}×{side}"), Box::new(move |w| grid(side, side, w))),

@@ -1,32 +1,35 @@
-//! `fetch.csv`: reads one CSV file, optionally gzip-compressed, into a table.
+//! `fetch.csv`: reads CSV files (one, a glob, or a hive-partitioned folder;
+//! plain or gzip-compressed) into a table.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::csv::ReaderBuilder;
-use datafusion::arrow::csv::reader::Format;
-use datafusion::arrow::datatypes::Schema;
-use datafusion::arrow::error::ArrowError;
-use flate2::read::MultiGzDecoder;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
+use futures::TryStreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::file_scan::{ScanFormat, ScanSpec, is_gzip};
 use crate::registry::OpParams;
 use crate::{Inputs, OpError, Operator, ParamError, Table, Workload};
-
-/// Rows per output batch: large enough that per-batch overhead vanishes,
-/// small enough that one batch of a wide file stays a few megabytes.
-const BATCH_ROWS: usize = 8192;
 
 /// Parameters of `fetch.csv`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsvParams {
-    /// The CSV file to read. A path ending in `.gz` is decompressed with
-    /// gzip. Relative paths are resolved against the directory quiver is run
+    /// What to read: one CSV file, a glob (`data/*.csv`, `data/2024-*.csv.gz`)
+    /// or a folder. A folder is read as its `.csv` files, or its `.csv.gz`
+    /// files when it has no `.csv` ones; a hive-partitioned folder
+    /// (`data/symbol=FPT/date=2026-01-05/part-0.csv`) adds each `key=value`
+    /// level as a column (a date when every value is one like 2026-01-05,
+    /// text otherwise). Names ending in `.gz` are decompressed with gzip.
+    /// Files read together must have the same columns in the same order;
+    /// a column's type is one that holds every file's values. Relative paths are resolved against the directory quiver is run
     /// from, not the pipeline file's directory.
     ///
     /// ```yaml
@@ -34,15 +37,62 @@ pub struct CsvParams {
     /// ```
     pub path: String,
 
-    /// The columns to keep, in the order given. Omit to keep every column
-    /// in file order. Naming a column the file does not have fails the run
-    /// and lists the columns it does have.
+    /// The columns to keep, in the order given (partition columns too).
+    /// Omit to keep every column in file order. Naming a column the files
+    /// do not have fails the run and lists the columns they do have.
     ///
     /// ```yaml
     /// columns: [Ticker, Date, Close]
     /// ```
     #[serde(default)]
     pub columns: Option<Vec<String>>,
+
+    /// Keep only the rows of these symbols, matched against
+    /// `symbol_column`. When that column is a partition folder, the other
+    /// symbols' files are not even opened.
+    ///
+    /// ```yaml
+    /// symbols: [AAPL, MSFT]
+    /// ```
+    #[serde(default)]
+    pub symbols: Option<Vec<String>>,
+
+    /// The column `symbols` is matched against. Defaults to `symbol`.
+    ///
+    /// ```yaml
+    /// symbol_column: Ticker
+    /// ```
+    #[serde(default = "default_symbol_column")]
+    pub symbol_column: String,
+
+    /// Keep only rows whose `time_column` is at or after this date or time
+    /// (ISO 8601: `2024-01-02` or `2024-01-02T09:15:00`, optionally with an
+    /// offset). Without an offset it is read in the column's own time zone.
+    ///
+    /// ```yaml
+    /// start: 2024-01-01
+    /// ```
+    #[serde(default)]
+    pub start: Option<String>,
+
+    /// Keep only rows whose `time_column` is before this date or time
+    /// (exclusive, so consecutive ranges never overlap: `start: 2024-01-01`,
+    /// `end: 2025-01-01` is the year 2024). Same format as `start`.
+    ///
+    /// ```yaml
+    /// end: 2025-01-01
+    /// ```
+    #[serde(default)]
+    pub end: Option<String>,
+
+    /// The column `start` and `end` apply to: a date, a timestamp, or ISO
+    /// text. Defaults to `ts`.
+    ///
+    /// ```yaml
+    /// time_column: Date
+    /// ```
+    #[serde(default = "default_time_column")]
+    pub time_column: String,
 
     /// The field separator: one ASCII character. Defaults to a comma.
     ///
@@ -70,38 +120,39 @@ fn default_true() -> bool {
     true
 }
 
+pub(crate) fn default_symbol_column() -> String {
+    "symbol".into()
+}
+
+pub(crate) fn default_time_column() -> String {
+    "ts".into()
+}
+
 impl OpParams for CsvParams {
     const NAME: &'static str = "fetch.csv";
-    const DOC: &'static str = "Reads one CSV file (gzip-compressed when the path ends in .gz) into \
-        a table. Column types are inferred from every row of the file: whole numbers become \
+    const DOC: &'static str = "Reads CSV files into a table: one file, a glob, or a \
+        hive-partitioned folder whose key=value folders become columns; gzip-compressed when \
+        names end in .gz. Column types are inferred from every row: whole numbers become \
         Int64, other numbers Float64, true/false Boolean, dates like 2000-03-01 Date32, ISO \
         timestamps like 2000-03-01T09:30:00 Timestamp (no time zone), and anything else Utf8. \
-        Empty fields are null. Takes no inputs.";
+        Empty fields are null. Optional filters keep some symbols and a time range \
+        [start, end); on partition columns they skip whole files. Takes no inputs.";
     const WORKLOAD: Workload = Workload::Io;
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
+        let spec = ScanSpec {
+            op: Self::NAME,
+            path: self.path,
+            columns: self.columns,
+            symbols: self.symbols,
+            symbol_column: self.symbol_column,
+            start: self.start,
+            end: self.end,
+            time_column: self.time_column,
+        };
         // `ParamError` carries one path, so this reports the first problem,
         // checking fields in the order they are declared.
-        if self.path.trim().is_empty() {
-            return Err(ParamError::new(
-                &["path"],
-                "path is empty; name the CSV file to read, e.g. `path: data/prices.csv.gz`",
-            ));
-        }
-        if let Some(columns) = &self.columns {
-            if columns.is_empty() {
-                return Err(ParamError::new(
-                    &["columns"],
-                    "columns is an empty list; omit it to keep every column",
-                ));
-            }
-            if let Some(i) = (1..columns.len()).find(|&i| columns[..i].contains(&columns[i])) {
-                return Err(ParamError::new(
-                    &["columns", &i.to_string()],
-                    format!("column '{}' is listed twice", columns[i]),
-                ));
-            }
-        }
+        spec.check()?;
         let delimiter = match u8::try_from(self.delimiter) {
             Ok(b) if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => b,
             _ => {
@@ -116,10 +167,11 @@ impl OpParams for CsvParams {
             }
         };
         Ok(Arc::new(CsvFetch {
-            path: PathBuf::from(self.path),
-            columns: self.columns,
-            delimiter,
-            has_header: self.has_header,
+            spec,
+            format: CsvScan {
+                delimiter,
+                has_header: self.has_header,
+            },
         }))
     }
 }
@@ -127,8 +179,12 @@ impl OpParams for CsvParams {
 /// The runtime `fetch.csv` operator.
 #[derive(Debug, Clone)]
 struct CsvFetch {
-    path: PathBuf,
-    columns: Option<Vec<String>>,
+    spec: ScanSpec,
+    format: CsvScan,
+}
+
+#[derive(Debug, Clone)]
+struct CsvScan {
     delimiter: u8,
     has_header: bool,
 }
@@ -136,108 +192,71 @@ struct CsvFetch {
 #[async_trait]
 impl Operator for CsvFetch {
     async fn execute(&self, _inputs: Inputs) -> Result<Table, OpError> {
-        let op = self.clone();
-        // Decompressing and parsing are blocking work; keep them off the
-        // async threads.
-        tokio::task::spawn_blocking(move || op.read())
-            .await
-            .map_err(|e| OpError::Internal(format!("fetch.csv reader task failed: {e}")))?
+        Ok(self.spec.scan(&self.format).await?.0)
     }
 }
 
-impl CsvFetch {
-    fn read(&self) -> Result<Table, OpError> {
-        let format = Format::default()
-            .with_header(self.has_header)
-            .with_delimiter(self.delimiter);
-
-        // Two passes over the file, one to infer types from every row and one
-        // to parse, rather than holding the decompressed text in memory: a
-        // sample could guess Int64 for a column whose later rows are floats.
-        let (schema, _) = format
-            .infer_schema(self.open()?, None)
-            .map_err(|e| self.malformed(e))?;
-        let schema = Arc::new(schema);
-
-        let mut builder = ReaderBuilder::new(schema.clone())
-            .with_format(format)
-            .with_batch_size(BATCH_ROWS);
-        if let Some(columns) = &self.columns {
-            builder = builder.with_projection(self.projection(columns, &schema)?);
-        }
-        let reader = builder.build(self.open()?).map_err(|e| self.malformed(e))?;
-        let out_schema = reader.schema();
-        let batches = reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.malformed(e))?;
-
-        let table = Table::new(out_schema, batches);
-        tracing::debug!(
-            path = %self.path.display(),
-            rows = table.num_rows(),
-            columns = table.schema().fields().len(),
-            "Read CSV file"
-        );
-        Ok(table)
-    }
-
-    /// The file's bytes, decompressed when the name ends in `.gz`.
-    fn open(&self) -> Result<Box<dyn Read + Send>, OpError> {
-        let file = File::open(&self.path).map_err(|e| {
-            OpError::io(
-                format!("fetch.csv: cannot open '{}'", self.path.display()),
-                e,
-            )
-        })?;
-        if is_gzip(&self.path) {
-            // Multi-member, so files written by bgzip or by concatenating
-            // gzip files are read to the end rather than to the first member.
-            Ok(Box::new(MultiGzDecoder::new(file)))
+#[async_trait]
+impl ScanFormat for CsvScan {
+    async fn for_listing(
+        &self,
+        url: &ListingTableUrl,
+        state: &SessionState,
+    ) -> Result<(String, Arc<dyn FileFormat>), DataFusionError> {
+        let (extension, gzip) = match url.get_glob() {
+            // A glob selects the files itself.
+            Some(glob) => (String::new(), is_gzip(glob.as_str())),
+            None if !url.is_collection() => (String::new(), is_gzip(url.as_str())),
+            // A folder: its `.csv` files, or its `.csv.gz` ones if it has
+            // no `.csv` files.
+            None => {
+                let store = state.runtime_env().object_store(url)?;
+                let has = async |extension: &str| {
+                    let mut files = url.list_all_files(state, store.as_ref(), extension).await?;
+                    Ok::<_, DataFusionError>(files.try_next().await?.is_some())
+                };
+                if !has(".csv").await? && has(".csv.gz").await? {
+                    (".csv.gz".to_string(), true)
+                } else {
+                    (".csv".to_string(), false)
+                }
+            }
+        };
+        let compression = if gzip {
+            FileCompressionType::GZIP
         } else {
-            Ok(Box::new(file))
-        }
+            FileCompressionType::UNCOMPRESSED
+        };
+        let format = CsvFormat::default()
+            .with_has_header(self.has_header)
+            .with_delimiter(self.delimiter)
+            // Two passes over the files, one to infer types from every row
+            // and one to parse: a sample could guess Int64 for a column
+            // whose later rows are floats.
+            .with_schema_infer_max_rec(usize::MAX)
+            .with_file_compression_type(compression);
+        Ok((extension, Arc::new(format)))
     }
 
-    /// Indexes of `columns` in `schema`, or an error naming the first unknown one.
-    fn projection(&self, columns: &[String], schema: &Schema) -> Result<Vec<usize>, OpError> {
-        columns
-            .iter()
-            .map(|name| {
-                schema.index_of(name).map_err(|_| {
-                    let available: Vec<&str> =
-                        schema.fields().iter().map(|f| f.name().as_str()).collect();
-                    OpError::Invalid(format!(
-                        "fetch.csv: column '{name}' is not in '{}'; its columns are: {}",
-                        self.path.display(),
-                        available.join(", ")
-                    ))
-                })
-            })
-            .collect()
+    fn widens_types(&self) -> bool {
+        true
     }
-
-    /// A file that opened but does not parse: the source is at fault, and
-    /// reading it again will not help.
-    fn malformed(&self, e: ArrowError) -> OpError {
-        OpError::Source {
-            message: format!("fetch.csv: cannot read '{}': {e}", self.path.display()),
-            transient: false,
-        }
-    }
-}
-
-fn is_gzip(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("gz"))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::fs::File;
+    use std::io::{Read, Write};
+
+    use flate2::Compression;
+    use flate2::read::MultiGzDecoder;
+    use flate2::write::GzEncoder;
 
     use datafusion::arrow::datatypes::DataType;
     use datafusion::arrow::util::display::array_value_to_string;
     use serde_json::json;
+
+    use std::path::Path;
 
     use super::*;
     use crate::registry;
@@ -407,6 +426,121 @@ mod tests {
         assert_eq!(column_names(&table), ["column_1", "column_2"]);
         assert_eq!(table.num_rows(), 2);
         assert_eq!(cell(&table, "column_2", 1), "2.5");
+    }
+
+    /// Lines of the stocks file for `ticker` in [start, end), read here
+    /// straight from the gzip text, independently of DataFusion.
+    fn stocks_lines(ticker: &str, start: &str, end: &str) -> Vec<String> {
+        let mut text = String::new();
+        MultiGzDecoder::new(File::open(stocks_path()).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        text.lines()
+            .skip(1)
+            .filter(|line| {
+                let mut fields = line.split(',');
+                let (t, d) = (fields.next().unwrap(), fields.next().unwrap());
+                t == ticker && d >= start && d < end
+            })
+            .map(String::from)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn keeps_the_symbols_and_dates_asked_for() {
+        let table = run(json!({
+            "path": stocks_path(),
+            "symbols": ["FB"],
+            "symbol_column": "Ticker",
+            "start": "2013-01-01",
+            "end": "2013-02-01",
+            "time_column": "Date",
+            "columns": ["Ticker", "Date", "Close"],
+        }))
+        .await
+        .unwrap();
+
+        let expected = stocks_lines("FB", "2013-01-01", "2013-02-01");
+        assert!(expected.len() > 15, "{expected:?}");
+        assert_eq!(table.num_rows(), expected.len());
+        for (row, line) in expected.iter().enumerate() {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(cell(&table, "Date", row), fields[1]);
+            assert_eq!(
+                cell(&table, "Close", row).parse::<f64>().unwrap(),
+                fields[5].parse::<f64>().unwrap()
+            );
+        }
+    }
+
+    fn gzip(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut gz = GzEncoder::new(File::create(path).unwrap(), Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_gzipped_hive_folder_is_pruned_by_symbol_and_read_by_glob() {
+        let dir = tempfile::tempdir().unwrap();
+        gzip(
+            &dir.path().join("symbol=FPT/date=2026-01-05/part-0.csv.gz"),
+            "ts,close\n2026-01-05T09:15:00,95.5\n",
+        );
+        gzip(
+            &dir.path().join("symbol=FPT/date=2026-01-06/part-0.csv.gz"),
+            "ts,close\n2026-01-06T09:15:00,96\n",
+        );
+        // Not gzip: any read that opens it fails.
+        std::fs::create_dir_all(dir.path().join("symbol=VNM/date=2026-01-05")).unwrap();
+        std::fs::write(
+            dir.path().join("symbol=VNM/date=2026-01-05/part-0.csv.gz"),
+            "junk",
+        )
+        .unwrap();
+
+        assert!(run(json!({ "path": dir.path() })).await.is_err());
+
+        for path in [
+            dir.path().display().to_string(),
+            format!("{}/*.csv.gz", dir.path().display()),
+        ] {
+            let table = run(json!({
+                "path": path,
+                "symbols": ["FPT"],
+                "time_column": "date",
+                "end": "2026-01-06",
+            }))
+            .await
+            .unwrap();
+            assert_eq!(
+                column_names(&table),
+                ["ts", "close", "symbol", "date"],
+                "{path}"
+            );
+            assert_eq!(table.num_rows(), 1, "{path}");
+            assert_eq!(cell(&table, "ts", 0), "2026-01-05T09:15:00");
+            assert_eq!(cell(&table, "close", 0), "95.5");
+            assert_eq!(cell(&table, "symbol", 0), "FPT");
+            assert_eq!(table.schema().field(3).data_type(), &DataType::Date32);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_glob_reads_the_matching_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.csv"), "x,y\n3,4\n").unwrap();
+        std::fs::write(dir.path().join("a.csv"), "x,y\n1,2.5\n").unwrap();
+        std::fs::write(dir.path().join("c.txt"), "not,data\n").unwrap();
+
+        let table = run(json!({ "path": format!("{}/*.csv", dir.path().display()) }))
+            .await
+            .unwrap();
+
+        assert_eq!(table.num_rows(), 2);
+        assert_eq!(cell(&table, "x", 0), "1");
+        assert_eq!(cell(&table, "y", 1), "4.0");
+        assert_eq!(table.schema().field(1).data_type(), &DataType::Float64);
     }
 
     #[tokio::test]

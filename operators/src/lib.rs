@@ -10,8 +10,18 @@ pub mod error;
 pub mod registry;
 pub mod table;
 
+mod align;
+mod atomic;
+mod features;
 mod fetch_csv;
+mod fetch_http;
+mod fetch_parquet;
 mod fetch_synthetic;
+mod file_scan;
+mod hive;
+mod resample;
+mod sessions;
+mod sink_csv;
 mod sink_parquet;
 mod transform_sql;
 

@@ -94,8 +94,14 @@ fn builtins() -> Vec<Box<dyn OperatorDef>> {
     vec![
         def::<crate::fetch_synthetic::SyntheticParams>(),
         def::<crate::fetch_csv::CsvParams>(),
+        def::<crate::fetch_parquet::ParquetParams>(),
+        def::<crate::fetch_http::HttpParams>(),
         def::<crate::transform_sql::SqlParams>(),
+        def::<crate::resample::ResampleParams>(),
+        def::<crate::align::AlignParams>(),
+        def::<crate::features::FeaturesParams>(),
         def::<crate::sink_parquet::ParquetSinkParams>(),
+        def::<crate::sink_csv::CsvSinkParams>(),
     ]
 }
 
