@@ -22,8 +22,8 @@ use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use quiver::compile::compile_str;
 use quiver::exec::{Executor, RunOptions, RunReport};
-use quiver::plan::{Plan, PlanInput, PlanNode, Source, Stats};
 use quiver::operators::{Effect, Inputs, OpError, Operator, Table, Workload};
+use quiver::plan::{Plan, PlanInput, PlanNode, Source, Stats};
 
 /// Does nothing: what is left of a run is the executor's own cost.
 #[derive(Debug)]
@@ -60,7 +60,10 @@ fn plan(n: usize, edges: impl Iterator<Item = (usize, usize)>, workload: Workloa
     for (a, b) in edges {
         let (a, b) = (NodeIndex::new(a), NodeIndex::new(b));
         graph.add_edge(a, b, ());
-        graph[b].inputs.push(PlanInput { name: format!("in{}", a.index()), source: Source::One(a) });
+        graph[b].inputs.push(PlanInput {
+            name: format!("in{}", a.index()),
+            source: Source::One(a),
+        });
     }
     Plan {
         name: "bench".into(),
@@ -68,7 +71,11 @@ fn plan(n: usize, edges: impl Iterator<Item = (usize, usize)>, workload: Workloa
         params: IndexMap::new(),
         resources: IndexMap::new(),
         graph,
-        stats: Stats { declared: n, unique: n, ..Stats::default() },
+        stats: Stats {
+            declared: n,
+            unique: n,
+            ..Stats::default()
+        },
     }
 }
 
@@ -79,7 +86,13 @@ fn chain(n: usize, w: Workload) -> Plan {
 fn fan_out(n: usize, w: Workload) -> Plan {
     // One source, n − 2 middle nodes, one sink reading them all.
     let sink = n - 1;
-    plan(n, (1..sink).map(|i| (0, i)).chain((1..sink).map(move |i| (i, sink))), w)
+    plan(
+        n,
+        (1..sink)
+            .map(|i| (0, i))
+            .chain((1..sink).map(move |i| (i, sink))),
+        w,
+    )
 }
 
 fn grid(width: usize, depth: usize, w: Workload) -> Plan {
@@ -98,7 +111,10 @@ fn grid(width: usize, depth: usize, w: Workload) -> Plan {
 }
 
 fn run(plan: &Plan, options: RunOptions) -> (RunReport, Duration) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let executor = Executor::new(options).unwrap();
     let start = Instant::now();
     let report = rt.block_on(executor.run(plan));
@@ -115,14 +131,22 @@ fn overhead() {
         type MakePlan = Box<dyn Fn(Workload) -> Plan>;
         let shapes: Vec<(String, MakePlan)> = vec![
             ("chain".into(), Box::new(move |w| chain(n, w))),
-            ("fan-out into one sink".into(), Box::new(move |w| fan_out(n, w))),
-            (format!("grid {side}×{side}"), Box::new(move |w| grid(side, side, w))),
+            (
+                "fan-out into one sink".into(),
+                Box::new(move |w| fan_out(n, w)),
+            ),
+            (
+                format!("grid {side}×{side}"),
+                Box::new(move |w| grid(side, side, w)),
+            ),
         ];
         for (name, make) in &shapes {
             for (wname, w) in [("I/O", Workload::Io), ("compute", Workload::Cpu)] {
                 let plan = make(w);
                 let nodes = plan.graph.node_count();
-                let mut walls: Vec<Duration> = (0..5).map(|_| run(&plan, RunOptions::default()).1).collect();
+                let mut walls: Vec<Duration> = (0..5)
+                    .map(|_| run(&plan, RunOptions::default()).1)
+                    .collect();
                 walls.sort();
                 let median = walls[2];
                 println!(
@@ -166,13 +190,19 @@ fn shared_upstream() {
     let plan = compile_str(Path::new("shared.yaml"), &text, &[]).unwrap();
     let (report, wall) = run(&plan, RunOptions::default());
     let source = report.node("source").unwrap();
-    let consumers: usize = report.nodes.iter().filter(|n| n.id != "source").map(|n| n.bytes_out).sum();
+    let consumers: usize = report
+        .nodes
+        .iter()
+        .filter(|n| n.id != "source")
+        .map(|n| n.bytes_out)
+        .sum();
     println!(
         "3. shared upstream: source ran {} time(s) for 32 consumers; source output {:.2} MiB, peak live outputs {:.2} MiB ({:.3} copies of the source, consumers' outputs included); wall {:.0} ms",
         source.attempts,
         source.bytes_out as f64 / (1 << 20) as f64,
         report.totals.peak_output_bytes as f64 / (1 << 20) as f64,
-        (report.totals.peak_output_bytes - consumers.min(report.totals.peak_output_bytes)) as f64 / source.bytes_out as f64,
+        (report.totals.peak_output_bytes - consumers.min(report.totals.peak_output_bytes)) as f64
+            / source.bytes_out as f64,
         wall.as_secs_f64() * 1e3
     );
 }

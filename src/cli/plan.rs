@@ -33,10 +33,14 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         FormatArg::Mermaid => Format::Mermaid,
         FormatArg::Json => Format::Json,
     };
-    let out = render::render(&plan, format);
-    print!("{out}");
+    let mut out = render::render(&plan, format);
     if !out.ends_with('\n') {
-        println!();
+        out.push('\n');
     }
-    Ok(ExitCode::SUCCESS)
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        // `quiver plan … | head` closing the pipe early is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -318,11 +318,7 @@ impl<'d> Expander<'d> {
             name: full.to_string(),
             op: op.to_string(),
             unresolved: params.is_none(),
-            params: params.unwrap_or_else(|| {
-                spec.with
-                    .clone()
-                    .unwrap_or_else(|| Yaml::new(Value::Null, node.pos))
-            }),
+            params: params.unwrap_or_else(|| Yaml::new(Value::Null, node.pos)),
             inputs,
             exec: spec.exec_options(),
             origin,
@@ -812,7 +808,6 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// Parses `VAR in LIST`, LIST being `${param}` or a YAML list; returns the
 /// variable and each element as an instance key and its value.
-#[allow(clippy::type_complexity)]
 fn parse_foreach(text: &str, scope: &Scope) -> Result<(String, Vec<(String, Json)>), String> {
     let help = "write foreach as 'VAR in LIST', e.g. 'symbol in ${symbols}'";
     let (var, list) = text

@@ -47,7 +47,9 @@ pub fn table_from_json(value: &serde_json::Value) -> Result<Table, String> {
         serde_json::Value::Object(_) => vec![value.clone()],
         serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => items.clone(),
         _ => {
-            return Err("write a default as a mapping of column to value, or a list of them".into());
+            return Err(
+                "write a default as a mapping of column to value, or a list of them".into(),
+            );
         }
     };
     let schema = infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| e.to_string())?;

@@ -30,6 +30,7 @@ use petgraph::graph::NodeIndex;
 use quiver_operators::{Effect, Input, Inputs, OpError, Table, Workload};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 pub use fanin::{fan_in, table_from_json};
 pub use progress::ProgressMode;
@@ -242,11 +243,15 @@ impl Executor {
                 };
                 slots[i] = Slot::Running;
                 reports[i].status = NodeStatus::Running;
-                let handle = running.spawn(async move {
-                    let _slot = permit;
-                    let start = Instant::now();
-                    (i, start, attempts.run(inputs).await)
-                });
+                let span = tracing::info_span!("node", id = %node.id, op = %node.op, workload = ?node.workload);
+                let handle = running.spawn(
+                    async move {
+                        let _slot = permit;
+                        let start = Instant::now();
+                        (i, start, attempts.run(inputs).await)
+                    }
+                    .instrument(span),
+                );
                 tasks.insert(handle.id(), (i, handle));
             }
             ready.extend(deferred);

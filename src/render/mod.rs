@@ -42,7 +42,12 @@ pub struct Summary<'a>(pub &'a Stats);
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0;
-        write!(f, "{} declared nodes → {} unique", s.declared, s.unique)?;
+        let plural = if s.declared == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} declared node{plural} → {} unique",
+            s.declared, s.unique
+        )?;
         if s.merged.is_empty() {
             return f.write_str(" (nothing merged)");
         }

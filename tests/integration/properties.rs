@@ -546,3 +546,57 @@ fn identical_sinks_are_an_error_not_a_merge() {
     let diags = compile_str(Path::new("p.yaml"), text, &[]).expect_err("two sinks, one path");
     assert_eq!(diags.len(), 2, "{diags}");
 }
+
+/// Compiling never panics, whatever the text: valid fixtures with random
+/// characters deleted, replaced or inserted must give a plan or diagnostics.
+#[test]
+fn compile_never_panics_on_mangled_pipelines() {
+    use proptest::test_runner::{Config, TestRunner};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pipelines/valid");
+    let names = [
+        "vn30_mini.yaml",
+        "fragments.yaml",
+        "inputs_forms.yaml",
+        "exec_options.yaml",
+    ];
+    let sources: Vec<(std::path::PathBuf, String)> = names
+        .iter()
+        .map(|n| {
+            let path = dir.join(n);
+            let text = std::fs::read_to_string(&path).expect("a valid fixture");
+            (path, text)
+        })
+        .collect();
+    let edits = prop::collection::vec(
+        (
+            any::<prop::sample::Index>(),
+            0usize..3,
+            prop::sample::select(vec![
+                "", " ", "\n", ":", "-", "[", "]", "{", "}", ",", "'", "\"", "$", "${", "*", "&a ",
+                "*a", "#", "\t", "[*]", "[X]", "~", "?", "|", "0", "é",
+            ]),
+        ),
+        1..6,
+    );
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(&(0..sources.len(), edits), |(which, edits)| {
+            let (path, text) = &sources[which];
+            let mut text = text.clone();
+            for (at, delete, insert) in edits {
+                let mut i = at.index(text.len() + 1);
+                while !text.is_char_boundary(i) {
+                    i -= 1;
+                }
+                let mut end = (i + delete).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                text.replace_range(i..end, insert);
+            }
+            let result = std::panic::catch_unwind(|| compile_str(path, &text, &[]).map(|_| ()));
+            prop_assert!(result.is_ok(), "the compiler panicked on:\n{}", text);
+            Ok(())
+        })
+        .unwrap();
+}
