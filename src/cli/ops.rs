@@ -14,9 +14,7 @@ pub fn ops(args: OpsArgs) -> anyhow::Result<ExitCode> {
     let reg = registry();
     let Some(name) = args.name else {
         for def in reg.iter() {
-            let doc = def.doc();
-            let first = doc.split_once(". ").map_or(doc, |(sentence, _)| sentence);
-            println!("{:<18} {first}", def.name());
+            println!("{:<18} {}", def.name(), first_sentence(def.doc()));
         }
         println!("\n`quiver ops NAME` shows an operator's parameters.");
         return Ok(ExitCode::SUCCESS);
@@ -115,4 +113,15 @@ fn type_name(prop: &serde_json::Value, root: &serde_json::Value) -> String {
         return name.to_string();
     }
     "any".to_string()
+}
+
+/// Up to the first ". " that starts a new sentence (not "e.g. ").
+fn first_sentence(doc: &str) -> &str {
+    let bytes = doc.as_bytes();
+    for (i, _) in doc.match_indices(". ") {
+        if bytes.get(i + 2).is_some_and(|b| b.is_ascii_uppercase()) {
+            return &doc[..i];
+        }
+    }
+    doc.lines().next().unwrap_or(doc)
 }
