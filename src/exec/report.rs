@@ -225,11 +225,11 @@ impl fmt::Display for RunReport {
             )?;
         }
         let mut slowest: Vec<&NodeReport> = self.nodes.iter().filter(|n| n.attempts > 0).collect();
-        slowest.sort_by_key(|n| std::cmp::Reverse(n.duration()));
+        slowest.sort_by_key(|n| std::cmp::Reverse(n.busy()));
         let shown: Vec<String> = slowest
             .iter()
             .take(3)
-            .map(|n| format!("{} {:.2?}", n.id, n.duration()))
+            .map(|n| format!("{} {:.2?}", n.id, n.busy()))
             .collect();
         if !shown.is_empty() {
             writeln!(f, "slowest: {}", shown.join(", "))?;
