@@ -30,7 +30,7 @@ nodes:
   index:
     op: transform.sql
     inputs:
-      ticks: {{foreach: symbol in ${{symbols}}, op: fetch.synthetic, with: {{dataset: ticks, symbol: "${{symbol}}", start: "${{start}}", end: "${{end}}"}}}}
+      ticks: {{foreach: "symbol in ${{symbols}}", op: fetch.synthetic, with: {{dataset: ticks, symbol: "${{symbol}}", start: "${{start}}", end: "${{end}}"}}}}
     with: {{query: "SELECT count(*) AS n FROM ticks"}}
 "#,
         list.join(", ")
