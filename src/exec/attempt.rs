@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quiver_operators::{Inputs, OpError, Operator, Table, Workload};
-use tokio::runtime::Handle;
+use quiver_operators::{Inputs, OpError, Operator, Table};
 
 use super::resources::{Admission, AttemptPolicy, Resource};
 
@@ -13,11 +12,8 @@ use super::resources::{Admission, AttemptPolicy, Resource};
 pub struct Attempts {
     pub node: String,
     pub operator: Arc<dyn Operator>,
-    pub workload: Workload,
     pub policy: AttemptPolicy,
     pub resource: Option<Arc<Resource>>,
-    /// The runtime compute operators run on.
-    pub cpu: Handle,
     /// Seeds the backoff jitter.
     pub jitter_seed: u64,
 }
@@ -103,39 +99,13 @@ impl Attempts {
         }
     }
 
-    /// One execution, on the runtime that fits the work, within the timeout.
+    /// One execution within the timeout. The executor has already put the
+    /// whole node on the runtime that fits its work.
     async fn attempt(&self, inputs: Inputs) -> Result<Table, OpError> {
-        let operator = self.operator.clone();
-        match self.workload {
-            Workload::Io => {
-                let run = operator.execute(inputs);
-                match self.policy.timeout {
-                    None => run.await,
-                    Some(limit) => tokio::time::timeout(limit, run)
-                        .await
-                        .unwrap_or_else(|_| Err(timed_out(limit))),
-                }
-            }
-            Workload::Cpu => {
-                let mut handle = self
-                    .cpu
-                    .spawn(async move { operator.execute(inputs).await });
-                let joined = match self.policy.timeout {
-                    None => (&mut handle).await,
-                    Some(limit) => match tokio::time::timeout(limit, &mut handle).await {
-                        Ok(joined) => joined,
-                        Err(_) => {
-                            handle.abort();
-                            return Err(timed_out(limit));
-                        }
-                    },
-                };
-                joined.unwrap_or_else(|e| {
-                    Err(OpError::Internal(format!(
-                        "operator task ended abnormally: {e}"
-                    )))
-                })
-            }
+        let run = self.operator.execute(inputs);
+        match self.policy.timeout {
+            None => run.await,
+            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| Err(timed_out(limit))),
         }
     }
 }

@@ -235,23 +235,24 @@ impl Executor {
                 let attempts = Attempts {
                     node: node.id.clone(),
                     operator: node.operator.clone(),
-                    workload: node.workload,
                     policy,
                     resource,
-                    cpu: cpu.clone(),
                     jitter_seed: node.identity,
                 };
                 slots[i] = Slot::Running;
                 reports[i].status = NodeStatus::Running;
                 let span = tracing::info_span!("node", id = %node.id, op = %node.op, workload = ?node.workload);
-                let handle = running.spawn(
-                    async move {
-                        let _slot = permit;
-                        let start = Instant::now();
-                        (i, start, attempts.run(inputs).await)
-                    }
-                    .instrument(span),
-                );
+                let task = async move {
+                    let _slot = permit;
+                    let start = Instant::now();
+                    (i, start, attempts.run(inputs).await)
+                }
+                .instrument(span);
+                // Compute nodes run whole on the compute runtime: one task, no hop.
+                let handle = match node.workload {
+                    Workload::Cpu => running.spawn_on(task, &cpu),
+                    Workload::Io => running.spawn(task),
+                };
                 tasks.insert(handle.id(), (i, handle));
             }
             ready.extend(deferred);

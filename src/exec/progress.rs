@@ -66,17 +66,18 @@ impl Progress {
     pub fn new(plan: &Plan, mode: ProgressMode) -> Self {
         let mut keys: Vec<String> = Vec::new();
         let mut counts: Vec<u64> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         let mut group_of = Vec::with_capacity(plan.graph.node_count());
         for (_, node) in plan.nodes() {
+            if mode == ProgressMode::Quiet {
+                break;
+            }
             let key = format!("{} {}", node.op, family(&node.id));
-            let g = match keys.iter().position(|k| *k == key) {
-                Some(g) => g,
-                None => {
-                    keys.push(key);
-                    counts.push(0);
-                    keys.len() - 1
-                }
-            };
+            let g = *index.entry(key.clone()).or_insert_with(|| {
+                keys.push(key);
+                counts.push(0);
+                keys.len() - 1
+            });
             counts[g] += 1;
             group_of.push(g);
         }
@@ -115,6 +116,9 @@ impl Progress {
     /// Records a node that reached its final state.
     pub fn finished(&mut self, index: usize, report: &NodeReport) {
         self.done += 1;
+        if self.mode == ProgressMode::Quiet {
+            return;
+        }
         let group = &mut self.groups[self.group_of[index]];
         group.retries += report.attempts.saturating_sub(1);
         if report.status == NodeStatus::Failed {
