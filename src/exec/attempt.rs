@@ -105,7 +105,9 @@ impl Attempts {
         let run = self.operator.execute(inputs);
         match self.policy.timeout {
             None => run.await,
-            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| Err(timed_out(limit))),
+            Some(limit) => tokio::time::timeout(limit, run)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(limit))),
         }
     }
 }
