@@ -150,6 +150,8 @@ fn rolling_moments(x: &[f64], w: usize, out: &mut [f64], emit: impl Fn(f64, f64)
         return;
     }
     let width = w as f64;
+    // Multiplying by reciprocals: divisions would bound the loop's speed.
+    let inv_width = 1.0 / width;
     let every = resync_every(w);
     let exact = |window: &[f64]| {
         let changes = window.windows(2).filter(|p| p[0] != p[1]).count();
@@ -171,7 +173,7 @@ fn rolling_moments(x: &[f64], w: usize, out: &mut [f64], emit: impl Fn(f64, f64)
         changes += (v != s[w - 1]) as usize;
         changes -= (s[1] != y) as usize;
         let d = v - y;
-        let step = d / width;
+        let step = d * inv_width;
         let next = mean + step;
         // TwoSum: the exact rounding error of `mean + step`.
         let back = next - mean;
@@ -192,15 +194,15 @@ fn rolling_moments(x: &[f64], w: usize, out: &mut [f64], emit: impl Fn(f64, f64)
 
 /// The standard deviation of the last `w` values, dividing by w - ddof.
 pub(super) fn rolling_std(x: &[f64], w: usize, ddof: u8, out: &mut [f64]) {
-    let divisor = (w - ddof as usize) as f64;
-    rolling_moments(x, w, out, |_, m2| (m2.max(0.0) / divisor).sqrt());
+    let inv_divisor = 1.0 / (w - ddof as usize) as f64;
+    rolling_moments(x, w, out, |_, m2| (m2.max(0.0) * inv_divisor).sqrt());
 }
 
 /// (x[t] - mean) / std over the last `w` values; NaN when std is 0.
 pub(super) fn rolling_zscore(x: &[f64], w: usize, ddof: u8, out: &mut [f64]) {
-    let divisor = (w - ddof as usize) as f64;
+    let inv_divisor = 1.0 / (w - ddof as usize) as f64;
     rolling_moments(x, w, out, |deviation, m2| {
-        deviation / (m2.max(0.0) / divisor).sqrt()
+        deviation / (m2.max(0.0) * inv_divisor).sqrt()
     });
 }
 

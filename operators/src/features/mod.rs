@@ -2,19 +2,24 @@
 //! statistics, EMA, RSI, ATR, session VWAP, relative volume), many in one
 //! call.
 //!
-//! How it works: the columns read are put in one piece, rows are grouped by
-//! `partition_by` and put in time order (without copying when they already
-//! are), and the partitions are shared among a few threads. Each
-//! partition is read once: every requested feature sweeps it with an O(n)
-//! kernel while it is still in cache ([`kernels`], [`session`]). Results are
-//! written back in the input's row order.
+//! How it works: rows are grouped by `partition_by` and put in time order
+//! (without copying when they already are), and the partitions are shared
+//! among a few threads. The data is read in one pass: each partition is
+//! brought into cache once and every requested feature sweeps it there with
+//! its own O(n) kernel ([`kernels`], [`session`]) — a tight loop per
+//! feature rather than a per-row dispatch over features. Results are
+//! written back in the input's row order and batches.
 //!
-//! Conventions (the first valid row counts from 0 within a partition):
+//! Conventions (the first valid row counts from 0 within a partition), and
+//! what each is checked against:
 //!
-//! | kind | first valid row | reference |
+//! | kind | first valid row | checked against |
 //! |---|---|---|
-//! | `return`, `log_return` (window k) | k | TA-Lib ROCP (`return`) |
-//! | `rolling_mean/std/min/max`, `zscore` (window n) | n-1 | TA-Lib SMA, STDDEV (ddof 0), MIN, MAX |
+//! | `return` (window k) | k | TA-Lib ROCP |
+//! | `log_return` (k) | k | direct computation |
+//! | `rolling_mean` (n) | n-1 | TA-Lib SMA |
+//! | `rolling_std` (n) | n-1 | TA-Lib STDDEV (ddof 0); direct computation (ddof 1) |
+//! | `rolling_min/max`, `zscore` (n) | n-1 | direct computation |
 //! | `ema` (n) | n-1, seeded with the mean of the first n | TA-Lib EMA |
 //! | `rsi` (n) | n (Wilder smoothing) | TA-Lib RSI |
 //! | `atr` (n) | n (first ATR = mean of TR 1..=n) | TA-Lib ATR |
@@ -24,11 +29,13 @@
 //! Missing inputs (null, NaN, ±infinity): for every kind but `vwap` and
 //! `relative_volume`, a missing value restarts the feature as though the
 //! partition began after it — equivalently for windows, a window holding a
-//! missing value is null. `vwap` and `relative_volume` skip the row: its
-//! output is null and it adds nothing to the session or slot history.
-//! Outputs are never NaN: an undefined value (warm-up, division by zero, a
-//! constant window's z-score) is null.
+//! missing value is null. (TA-Lib instead lets a NaN poison every later
+//! value of a recursive indicator.) `vwap` and `relative_volume` skip the
+//! row: its output is null and it adds nothing to the session or slot
+//! history. Outputs are never NaN: an undefined value (warm-up, division by
+//! zero, a constant window's z-score) is null.
 
+mod chunks;
 mod kernels;
 mod order;
 mod params;
@@ -41,12 +48,13 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, new_empty_array};
-use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
-use datafusion::arrow::compute::{cast, concat};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
+use datafusion::arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 
+use chunks::Chunks;
 pub use params::FeaturesParams;
 use params::{Feature, FeatureKind};
 
@@ -62,13 +70,13 @@ const PARALLEL_MIN_ROWS: usize = 1 << 16;
 /// The runtime `features.compute` operator.
 #[derive(Debug, Clone)]
 struct FeaturesOp {
-    pub(super) ts: String,
-    pub(super) partition_by: Vec<String>,
-    pub(super) close: String,
-    pub(super) high: String,
-    pub(super) low: String,
-    pub(super) volume: String,
-    pub(super) features: Vec<Feature>,
+    ts: String,
+    partition_by: Vec<String>,
+    close: String,
+    high: String,
+    low: String,
+    volume: String,
+    features: Vec<Feature>,
 }
 
 #[async_trait]
@@ -203,8 +211,8 @@ impl Calc {
 impl FeaturesOp {
     fn compute(&self, table: &Table) -> Result<Table, OpError> {
         let schema = table.schema().clone();
-        // Only the columns read are copied into one piece; the others stay
-        // in their batches, and the outputs are cut to the same batches.
+        // The input stays in its batches: the columns read are viewed batch
+        // by batch, and the outputs are cut to the same batches.
         let batches: Vec<&RecordBatch> = table
             .batches()
             .iter()
@@ -219,18 +227,6 @@ impl FeaturesOp {
                      are {}",
                     names.join(", ")
                 ))
-            })
-        };
-        let whole = |i: usize| -> Result<ArrayRef, OpError> {
-            Ok(match batches.as_slice() {
-                [] => new_empty_array(schema.field(i).data_type()),
-                [one] => one.column(i).clone(),
-                many => concat(
-                    &many
-                        .iter()
-                        .map(|b| b.column(i).as_ref())
-                        .collect::<Vec<_>>(),
-                )?,
             })
         };
         for feature in &self.features {
@@ -303,17 +299,29 @@ impl FeaturesOp {
             })
             .collect();
         // Only the columns some feature reads are required.
-        let loaded: Vec<Float64Array> = names
+        // Each column read, batch by batch, as f64 with nulls as NaN.
+        let loaded: Vec<Vec<Float64Array>> = names
             .iter()
             .map(|name| {
                 let i = index(name, "read by a feature")?;
                 check_numeric(schema.field(i).data_type(), name)?;
-                load_f64(&whole(i)?)
+                batches.iter().map(|b| load_f64(b.column(i))).collect()
             })
             .collect::<Result<_, _>>()?;
+        let inputs: Vec<Chunks<f64>> = loaded
+            .iter()
+            .map(|arrays| Chunks::new(arrays.iter().map(nan_for_null).collect()))
+            .collect();
 
-        let ts_column = whole(index(&self.ts, "the time column, `ts`")?)?;
-        let ts = order::ts_values(&ts_column, &self.ts)?;
+        let ts_index = index(&self.ts, "the time column, `ts`")?;
+        let ts_type = schema.field(ts_index).data_type();
+        order::check_ts_type(ts_type, &self.ts)?;
+        let ts = Chunks::new(
+            batches
+                .iter()
+                .map(|b| order::ts_values(b.column(ts_index), &self.ts))
+                .collect::<Result<_, _>>()?,
+        );
         let partition_idx: Vec<usize> = self
             .partition_by
             .iter()
@@ -325,14 +333,16 @@ impl FeaturesOp {
             .collect();
         let layout = order::layout(&partition_cols, &ts, n)?;
 
-        // The inputs in processing order: borrowed when the rows already are
-        // in it and hold no nulls, else copied with nulls as NaN.
-        let cols: Vec<Cow<[f64]>> = loaded
-            .iter()
-            .map(|a| in_order(a, layout.perm.as_deref()))
-            .collect();
+        // With rows to reorder, the inputs are gathered into processing order.
+        let inputs = match layout.perm.as_deref() {
+            None => inputs,
+            Some(perm) => inputs
+                .iter()
+                .map(|c| Chunks::one(gather(&c.to_vec(), perm)))
+                .collect(),
+        };
         let clock = if calcs.iter().any(Calc::needs_clock) {
-            let (day, slot) = order::clock(&ts_column, &ts)?;
+            let (day, slot) = order::clock(ts_type, &ts.to_vec())?;
             Some(match layout.perm.as_deref() {
                 Some(perm) => (gather(&day, perm), gather(&slot, perm)),
                 None => (day, slot),
@@ -340,11 +350,12 @@ impl FeaturesOp {
         } else {
             None
         };
-        let col_refs: Vec<&[f64]> = cols.iter().map(|c| c.as_ref()).collect();
+        drop(ts);
         let clock_refs = clock.as_ref().map(|(d, s)| (d.as_slice(), s.as_slice()));
 
-        let mut outputs = run_partitions(&calcs, &layout.parts, &col_refs, clock_refs, n);
-        drop(cols);
+        let mut outputs = run_partitions(&calcs, &layout.parts, &inputs, clock_refs, n);
+        drop(inputs);
+        drop(loaded);
 
         if let Some(perm) = &layout.perm {
             for out in outputs.iter_mut() {
@@ -397,31 +408,19 @@ fn load_f64(array: &ArrayRef) -> Result<Float64Array, OpError> {
         .clone())
 }
 
-/// The values of `array` in processing order, nulls as NaN.
-fn in_order<'a>(array: &'a Float64Array, perm: Option<&[u32]>) -> Cow<'a, [f64]> {
+/// A batch's values with nulls as NaN: borrowed when it has no nulls.
+fn nan_for_null(array: &Float64Array) -> Cow<'_, [f64]> {
     let values: &[f64] = array.values();
-    let mut owned = match perm {
-        Some(perm) => gather(values, perm),
-        None if array.null_count() == 0 => return Cow::Borrowed(values),
-        None => values.to_vec(),
-    };
-    if let Some(nulls) = array.nulls().filter(|n| n.null_count() > 0) {
-        match perm {
-            Some(perm) => {
-                for (v, &row) in owned.iter_mut().zip(perm) {
-                    if nulls.is_null(row as usize) {
-                        *v = f64::NAN;
-                    }
-                }
-            }
-            None => {
-                for row in (0..owned.len()).filter(|&i| nulls.is_null(i)) {
-                    owned[row] = f64::NAN;
-                }
-            }
-        }
+    match array.nulls().filter(|n| n.null_count() > 0) {
+        None => Cow::Borrowed(values),
+        Some(nulls) => Cow::Owned(
+            values
+                .iter()
+                .zip(nulls.iter())
+                .map(|(&v, valid)| if valid { v } else { f64::NAN })
+                .collect(),
+        ),
     }
-    Cow::Owned(owned)
 }
 
 fn gather<T: Copy>(values: &[T], perm: &[u32]) -> Vec<T> {
@@ -430,9 +429,55 @@ fn gather<T: Copy>(values: &[T], perm: &[u32]) -> Vec<T> {
 
 /// A Float64 array from kernel output, every non-finite value null.
 fn to_array(values: Vec<f64>) -> Float64Array {
-    let valid = BooleanBuffer::collect_bool(values.len(), |i| values[i].is_finite());
-    let nulls = (valid.count_set_bits() < values.len()).then(|| NullBuffer::new(valid));
+    // The validity bits, 64 rows to a word, built on several threads.
+    let blocks: Vec<&[f64]> = values.chunks(1 << 16).collect();
+    let words: Vec<u64> = par_map(&blocks, values.len(), |block| {
+        block
+            .chunks(64)
+            .map(|rows| {
+                rows.iter()
+                    .enumerate()
+                    .fold(0u64, |word, (i, v)| word | ((v.is_finite() as u64) << i))
+            })
+            .collect::<Vec<u64>>()
+    })
+    .concat();
+    let valid = NullBuffer::new(BooleanBuffer::new(Buffer::from_vec(words), 0, values.len()));
+    let nulls = (valid.null_count() > 0).then_some(valid);
     Float64Array::new(ScalarBuffer::from(values), nulls)
+}
+
+/// How many threads to use for `rows` rows of work.
+fn threads_for(rows: usize) -> usize {
+    if rows < PARALLEL_MIN_ROWS {
+        1
+    } else {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        cores.clamp(1, MAX_THREADS)
+    }
+}
+
+/// `items.iter().map(f)` on up to [`threads_for`]`(rows)` threads, each
+/// taking a consecutive share of the items.
+fn par_map<T: Sync, R: Send>(items: &[T], rows: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = threads_for(rows).min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let share = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(share)
+            .map(|chunk| {
+                let f = &f;
+                s.spawn(move || chunk.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a features.compute thread panicked"))
+            .collect()
+    })
 }
 
 /// Runs every calc over every partition, sharing the partitions among up to
@@ -441,18 +486,12 @@ fn to_array(values: Vec<f64>) -> Float64Array {
 fn run_partitions(
     calcs: &[Calc],
     parts: &[Range<usize>],
-    cols: &[&[f64]],
+    cols: &[Chunks<f64>],
     clock: Option<(&[i64], &[i64])>,
     n: usize,
 ) -> Vec<Vec<f64>> {
     let mut outputs: Vec<Vec<f64>> = calcs.iter().map(|_| vec![0.0; n]).collect();
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let threads = if n < PARALLEL_MIN_ROWS {
-        1
-    } else {
-        cores.clamp(1, MAX_THREADS).min(parts.len())
-    };
-    let spans = spans(parts, threads);
+    let spans = spans(parts, threads_for(n).min(parts.len()));
 
     // Each span's share of each output, so threads write disjoint slices.
     let mut shares: Vec<Vec<&mut [f64]>> = spans.iter().map(|_| Vec::new()).collect();
@@ -466,10 +505,15 @@ fn run_partitions(
     }
 
     let work = |(part_ids, rows): &(Range<usize>, Range<usize>), mut share: Vec<&mut [f64]>| {
-        let mut sliced: Vec<&[f64]> = Vec::with_capacity(cols.len());
+        // Where a partition spans batches, its values are copied here: one
+        // buffer per column, reused, and small enough to stay in cache.
+        let mut scratch: Vec<Vec<f64>> = cols.iter().map(|_| Vec::new()).collect();
         for part in &parts[part_ids.clone()] {
-            sliced.clear();
-            sliced.extend(cols.iter().map(|c| &c[part.clone()]));
+            let sliced: Vec<&[f64]> = cols
+                .iter()
+                .zip(scratch.iter_mut())
+                .map(|(c, s)| c.slice(part.clone(), s))
+                .collect();
             let clock = clock.map(|(d, s)| (&d[part.clone()], &s[part.clone()]));
             let local = part.start - rows.start..part.end - rows.start;
             for (calc, out) in calcs.iter().zip(share.iter_mut()) {

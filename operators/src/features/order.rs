@@ -9,7 +9,9 @@ use std::str::FromStr;
 
 use datafusion::arrow::array::temporal_conversions::as_datetime_with_timezone;
 use datafusion::arrow::array::timezone::Tz;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, GenericStringArray, OffsetSizeTrait, UInt32Array,
+};
 use datafusion::arrow::compute::{concat, partition, take};
 use datafusion::arrow::datatypes::{
     ArrowTimestampType, DataType, Date32Type, Date64Type, TimeUnit, TimestampMicrosecondType,
@@ -17,6 +19,8 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::row::{RowConverter, SortField};
 
+use super::chunks::Chunks;
+use super::par_map;
 use crate::OpError;
 
 /// Where each partition's rows are in processing order.
@@ -29,14 +33,25 @@ pub(super) struct Layout {
     pub perm: Option<Vec<u32>>,
 }
 
-/// The time column as i64 (days for Date32, the column's unit otherwise),
-/// borrowed when it already is i64.
+/// Checks that the time column is a date or a timestamp.
+pub(super) fn check_ts_type(data_type: &DataType, name: &str) -> Result<(), OpError> {
+    match data_type {
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => Ok(()),
+        other => Err(OpError::Invalid(format!(
+            "features.compute: the time column '{name}' is {other}; it must be a date or a \
+             timestamp (cast it first, e.g. with transform.sql: CAST(\"{name}\" AS DATE))"
+        ))),
+    }
+}
+
+/// One batch's time column as i64 (days for Date32, the column's unit
+/// otherwise), borrowed when it already is i64.
 pub(super) fn ts_values<'a>(array: &'a ArrayRef, name: &str) -> Result<Cow<'a, [i64]>, OpError> {
+    check_ts_type(array.data_type(), name)?;
     if array.null_count() > 0 {
         return Err(OpError::Invalid(format!(
-            "features.compute: the time column '{name}' has {} null values; every row needs \
-             a time (filter them out first)",
-            array.null_count()
+            "features.compute: the time column '{name}' has null values; every row needs a \
+             time (filter them out first)"
         )));
     }
     Ok(match array.data_type() {
@@ -55,12 +70,7 @@ pub(super) fn ts_values<'a>(array: &'a ArrayRef, name: &str) -> Result<Cow<'a, [
             TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().values(),
             TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().values(),
         }),
-        other => {
-            return Err(OpError::Invalid(format!(
-                "features.compute: the time column '{name}' is {other}; it must be a date or a \
-                 timestamp (cast it first, e.g. with transform.sql: CAST(\"{name}\" AS DATE))"
-            )));
-        }
+        other => unreachable!("check_ts_type accepted {other}"),
     })
 }
 
@@ -70,7 +80,7 @@ pub(super) fn ts_values<'a>(array: &'a ArrayRef, name: &str) -> Result<Cow<'a, [
 /// the common case.
 pub(super) fn layout(
     partition_cols: &[Vec<ArrayRef>],
-    ts: &[i64],
+    ts: &Chunks<i64>,
     n: usize,
 ) -> Result<Layout, OpError> {
     if n == 0 {
@@ -81,12 +91,16 @@ pub(super) fn layout(
     }
     // Runs of consecutive rows with equal keys, and a group id per run.
     let (runs, run_group) = if partition_cols.iter().all(Vec::is_empty) {
-        (vec![0..n], vec![0])
+        // One run: the whole table.
+        #[allow(clippy::single_range_in_vec_init)]
+        let all = vec![0..n];
+        (all, vec![0])
     } else {
         let mut runs = Vec::new();
         let mut offset = 0;
-        for cols in partition_cols {
-            for run in partition(cols)?.ranges() {
+        let per_batch = par_map(partition_cols, n, |cols| key_runs(cols));
+        for (cols, batch_runs) in partition_cols.iter().zip(per_batch) {
+            for run in batch_runs? {
                 runs.push(run.start + offset..run.end + offset);
             }
             offset += cols[0].len();
@@ -124,21 +138,120 @@ pub(super) fn layout(
         (parts, Some(perm))
     };
 
-    // Sort, by time, each partition that is not yet in time order.
-    for part in &parts {
-        let sorted = match &perm {
-            Some(p) => p[part.clone()]
-                .windows(2)
-                .all(|w| ts[w[0] as usize] <= ts[w[1] as usize]),
-            None => ts[part.clone()].windows(2).all(|w| w[0] <= w[1]),
-        };
-        if !sorted {
-            let p = perm.get_or_insert_with(|| (0..n as u32).collect());
+    // Sort, by time, each partition that is not yet in time order. Only
+    // then is the time column needed in one piece.
+    let sorted: Vec<bool> = match &perm {
+        None => par_map(&parts, n, |part| ts.is_sorted(part.clone())),
+        Some(p) => {
+            let all = ts.to_vec();
+            parts
+                .iter()
+                .map(|part| {
+                    p[part.clone()]
+                        .windows(2)
+                        .all(|w| all[w[0] as usize] <= all[w[1] as usize])
+                })
+                .collect()
+        }
+    };
+    if sorted.iter().any(|s| !s) {
+        let all = ts.to_vec();
+        let p = perm.get_or_insert_with(|| (0..n as u32).collect());
+        for (part, _) in parts.iter().zip(&sorted).filter(|(_, s)| !**s) {
             // `sort_by_key` is stable: rows at the same time keep their order.
-            p[part.clone()].sort_by_key(|&row| ts[row as usize]);
+            p[part.clone()].sort_by_key(|&row| all[row as usize]);
         }
     }
     Ok(Layout { parts, perm })
+}
+
+/// Runs of consecutive rows with equal keys in one batch.
+fn key_runs(cols: &[ArrayRef]) -> Result<Vec<Range<usize>>, OpError> {
+    if let [col] = cols
+        && col.null_count() == 0
+    {
+        match col.data_type() {
+            DataType::Utf8 => return Ok(byte_runs(col.as_string::<i32>())),
+            DataType::LargeUtf8 => return Ok(byte_runs(col.as_string::<i64>())),
+            _ => {}
+        }
+    }
+    Ok(partition(cols)?.ranges())
+}
+
+/// Runs of equal strings. Comparing neighbours one by one costs a `memcmp`
+/// call per row, the largest cost of a call on sorted input. But rows of
+/// one length L lie back to back in the values buffer, so a stretch of
+/// them all equal is exactly a stretch whose bytes equal themselves shifted
+/// by L: one long comparison per run instead of one per row.
+fn byte_runs<O: OffsetSizeTrait>(array: &GenericStringArray<O>) -> Vec<Range<usize>> {
+    let offsets = array.value_offsets();
+    let bytes = array.value_data();
+    let n = array.len();
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let len = offsets[start + 1] - offsets[start];
+        let same_len = start + 1 + uniform_steps(&offsets[start + 1..], len);
+        // Of the rows of that length, those equal to their predecessor: the
+        // first byte where the stretch differs from itself shifted by one
+        // row ends the run.
+        let (from, to, len) = (
+            offsets[start].as_usize(),
+            offsets[same_len].as_usize(),
+            len.as_usize(),
+        );
+        let end = if len == 0 {
+            same_len
+        } else {
+            let stretch = &bytes[from..to];
+            match first_difference(&stretch[..stretch.len() - len], &stretch[len..]) {
+                None => same_len,
+                Some(at) => start + at / len + 1,
+            }
+        };
+        runs.push(start..end);
+        start = end;
+    }
+    runs
+}
+
+/// How many steps of `step` the offsets take from their first one before
+/// a different step (or the end).
+fn uniform_steps<O: OffsetSizeTrait>(offsets: &[O], step: O) -> usize {
+    const BLOCK: usize = 256;
+    let mut done = 0;
+    // A whole block is checked without early exit, so that it vectorizes.
+    while done + 1 < offsets.len() {
+        let end = (done + 1 + BLOCK).min(offsets.len());
+        let block = &offsets[done..end];
+        let uniform = block[..block.len() - 1]
+            .iter()
+            .zip(&block[1..])
+            .fold(true, |ok, (a, b)| ok & (*b - *a == step));
+        if !uniform {
+            let first_other = block
+                .windows(2)
+                .position(|w| w[1] - w[0] != step)
+                .expect("a block that is not uniform has a different step");
+            return done + first_other;
+        }
+        done = end - 1;
+    }
+    done
+}
+
+/// The first index where `a` and `b` (of equal length) differ.
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 256;
+    let mut at = 0;
+    for (x, y) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        if x != y {
+            return x.iter().zip(y).position(|(p, q)| p != q).map(|i| at + i);
+        }
+        at += x.len();
+    }
+    None
 }
 
 /// Joins neighbouring runs of the same group (a run cut by a batch boundary).
@@ -201,7 +314,7 @@ fn group_ids(partition_cols: &[Vec<ArrayRef>], runs: &[Range<usize>]) -> Result<
 /// the column's unit), in input order. A time zone on the column is applied
 /// (the date is the one on a wall clock there); a column without one is
 /// taken as wall-clock time already. Dates have time of day 0.
-pub(super) fn clock(array: &ArrayRef, ts: &[i64]) -> Result<(Vec<i64>, Vec<i64>), OpError> {
+pub(super) fn clock(data_type: &DataType, ts: &[i64]) -> Result<(Vec<i64>, Vec<i64>), OpError> {
     let split = |per_day: i64, local: &dyn Fn(i64) -> i64| -> (Vec<i64>, Vec<i64>) {
         ts.iter()
             .map(|&t| {
@@ -210,7 +323,7 @@ pub(super) fn clock(array: &ArrayRef, ts: &[i64]) -> Result<(Vec<i64>, Vec<i64>)
             })
             .unzip()
     };
-    Ok(match array.data_type() {
+    Ok(match data_type {
         DataType::Date32 => (ts.to_vec(), vec![0; ts.len()]),
         DataType::Date64 => split(86_400_000, &|t| t),
         DataType::Timestamp(unit, tz) => {
@@ -263,6 +376,10 @@ mod tests {
 
     use super::*;
 
+    fn one(ts: &[i64]) -> Chunks<'static, i64> {
+        Chunks::one(ts.to_vec())
+    }
+
     fn strings(v: &[&str]) -> ArrayRef {
         Arc::new(StringArray::from(v.to_vec()))
     }
@@ -280,9 +397,33 @@ mod tests {
     }
 
     #[test]
+    fn string_runs_match_arrows_partition() {
+        let cases: [&[&str]; 6] = [
+            &[
+                "AAPL", "AAPL", "AAPL", "FB", "FB", "AAPL", "GOOG", "GOOG", "GOOG",
+            ],
+            &["", "", "A", "", "B", "B"],
+            &["ABAB", "ABAB", "ABAC", "ABAC", "BABA", "ABAB"],
+            &["X"],
+            &["AB", "AB", "ABC", "AB", "AB", "A", "B", "B"],
+            &["AAAA", "AAAA", "AAAA", "AAAAAAAA", "AAAAAAAA"],
+        ];
+        for case in cases {
+            let array = strings(case);
+            let want = partition(std::slice::from_ref(&array)).unwrap().ranges();
+            assert_eq!(byte_runs(array.as_string::<i32>()), want, "{case:?}");
+        }
+        // A long run crossing several comparison blocks, then a change.
+        let mut long = vec!["SYM1"; 1000];
+        long.extend(vec!["SYM2"; 10]);
+        let array = strings(&long);
+        assert_eq!(byte_runs(array.as_string::<i32>()), [0..1000, 1000..1010]);
+    }
+
+    #[test]
     fn a_grouped_sorted_input_is_used_as_is() {
         let syms = strings(&["A", "A", "B", "B", "B"]);
-        let grouped_sorted = layout(&[vec![syms]], &[1, 2, 1, 2, 3], 5).unwrap();
+        let grouped_sorted = layout(&[vec![syms]], &one(&[1, 2, 1, 2, 3]), 5).unwrap();
         assert!(grouped_sorted.perm.is_none());
         assert_eq!(grouped_sorted.parts, [0..2, 2..5]);
     }
@@ -293,7 +434,7 @@ mod tests {
         // of order and a tie at t=3 for A.
         let syms = strings(&["B", "A", "B", "A", "A", "B", "A"]);
         let ts = [1, 1, 3, 3, 3, 2, 0];
-        let interleaved = layout(&[vec![syms]], &ts, 7).unwrap();
+        let interleaved = layout(&[vec![syms]], &one(&ts), 7).unwrap();
         assert_eq!(grouped(&interleaved), [vec![0, 5, 2], vec![6, 1, 3, 4]]);
     }
 
@@ -301,17 +442,17 @@ mod tests {
     fn several_partition_columns_and_nulls_form_keys() {
         let exchange = strings(&["X", "Y", "X", "Y"]);
         let id: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, Some(1), None]));
-        let keyed = layout(&[vec![exchange, id]], &[0, 0, 1, 1], 4).unwrap();
+        let keyed = layout(&[vec![exchange, id]], &one(&[0, 0, 1, 1]), 4).unwrap();
         assert_eq!(grouped(&keyed), [vec![0, 2], vec![1, 3]]);
     }
 
     #[test]
     fn without_partitions_the_whole_table_is_one_series() {
         assert_eq!(
-            grouped(&layout(&[], &[3, 1, 2], 3).unwrap()),
+            grouped(&layout(&[], &one(&[3, 1, 2]), 3).unwrap()),
             [vec![1, 2, 0]]
         );
-        assert!(layout(&[], &[], 0).unwrap().parts.is_empty());
+        assert!(layout(&[], &one(&[]), 0).unwrap().parts.is_empty());
     }
 
     #[test]
@@ -323,10 +464,15 @@ mod tests {
             vec![strings(&["A", "B"])],
             vec![strings(&["B", "A"])],
         ];
-        let ts = [1, 2, 3, 1, 2, 4];
+        let ts = Chunks::new(vec![
+            Cow::Owned(vec![1, 2]),
+            Cow::Owned(vec![3, 1]),
+            Cow::Owned(vec![2, 4]),
+        ]);
         let all = layout(&batches, &ts, 6).unwrap();
         assert_eq!(grouped(&all), [vec![0, 1, 2, 5], vec![3, 4]]);
-        let first_two = layout(&batches[..2], &ts[..4], 4).unwrap();
+        let ts = Chunks::new(vec![Cow::Owned(vec![1, 2]), Cow::Owned(vec![3, 1])]);
+        let first_two = layout(&batches[..2], &ts, 4).unwrap();
         assert!(first_two.perm.is_none());
         assert_eq!(first_two.parts, [0..3, 3..4]);
     }
@@ -348,7 +494,7 @@ mod tests {
                 Arc::new(TimestampMillisecondArray::from(vec![utc_ms]).with_timezone(zone));
             let ts = ts_values(&array, "ts").unwrap();
             assert_eq!(
-                clock(&array, &ts).unwrap(),
+                clock(array.data_type(), &ts).unwrap(),
                 (vec![day], vec![tod]),
                 "{zone}"
             );
@@ -358,14 +504,14 @@ mod tests {
         );
         let ts = ts_values(&array, "ts").unwrap();
         assert_eq!(
-            clock(&array, &ts).unwrap(),
+            clock(array.data_type(), &ts).unwrap(),
             (vec![19906], vec![19 * hour + hour / 2])
         );
         // No zone: the wall-clock time as written.
         let array: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![utc_ms]));
         let ts = ts_values(&array, "ts").unwrap();
         assert_eq!(
-            clock(&array, &ts).unwrap(),
+            clock(array.data_type(), &ts).unwrap(),
             (vec![19724], vec![23 * hour + hour / 2])
         );
     }
@@ -377,6 +523,6 @@ mod tests {
         assert!(err.contains("'date' is Utf8"), "{err}");
         let gaps: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![Some(1), None]));
         let err = ts_values(&gaps, "ts").unwrap_err().to_string();
-        assert!(err.contains("1 null values"), "{err}");
+        assert!(err.contains("has null values"), "{err}");
     }
 }

@@ -72,6 +72,21 @@ pub struct FeaturesParams {
 
     /// The features to add, each one Float64 column appended after the
     /// input's columns, in this order. All are computed in one call.
+    /// Kinds, with n the `window` and, in brackets, the first non-null row
+    /// of each series counting from 0:
+    /// `return`, `log_return` (n defaults to 1) [n];
+    /// `rolling_mean`, `rolling_min`, `rolling_max` [n-1];
+    /// `rolling_std`, `zscore` (`ddof` 0, population, the default and
+    /// TA-Lib's; or 1, sample) [n-1];
+    /// `ema` (alpha 2/(n+1), seeded with the mean of the first n, as
+    /// TA-Lib) [n-1];
+    /// `rsi` (Wilder smoothing as TA-Lib, n defaults to 14) [n];
+    /// `atr` (Wilder as TA-Lib, true range from row 1, n defaults to 14) [n];
+    /// `vwap` (typical price or `column`, reset on each date of `ts` in its
+    /// own time zone) [every row];
+    /// `relative_volume` (volume ÷ the mean volume at the same time of day
+    /// over the n previous sessions; for daily bars, ÷ the mean of the n
+    /// previous bars; n defaults to 20).
     ///
     /// ```yaml
     /// features:
@@ -294,7 +309,9 @@ impl OpParams for FeaturesParams {
         volume. `partition_by` names the series column (e.g. symbol); each series is sorted \
         by `ts` if needed, and the output keeps the input rows in their order with one \
         Float64 column per feature. Warm-up rows are null (see each kind for its first \
-        valid row); a missing input (null or NaN) restarts windowed and smoothed features.";
+        valid row). A missing input (null, NaN or infinite) restarts windowed and smoothed \
+        features; vwap and relative_volume skip the row. Outputs are never NaN: undefined \
+        values are null.";
     const WORKLOAD: Workload = Workload::Cpu;
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {

@@ -117,16 +117,22 @@ fn atr_params(partition: bool) -> serde_json::Value {
     p
 }
 
-async fn run(params: serde_json::Value, batch: RecordBatch) -> RecordBatch {
+/// Runs the operator over `batch` cut into batches of `rows` rows, as a
+/// source would deliver it, so that series span batch boundaries.
+async fn run(params: serde_json::Value, batch: RecordBatch, rows: usize) -> RecordBatch {
     let op = registry()
         .get("features.compute")
         .unwrap()
         .build(params)
         .unwrap();
+    let batches: Vec<RecordBatch> = (0..batch.num_rows())
+        .step_by(rows)
+        .map(|at| batch.slice(at, rows.min(batch.num_rows() - at)))
+        .collect();
     let table = op
         .execute(Inputs(vec![Input {
             name: "prices".into(),
-            table: Arc::new(Table::from_batch(batch)),
+            table: Arc::new(Table::new(batch.schema(), batches)),
         }]))
         .await
         .unwrap();
@@ -177,11 +183,11 @@ async fn every_ticker_matches_talib() {
     for ticker in TICKERS {
         let fixture = Fixture::load(ticker);
         let rows: Vec<usize> = (0..fixture.rows.len()).collect();
-        let out = run(params(false), fixture.batch(ticker)).await;
+        let out = run(params(false), fixture.batch(ticker), 97).await;
         for column in COLUMNS {
             check(&out, column, &fixture, &rows, ticker);
         }
-        let out = run(atr_params(false), fixture.batch(ticker)).await;
+        let out = run(atr_params(false), fixture.batch(ticker), 1000).await;
         check(&out, "atr_14", &fixture, &rows, ticker);
     }
 }
@@ -209,8 +215,8 @@ async fn a_shuffled_multi_symbol_table_matches_talib_per_symbol() {
         position[row as usize] = at;
     }
 
-    let out = run(params(true), shuffled.clone()).await;
-    let atr = run(atr_params(true), shuffled).await;
+    let out = run(params(true), shuffled.clone(), 300).await;
+    let atr = run(atr_params(true), shuffled, 5000).await;
     let mut first = 0;
     for (fixture, ticker) in fixtures.iter().zip(TICKERS) {
         let rows: Vec<usize> = (first..first + fixture.rows.len())
