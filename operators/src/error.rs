@@ -24,6 +24,35 @@ impl ParamError {
     }
 }
 
+/// Who is at fault for a failure, which decides what the user should do
+/// about it: fix the pipeline, fix the environment, or report a bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The pipeline asked for something that cannot work: change the pipeline.
+    Pipeline,
+    /// Something outside quiver failed: a source, the network, the disk, memory.
+    Environment,
+    /// quiver itself is wrong: report it.
+    Bug,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Pipeline => "pipeline",
+            Fault::Environment => "environment",
+            Fault::Bug => "bug",
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failure while running an operator.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
@@ -73,6 +102,32 @@ impl OpError {
         }
     }
 
+    /// Who is at fault.
+    pub fn fault(&self) -> Fault {
+        match self {
+            OpError::Invalid(_) => Fault::Pipeline,
+            OpError::Source { .. } | OpError::Throttled { .. } | OpError::Io { .. } => {
+                Fault::Environment
+            }
+            OpError::DataFusion(e) => datafusion_fault(e),
+            // Arrow errors while running come from data that does not fit
+            // what the pipeline asked of it (a cast, a schema mismatch).
+            OpError::Arrow(_) => Fault::Pipeline,
+            OpError::Internal(_) => Fault::Bug,
+        }
+    }
+
+    /// The messages of this error's causes, outermost first, itself excluded.
+    pub fn causes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            out.push(e.to_string());
+            next = e.source();
+        }
+        out
+    }
+
     /// Whether trying again may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -87,5 +142,17 @@ impl OpError {
             ),
             _ => false,
         }
+    }
+}
+
+/// DataFusion's own split of its errors into who is at fault.
+fn datafusion_fault(e: &DataFusionError) -> Fault {
+    match e.find_root() {
+        DataFusionError::Internal(_) | DataFusionError::ExecutionJoin(_) => Fault::Bug,
+        DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::ResourcesExhausted(_)
+        | DataFusionError::External(_) => Fault::Environment,
+        _ => Fault::Pipeline,
     }
 }

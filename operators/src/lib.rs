@@ -27,7 +27,7 @@ mod transform_sql;
 
 pub use datafusion;
 pub use datafusion::arrow;
-pub use error::{OpError, ParamError};
+pub use error::{Fault, OpError, ParamError};
 pub use registry::{OperatorDef, registry};
 pub use table::{Input, Inputs, Table};
 
