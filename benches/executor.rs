@@ -22,7 +22,7 @@ use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use quiver::compile::compile_str;
 use quiver::exec::{Executor, RunOptions, RunReport};
-use quiver::operators::{Effect, Inputs, OpError, Operator, Table, Workload};
+use quiver::operators::{Effect, ExecContext, Inputs, OpError, Operator, Table, Workload};
 use quiver::plan::{Plan, PlanInput, PlanNode, Source, Stats};
 
 /// Does nothing: what is left of a run is the executor's own cost.
@@ -31,7 +31,7 @@ struct NoOp;
 
 #[async_trait]
 impl Operator for NoOp {
-    async fn execute(&self, _inputs: Inputs) -> Result<Table, OpError> {
+    async fn execute(&self, _ctx: &ExecContext, _inputs: Inputs) -> Result<Table, OpError> {
         Ok(Table::empty())
     }
 }

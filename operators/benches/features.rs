@@ -112,7 +112,9 @@ fn features_call(table: &Arc<Table>, features: Value) -> Duration {
         .build()
         .unwrap();
     let start = Instant::now();
-    let out = runtime.block_on(op.execute(inputs)).unwrap();
+    let out = runtime
+        .block_on(op.execute(&quiver_operators::ExecContext::standalone(), inputs))
+        .unwrap();
     let elapsed = start.elapsed();
     assert_eq!(out.num_rows(), table.num_rows());
     elapsed

@@ -81,6 +81,12 @@ pub enum OpError {
     DataFusion(#[from] DataFusionError),
     #[error(transparent)]
     Arrow(#[from] ArrowError),
+    /// The run's memory limit (`--memory-limit`) left too little for this.
+    #[error("{0}")]
+    MemoryLimit(String),
+    /// The work was no longer wanted (a timeout, Ctrl-C).
+    #[error("cancelled")]
+    Cancelled,
     /// A bug in quiver.
     #[error("internal error: {0}. This is likely a bug in quiver, please report it")]
     Internal(String),
@@ -106,9 +112,11 @@ impl OpError {
     pub fn fault(&self) -> Fault {
         match self {
             OpError::Invalid(_) => Fault::Pipeline,
-            OpError::Source { .. } | OpError::Throttled { .. } | OpError::Io { .. } => {
-                Fault::Environment
-            }
+            OpError::Source { .. }
+            | OpError::Throttled { .. }
+            | OpError::Io { .. }
+            | OpError::MemoryLimit(_)
+            | OpError::Cancelled => Fault::Environment,
             OpError::DataFusion(e) => datafusion_fault(e),
             // Arrow errors while running come from data that does not fit
             // what the pipeline asked of it (a cast, a schema mismatch).

@@ -1,116 +1,68 @@
-//! The built-in operators, listed in one place.
+//! The operators a pipeline can name.
 //!
-//! Adding an operator means writing its params struct, implementing
-//! [`OpParams`] for it, and adding one line to [`builtins`].
+//! [`Registry::builtins`] is the one readable list of built-in operators. A
+//! library user adds operators of their own with [`Registry::register`] and
+//! compiles pipelines against that registry; YAML names them like built-ins.
 
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
-use schemars::JsonSchema;
-use serde::de::DeserializeOwned;
+use crate::operator::{Def, OpParams, OperatorDef};
 
-use crate::{Effect, Operator, ParamError, Workload};
-
-/// What the engine knows about an operator before running it.
-pub trait OperatorDef: Send + Sync {
-    /// The name pipelines use in `op:`, e.g. `fetch.synthetic`.
-    fn name(&self) -> &'static str;
-    /// A paragraph for `quiver ops`.
-    fn doc(&self) -> &'static str;
-    fn effect(&self) -> Effect;
-    fn workload(&self) -> Workload;
-    /// The JSON schema of the operator's `with:` parameters; field docs
-    /// become `quiver ops NAME` help.
-    fn params_schema(&self) -> schemars::Schema;
-    /// The parameter names the operator accepts.
-    fn param_names(&self) -> Vec<String> {
-        self.params_schema()
-            .get("properties")
-            .and_then(|p| p.as_object())
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-    /// Validates `params` (a JSON object) and builds the runtime operator.
-    fn build(&self, params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError>;
-}
-
-/// The parameters struct of an operator: deserialized from the node's `with:`,
-/// it builds the runtime operator.
-pub trait OpParams: DeserializeOwned + JsonSchema + 'static {
-    const NAME: &'static str;
-    const DOC: &'static str;
-    const EFFECT: Effect = Effect::Pure;
-    const WORKLOAD: Workload;
-
-    /// Checks what the types alone cannot and builds the operator.
-    fn build(self) -> Result<Arc<dyn Operator>, ParamError>;
-}
-
-struct Def<P>(PhantomData<fn() -> P>);
-
-impl<P: OpParams> OperatorDef for Def<P> {
-    fn name(&self) -> &'static str {
-        P::NAME
-    }
-    fn doc(&self) -> &'static str {
-        P::DOC
-    }
-    fn effect(&self) -> Effect {
-        P::EFFECT
-    }
-    fn workload(&self) -> Workload {
-        P::WORKLOAD
-    }
-    fn params_schema(&self) -> schemars::Schema {
-        schemars::schema_for!(P)
-    }
-    fn build(&self, params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
-        let params: P = serde_path_to_error::deserialize(params).map_err(|e| {
-            let path = e
-                .path()
-                .iter()
-                .filter_map(|seg| match seg {
-                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                    serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-                    _ => None,
-                })
-                .collect();
-            ParamError {
-                path,
-                message: e.into_inner().to_string(),
-            }
-        })?;
-        params.build()
-    }
-}
-
-fn def<P: OpParams>() -> Box<dyn OperatorDef> {
-    Box::new(Def::<P>(PhantomData))
-}
-
-/// Every built-in operator.
-fn builtins() -> Vec<Box<dyn OperatorDef>> {
-    vec![
-        def::<crate::fetch_synthetic::SyntheticParams>(),
-        def::<crate::fetch_csv::CsvParams>(),
-        def::<crate::fetch_parquet::ParquetParams>(),
-        def::<crate::fetch_http::HttpParams>(),
-        def::<crate::transform_sql::SqlParams>(),
-        def::<crate::resample::ResampleParams>(),
-        def::<crate::align::AlignParams>(),
-        def::<crate::features::FeaturesParams>(),
-        def::<crate::sink_parquet::ParquetSinkParams>(),
-        def::<crate::sink_csv::CsvSinkParams>(),
-    ]
-}
-
-/// The operators a pipeline can name, by name.
+/// Operators by name.
+#[derive(Clone, Default)]
 pub struct Registry {
-    ops: BTreeMap<&'static str, Box<dyn OperatorDef>>,
+    ops: BTreeMap<&'static str, Arc<dyn OperatorDef>>,
 }
+
+/// Registering a name that is already taken.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("an operator named '{0}' is already registered; choose another name")]
+pub struct DuplicateOperator(pub String);
 
 impl Registry {
+    /// A registry with no operators.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Every built-in operator.
+    pub fn builtins() -> Self {
+        use crate::{sinks, sources, transforms};
+        let mut r = Self::empty();
+        let defs: [Arc<dyn OperatorDef>; 10] = [
+            def::<sources::synthetic::SyntheticParams>(),
+            def::<sources::csv::CsvParams>(),
+            def::<sources::parquet::ParquetParams>(),
+            def::<sources::http::HttpParams>(),
+            def::<transforms::sql::SqlParams>(),
+            def::<transforms::resample::ResampleParams>(),
+            def::<transforms::align::AlignParams>(),
+            def::<transforms::features::FeaturesParams>(),
+            def::<sinks::parquet::ParquetSinkParams>(),
+            def::<sinks::csv::CsvSinkParams>(),
+        ];
+        for d in defs {
+            r.register_def(d).expect("built-in names are distinct");
+        }
+        r
+    }
+
+    /// Adds the operator whose parameters struct is `P`.
+    pub fn register<P: OpParams>(&mut self) -> Result<(), DuplicateOperator> {
+        self.register_def(def::<P>())
+    }
+
+    /// Adds an operator described by hand.
+    pub fn register_def(&mut self, def: Arc<dyn OperatorDef>) -> Result<(), DuplicateOperator> {
+        let name = def.name();
+        if self.ops.contains_key(name) {
+            return Err(DuplicateOperator(name.to_string()));
+        }
+        self.ops.insert(name, def);
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<&dyn OperatorDef> {
         self.ops.get(name).map(|d| d.as_ref())
     }
@@ -124,10 +76,18 @@ impl Registry {
     }
 }
 
-/// The registry of built-in operators.
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+fn def<P: OpParams>() -> Arc<dyn OperatorDef> {
+    Arc::new(Def::<P>::new())
+}
+
+/// The built-in operators, built once.
 pub fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| Registry {
-        ops: builtins().into_iter().map(|d| (d.name(), d)).collect(),
-    })
+    static BUILTINS: OnceLock<Registry> = OnceLock::new();
+    BUILTINS.get_or_init(Registry::builtins)
 }

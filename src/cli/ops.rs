@@ -38,7 +38,10 @@ fn describe(def: &dyn OperatorDef) -> String {
         (Effect::Pure, Workload::Io) => "pure, I/O-bound (identical nodes are merged)",
         (Effect::Pure, Workload::Cpu) => "pure, compute (identical nodes are merged)",
     };
-    out.push_str(&format!("kind: {kind}\n\nparameters (with:):\n"));
+    out.push_str(&format!(
+        "kind: {kind}\ninputs: {}\n\nparameters (with:):\n",
+        def.arity()
+    ));
     let schema = def.params_schema();
     let required: Vec<&str> = schema
         .get("required")

@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
-use quiver_operators::{Effect, Operator};
+use quiver_operators::{Arity, Effect, Operator, Registry};
 use serde_json::Value as Json;
 
 use super::expand::{Decl, Target};
@@ -46,13 +46,14 @@ pub struct Merger<'a> {
     /// Built operators, shared by nodes with equal op and parameters.
     operators: HashMap<(String, String), Arc<dyn Operator>>,
     param_names: HashMap<String, Vec<String>>,
+    registry: &'a Registry,
     pub graph: DiGraph<PlanNode, ()>,
     pub stats: Stats,
     diags: &'a mut Diagnostics,
 }
 
 impl<'a> Merger<'a> {
-    pub fn new(decls: &'a [Decl], diags: &'a mut Diagnostics) -> Self {
+    pub fn new(decls: &'a [Decl], registry: &'a Registry, diags: &'a mut Diagnostics) -> Self {
         Self {
             decls,
             state: vec![State::New; decls.len()],
@@ -60,6 +61,7 @@ impl<'a> Merger<'a> {
             seen: HashMap::new(),
             operators: HashMap::new(),
             param_names: HashMap::new(),
+            registry,
             graph: DiGraph::new(),
             stats: Stats {
                 declared: decls.len(),
@@ -181,7 +183,7 @@ impl<'a> Merger<'a> {
         }
 
         let decl = &self.decls[d];
-        let def = quiver_operators::registry().get(&decl.op)?;
+        let def = self.registry.get(&decl.op)?;
         let params_json = canonical(decl.params.to_json());
         let params_text = params_json.to_string();
         let key = NodeKey {
@@ -243,11 +245,36 @@ impl<'a> Merger<'a> {
     /// Builds the runtime operator, reporting bad parameters at their place.
     fn build(&mut self, d: usize, params_text: &str, params: Json) -> Option<Arc<dyn Operator>> {
         let decl = &self.decls[d];
+        let def = self.registry.get(&decl.op)?;
+        let arity = def.arity();
+        if !arity.accepts(decl.inputs.len()) {
+            let names: Vec<&str> = decl.inputs.iter().map(|i| i.name.as_str()).collect();
+            let has = match names.len() {
+                0 => "none".to_string(),
+                n => format!("{n} ({})", names.join(", ")),
+            };
+            let fix = match arity {
+                Arity::None => "; remove its `inputs:`",
+                Arity::Exactly(1) => {
+                    "; combine the tables first, e.g. with transform.sql, or use one node per input"
+                }
+                _ => "",
+            };
+            self.diags.push(Diagnostic::new(
+                &decl.origin.file,
+                Some(decl.origin.pos),
+                format!("{}.inputs", decl.origin.path),
+                format!(
+                    "operator '{}' takes {arity}, and this node has {has}{fix}",
+                    decl.op
+                ),
+            ));
+            return None;
+        }
         let cache_key = (decl.op.clone(), params_text.to_string());
         if let Some(op) = self.operators.get(&cache_key) {
             return Some(op.clone());
         }
-        let def = quiver_operators::registry().get(&decl.op)?;
         let with_path = format!("{}.with", decl.origin.path);
         let names = self
             .param_names

@@ -13,6 +13,8 @@ use super::interp::{Scope, interpolate, interpolate_str};
 use super::params::{self, Override};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::spec::de::from_yaml;
+use quiver_operators::Registry;
+
 use crate::spec::{ExecOptions, FragmentSpec, NodeSpec, Pos, ResourceSpec, Value, Yaml};
 
 /// Where something was declared.
@@ -87,17 +89,23 @@ pub struct Expander<'d> {
     namespaces: Vec<Namespace>,
     pub diags: &'d mut Diagnostics,
     resources: &'d IndexMap<String, ResourceSpec>,
+    registry: &'d Registry,
     fragments: HashMap<PathBuf, Option<Arc<Yaml>>>,
     include_stack: Vec<PathBuf>,
 }
 
 impl<'d> Expander<'d> {
-    pub fn new(diags: &'d mut Diagnostics, resources: &'d IndexMap<String, ResourceSpec>) -> Self {
+    pub fn new(
+        diags: &'d mut Diagnostics,
+        resources: &'d IndexMap<String, ResourceSpec>,
+        registry: &'d Registry,
+    ) -> Self {
         Self {
             decls: Vec::new(),
             namespaces: vec![Namespace::default()],
             diags,
             resources,
+            registry,
             fragments: HashMap::new(),
             include_stack: Vec::new(),
         }
@@ -290,7 +298,7 @@ impl<'d> Expander<'d> {
             path: path.to_string(),
             pos: node.pos,
         };
-        let registry = quiver_operators::registry();
+        let registry = self.registry;
         if registry.get(op).is_none() {
             let pos = node.get("op").map_or(node.pos, |o| o.pos);
             self.error(

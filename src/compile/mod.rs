@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use quiver_operators::Effect;
+use quiver_operators::{Effect, Registry};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::plan::Plan;
@@ -23,11 +23,22 @@ use crate::spec::de::from_yaml;
 use crate::spec::{PipelineSpec, ResourceSpec, Value, Yaml};
 pub use params::Override;
 
-/// Reads and compiles the pipeline file at `path`.
+/// Reads and compiles the pipeline file at `path` against the built-in
+/// operators.
 pub fn compile_file(path: &Path, overrides: &[Override]) -> Result<Plan, Diagnostics> {
+    compile_file_with(path, overrides, quiver_operators::registry())
+}
+
+/// Reads and compiles the pipeline file at `path`; its nodes may name any
+/// operator in `registry` (built-ins and a library user's own).
+pub fn compile_file_with(
+    path: &Path,
+    overrides: &[Override],
+    registry: &Registry,
+) -> Result<Plan, Diagnostics> {
     let file: Arc<Path> = Arc::from(path);
     match std::fs::read_to_string(path) {
-        Ok(text) => compile_str(path, &text, overrides),
+        Ok(text) => compile_str_with(path, &text, overrides, registry),
         Err(e) => Err(Diagnostics(vec![Diagnostic::new(
             &file,
             None,
@@ -40,6 +51,16 @@ pub fn compile_file(path: &Path, overrides: &[Override]) -> Result<Plan, Diagnos
 /// Compiles pipeline `text`, read from `path` (which also anchors relative
 /// fragment paths).
 pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Plan, Diagnostics> {
+    compile_str_with(path, text, overrides, quiver_operators::registry())
+}
+
+/// Compiles pipeline `text` against the operators in `registry`.
+pub fn compile_str_with(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+    registry: &Registry,
+) -> Result<Plan, Diagnostics> {
     let file: Arc<Path> = Arc::from(path);
     let mut diags = Diagnostics::default();
     let doc = match crate::spec::yaml::parse(text) {
@@ -93,13 +114,13 @@ pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Pl
         return Err(diags.sorted());
     }
 
-    let mut expander = expand::Expander::new(&mut diags, &resources);
+    let mut expander = expand::Expander::new(&mut diags, &resources, registry);
     let root = interp::Scope::new(&params);
     expander.expand_nodes(&file, &spec.nodes, "", &root, 0);
     expander.resolve_refs();
     let decls = std::mem::take(&mut expander.decls);
 
-    let (graph, stats) = dedupe::Merger::new(&decls, &mut diags).run();
+    let (graph, stats) = dedupe::Merger::new(&decls, registry, &mut diags).run();
     check_sinks(&graph, &decls, &mut diags);
 
     if !diags.is_empty() {

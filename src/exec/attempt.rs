@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quiver_operators::{Inputs, OpError, Operator, Table};
+use quiver_operators::{CancelToken, ExecContext, Inputs, OpError, Operator, Table};
 
 use super::resources::{Admission, AttemptPolicy, Resource};
 
@@ -16,6 +16,10 @@ pub struct Attempts {
     pub resource: Option<Arc<Resource>>,
     /// Seeds the backoff jitter.
     pub jitter_seed: u64,
+    /// The run's context: thread budget, DataFusion runtime.
+    pub ctx: ExecContext,
+    /// Threads of the budget the executor took for this node.
+    pub held: usize,
 }
 
 /// How running a node went.
@@ -102,7 +106,17 @@ impl Attempts {
     /// One execution within the timeout. The executor has already put the
     /// whole node on the runtime that fits its work.
     async fn attempt(&self, inputs: Inputs) -> Result<Table, OpError> {
-        let run = self.operator.execute(inputs);
+        // Each attempt has its own cancellation: when its future is dropped
+        // (timed out, or the run aborted it), the guard tells the operator's
+        // blocking work to stop.
+        let cancel = CancelToken::new();
+        let ctx = self.ctx.for_attempt(self.held, cancel.clone());
+        let guard = cancel.cancel_on_drop();
+        let run = async move {
+            let out = self.operator.execute(&ctx, inputs).await;
+            guard.disarm();
+            out
+        };
         match self.policy.timeout {
             None => run.await,
             Some(limit) => tokio::time::timeout(limit, run)

@@ -27,8 +27,9 @@ use std::time::Instant;
 
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
-use quiver_operators::{Effect, Input, Inputs, OpError, Table, Workload};
-use tokio::sync::Semaphore;
+use quiver_operators::{
+    Effect, ExecContext, Input, Inputs, OpError, Table, ThreadBudget, Workload,
+};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -49,6 +50,9 @@ pub struct RunOptions {
     /// One node at a time, in a fixed order.
     pub sequential: bool,
     pub progress: ProgressMode,
+    /// Bytes of memory operators may reserve (DataFusion spills to disk
+    /// before it fails); `None` for no limit.
+    pub memory_limit: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +61,7 @@ impl Default for RunOptions {
             max_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             sequential: false,
             progress: ProgressMode::Quiet,
+            memory_limit: None,
         }
     }
 }
@@ -65,6 +70,8 @@ impl Default for RunOptions {
 pub struct Executor {
     options: RunOptions,
     cpu: Option<tokio::runtime::Runtime>,
+    /// The DataFusion runtime every query and scan shares: one memory pool.
+    datafusion: Arc<quiver_operators::datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 /// A node's state while the run goes.
@@ -84,9 +91,12 @@ impl Executor {
             .thread_name("quiver-cpu")
             .enable_all()
             .build()?;
+        let datafusion = ExecContext::runtime(options.memory_limit)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Self {
             options,
             cpu: Some(cpu),
+            datafusion,
         })
     }
 
@@ -134,7 +144,14 @@ impl Executor {
         } else {
             self.options.max_workers.max(1)
         };
-        let cpu_slots = Arc::new(Semaphore::new(width));
+        // Every piece of CPU work in the run, the operators' own threads
+        // included, takes a thread of this budget.
+        let budget = ThreadBudget::new(width);
+        let ctx = ExecContext::with_runtime(
+            budget.clone(),
+            self.datafusion.clone(),
+            self.options.memory_limit,
+        );
         // Sequential runs put every node, I/O included, through the one slot.
         let everything_needs_a_slot = self.options.sequential;
         let mut running: JoinSet<(usize, Instant, Outcome)> = JoinSet::new();
@@ -209,9 +226,9 @@ impl Executor {
                 };
                 let needs_slot = everything_needs_a_slot || node.workload == Workload::Cpu;
                 let permit = if needs_slot {
-                    match cpu_slots.clone().try_acquire_owned() {
-                        Ok(p) => Some(p),
-                        Err(_) => {
+                    match budget.try_acquire_one() {
+                        Some(p) => Some(p),
+                        None => {
                             deferred.push((r, std::cmp::Reverse(i)));
                             continue;
                         }
@@ -238,6 +255,8 @@ impl Executor {
                     policy,
                     resource,
                     jitter_seed: node.identity,
+                    ctx: ctx.clone(),
+                    held: usize::from(permit.is_some()),
                 };
                 slots[i] = Slot::Running;
                 reports[i].status = NodeStatus::Running;
@@ -341,7 +360,9 @@ impl Executor {
                 );
             }
         }
-        RunReport::new(reports, started.elapsed(), peak_bytes, cancelled, plan)
+        let mut report = RunReport::new(reports, started.elapsed(), peak_bytes, cancelled, plan);
+        report.totals.peak_threads = budget.peak();
+        report
     }
 
     /// Records how node `i` ended, applying its `on_error` policy. Returns

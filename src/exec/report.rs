@@ -94,6 +94,9 @@ pub struct Totals {
     pub critical_path: Vec<String>,
     /// The most bytes of memoized outputs alive at one time.
     pub peak_output_bytes: usize,
+    /// The most CPU threads of the run's budget (`--max-workers`) in use at
+    /// once, operators' own threads included.
+    pub peak_threads: usize,
     pub cancelled: bool,
 }
 
@@ -133,6 +136,7 @@ impl RunReport {
             wall,
             critical_path: critical_path(plan, &nodes),
             peak_output_bytes,
+            peak_threads: 0,
             cancelled,
         };
         Self {

@@ -126,7 +126,8 @@ nodes:
 #[test]
 fn the_breaker_opens_on_failures_and_recovers_after_the_cooldown() {
     // `down` fails and opens the breaker. `while_open` starts (after a
-    // 100 ms wait upstream) while it is open and is rejected without running.
+    // 100 ms wait upstream; sources take no inputs, so the waiting nodes
+    // are queries) while it is open and is rejected without running.
     // `after_cooldown` starts after the 400 ms cooldown, is let through as the
     // trial, succeeds and closes the breaker.
     let plan = compile(
@@ -142,17 +143,17 @@ nodes:
     with: {dataset: stock_info, symbol: FPT, fail_rate: 1.0}
   wait_short: {op: fetch.synthetic, with: {dataset: stock_info, symbol: VNM, latency: 100ms}}
   while_open:
-    op: fetch.synthetic
+    op: transform.sql
     resource: api
     on_error: skip
     inputs: [wait_short]
-    with: {dataset: stock_info, symbol: HPG}
+    with: {query: SELECT * FROM wait_short}
   wait_long: {op: fetch.synthetic, with: {dataset: stock_info, symbol: VCB, latency: 600ms}}
   after_cooldown:
-    op: fetch.synthetic
+    op: transform.sql
     resource: api
     inputs: [wait_long]
-    with: {dataset: stock_info, symbol: ACB}
+    with: {query: SELECT * FROM wait_long}
 "#,
     );
     let report = run(&plan);
@@ -361,11 +362,16 @@ fn sequential_and_parallel_runs_write_identical_bytes() {
         assert!(report.succeeded(), "{report}");
         if sequential {
             // One node at a time: no two nodes' [start, end) overlap.
-            let mut spans: Vec<_> = report.nodes.iter().map(|n| (n.start, n.end)).collect();
+            let mut spans: Vec<_> = report
+                .nodes
+                .iter()
+                .map(|n| (n.start, n.end, n.id.as_str()))
+                .collect();
             spans.sort();
+            let overlaps: Vec<_> = spans.windows(2).filter(|w| w[0].1 > w[1].0).collect();
             assert!(
-                spans.windows(2).all(|w| w[0].1 <= w[1].0),
-                "nodes overlapped in a sequential run"
+                overlaps.is_empty(),
+                "nodes overlapped in a sequential run: {overlaps:?}"
             );
         }
     }

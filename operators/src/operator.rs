@@ -1,0 +1,190 @@
+//! The operator API: what the engine knows about an operator before running
+//! it ([`OperatorDef`]), the parameters struct that builds it ([`OpParams`]),
+//! and the runtime object it builds ([`Operator`]).
+//!
+//! This module imports no operator: the registry and every operator depend
+//! on it, never the other way round.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::context::ExecContext;
+use crate::{Inputs, OpError, ParamError, Table};
+
+/// What running an operator does to the world, which decides whether the
+/// engine may merge two identical nodes into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Same parameters and inputs give the same output, and running it twice
+    /// is wasted work: identical nodes are merged.
+    Pure,
+    /// Writes somewhere. Never merged; two sinks writing one target is an error.
+    Sink,
+}
+
+/// The kind of work an operator does, which decides where the executor runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Mostly waiting on a network, a disk or a remote service. Any CPU work
+    /// inside (parsing, encoding) goes through [`ExecContext::run_cpu`].
+    Io,
+    /// Mostly computing: holds one of the run's CPU threads while it runs.
+    Cpu,
+}
+
+/// How many inputs an operator takes. A node with a different count is a
+/// compile-time diagnostic, not a failure half-way through a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// A source: no inputs.
+    None,
+    Exactly(usize),
+    AtLeast(usize),
+}
+
+impl Arity {
+    pub fn accepts(self, n: usize) -> bool {
+        match self {
+            Arity::None => n == 0,
+            Arity::Exactly(k) => n == k,
+            Arity::AtLeast(k) => n >= k,
+        }
+    }
+}
+
+impl std::fmt::Display for Arity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        match *self {
+            Arity::None => f.write_str("no inputs"),
+            Arity::Exactly(n) => write!(f, "exactly {n} input{}", plural(n)),
+            Arity::AtLeast(n) => write!(f, "at least {n} input{}", plural(n)),
+        }
+    }
+}
+
+/// A runtime operator, built from validated parameters by [`OperatorDef::build`].
+#[async_trait]
+pub trait Operator: Send + Sync + std::fmt::Debug {
+    /// Runs the operator over its inputs. CPU-heavy work stays inside the
+    /// context's thread budget and stops soon after the context is cancelled.
+    async fn execute(&self, ctx: &ExecContext, inputs: Inputs) -> Result<Table, OpError>;
+
+    /// For sinks: the location written, so the engine can reject two sinks
+    /// writing the same place.
+    fn sink_target(&self) -> Option<String> {
+        None
+    }
+
+    /// The schema of the output, when it is known before running.
+    fn output_schema(&self) -> Option<SchemaRef> {
+        None
+    }
+}
+
+/// What the engine knows about an operator before running it.
+pub trait OperatorDef: Send + Sync {
+    /// The name pipelines use in `op:`, e.g. `fetch.synthetic`.
+    fn name(&self) -> &'static str;
+    /// A paragraph for `quiver ops`.
+    fn doc(&self) -> &'static str;
+    fn effect(&self) -> Effect;
+    fn workload(&self) -> Workload;
+    fn arity(&self) -> Arity;
+    /// The JSON schema of the operator's `with:` parameters; field docs
+    /// become `quiver ops NAME` help.
+    fn params_schema(&self) -> schemars::Schema;
+    /// The parameter names the operator accepts.
+    fn param_names(&self) -> Vec<String> {
+        self.params_schema()
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+    /// Validates `params` (a JSON object) and builds the runtime operator.
+    fn build(&self, params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError>;
+}
+
+/// The parameters struct of an operator: deserialized from the node's `with:`,
+/// it builds the runtime operator. Implementing it is all a new operator
+/// needs; [`crate::Registry::register`] makes it available to pipelines.
+pub trait OpParams: DeserializeOwned + JsonSchema + 'static {
+    const NAME: &'static str;
+    const DOC: &'static str;
+    const EFFECT: Effect = Effect::Pure;
+    const WORKLOAD: Workload;
+    const INPUTS: Arity;
+
+    /// Checks what the types alone cannot and builds the operator.
+    fn build(self) -> Result<Arc<dyn Operator>, ParamError>;
+}
+
+/// The [`OperatorDef`] of a parameters struct.
+pub(crate) struct Def<P>(PhantomData<fn() -> P>);
+
+impl<P: OpParams> Def<P> {
+    pub(crate) fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<P: OpParams> OperatorDef for Def<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+    fn doc(&self) -> &'static str {
+        P::DOC
+    }
+    fn effect(&self) -> Effect {
+        P::EFFECT
+    }
+    fn workload(&self) -> Workload {
+        P::WORKLOAD
+    }
+    fn arity(&self) -> Arity {
+        P::INPUTS
+    }
+    fn params_schema(&self) -> schemars::Schema {
+        schemars::schema_for!(P)
+    }
+    fn build(&self, params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
+        // Parameters structs that share fields through `#[serde(flatten)]`
+        // cannot deny unknown fields themselves, so every one is checked here.
+        if let Some(given) = params.as_object() {
+            let names = self.param_names();
+            if let Some(unknown) = given.keys().find(|k| !names.contains(k)) {
+                // Worded as serde words it for the structs that deny them.
+                let expected: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+                return Err(ParamError {
+                    path: Vec::new(),
+                    message: format!(
+                        "unknown field `{unknown}`, expected one of {}",
+                        expected.join(", ")
+                    ),
+                });
+            }
+        }
+        let params: P = serde_path_to_error::deserialize(params).map_err(|e| {
+            let path = e
+                .path()
+                .iter()
+                .filter_map(|seg| match seg {
+                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                    serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                    _ => None,
+                })
+                .collect();
+            ParamError {
+                path,
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        params.build()
+    }
+}

@@ -1,0 +1,116 @@
+//! The one trading calendar: civil dates as days since 1970-01-01 (Arrow's
+//! `Date32`) and which of them the exchanges trade, without a date library
+//! (the arithmetic is a few lines). Used by the synthetic source and by the
+//! exchange sessions that resample and features place bars in.
+
+/// Milliseconds in a day.
+pub(crate) const DAY_MS: i64 = 86_400_000;
+/// Asia/Ho_Chi_Minh is UTC+7 all year (Vietnam has no daylight saving time).
+pub(crate) const UTC_OFFSET_MS: i64 = 7 * 3_600_000;
+/// The Arrow time zone of every timestamp the operator produces.
+pub(crate) const TIME_ZONE: &str = "+07:00";
+
+/// Days since 1970-01-01 of a proleptic Gregorian date
+/// (Howard Hinnant's `days_from_civil`).
+pub(crate) fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = (y - era * 400) as u32; // [0, 399]
+    let mp = (month + 9) % 12; // March = 0
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe as i32 - 719_468
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Parses exactly `YYYY-MM-DD` into days since 1970-01-01.
+pub(crate) fn parse_date(s: &str) -> Option<i32> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = digits(0..4)? as i32;
+    let month = digits(5..7)?;
+    let day = digits(8..10)?;
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
+}
+
+/// Monday = 0 … Sunday = 6.
+pub(crate) fn weekday(days: i32) -> i32 {
+    // 1970-01-01 was a Thursday.
+    (days + 3).rem_euclid(7)
+}
+
+/// HOSE and NYSE trade Monday to Friday. Exchange holidays (Tết, Reunification Day,
+/// …) are not modelled: they move every year and a synthetic source gains
+/// nothing from a holiday table that would go stale.
+pub(crate) fn is_trading_day(days: i32) -> bool {
+    weekday(days) < 5
+}
+
+/// The trading days in `from..=to`.
+pub(crate) fn trading_days(from: i32, to: i32) -> impl Iterator<Item = i32> {
+    (from..=to).filter(|&d| is_trading_day(d))
+}
+
+/// The UTC epoch milliseconds of `local_ms` after local midnight on `days`.
+pub(crate) fn local_to_utc_ms(days: i32, local_ms: i64) -> i64 {
+    i64::from(days) * DAY_MS + local_ms - UTC_OFFSET_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_match_known_dates() {
+        // Reference values: `date -u -d YYYY-MM-DD +%s` / 86400.
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 1, 3), 10_959);
+        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
+        assert_eq!(days_from_civil(2026, 1, 7), 20_460);
+        assert_eq!(parse_date("2026-01-07"), Some(20_460));
+    }
+
+    #[test]
+    fn parse_rejects_malformed_and_impossible_dates() {
+        for bad in [
+            "2026-1-07",
+            "2026/01/07",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-02-29",
+            "2026-04-31",
+            "20260107",
+            "2026-01-07T00:00",
+            "+026-01-07",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+        assert!(parse_date("2024-02-29").is_some());
+    }
+
+    #[test]
+    fn weekends_are_not_trading_days() {
+        // 2026-01-05 was a Monday; 2026-01-10 and 11 a weekend.
+        let monday = days_from_civil(2026, 1, 5);
+        let open: Vec<bool> = (0..7).map(|i| is_trading_day(monday + i)).collect();
+        assert_eq!(open, [true, true, true, true, true, false, false]);
+    }
+}

@@ -1,0 +1,8 @@
+//! Helpers the operators share. They import no operator.
+
+pub(crate) mod atomic;
+pub(crate) mod calendar;
+pub(crate) mod hive;
+pub(crate) mod scan;
+pub(crate) mod session;
+pub(crate) mod sessions;

@@ -1,0 +1,4 @@
+//! Operators that write their one input somewhere and output nothing.
+
+pub(crate) mod csv;
+pub(crate) mod parquet;

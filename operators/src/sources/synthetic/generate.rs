@@ -1,0 +1,438 @@
+//! The generator: a small seeded PRNG, daily closes walked from a fixed
+//! epoch, and intraday trades bridged between consecutive closes.
+//!
+//! Every value for a (seed, symbol, day) is drawn from a generator keyed by
+//! exactly those, and each close is walked from [`EPOCH`] whatever range was
+//! asked for, so a day's rows do not depend on the range requested.
+
+use std::f64::consts::TAU;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Date32Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::Dataset;
+use super::market::{Band, Listing, listing, round_to_tick};
+use crate::shared::calendar::{TIME_ZONE, local_to_utc_ms, trading_days};
+use datafusion::arrow::compute::concat_batches;
+
+use crate::{CancelToken, OpError, Table};
+
+/// The first trading day of the synthetic history, 2000-01-03 (a Monday).
+pub(super) const EPOCH: i32 = 10_959;
+/// The last day the generator serves, 2100-12-31.
+pub(super) const LAST_DAY: i32 = 47_846;
+
+/// Batches as DataFusion sizes them (its default `batch_size`), so a sort
+/// under a memory limit can spill in pieces that fit.
+const MAX_BATCH_ROWS: usize = 8_192;
+
+// Independent draws for independent purposes.
+const STREAM_LISTING: u64 = 1;
+const STREAM_CLOSE: u64 = 2;
+const STREAM_TRADES: u64 = 3;
+pub(super) const STREAM_FAILURE: u64 = 4;
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The splitmix64 finalizer.
+fn fmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// splitmix64, keyed by hand-written hashing rather than std's `Hasher`,
+/// whose output may change between Rust releases: the data must not.
+pub(super) struct Rng(u64);
+
+impl Rng {
+    /// A generator for one purpose of one symbol, named by `parts`
+    /// (a stream, a day, a call count).
+    pub fn new(seed: u64, symbol: &str, parts: &[u64]) -> Self {
+        let mut h = fmix(seed ^ GOLDEN);
+        for &b in symbol.as_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3); // FNV-1a
+        }
+        for &p in parts {
+            h = fmix(h ^ fmix(p.wrapping_add(GOLDEN)));
+        }
+        Self(h)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(GOLDEN);
+        fmix(self.0)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform(); // (0, 1]: ln is finite
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (TAU * u2).cos()
+    }
+
+    /// Uniform in 0..n.
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// What stays fixed for a symbol across days.
+struct Model {
+    listing: Listing,
+    daily_vol: f64,
+}
+
+fn model(seed: u64, symbol: &str) -> Model {
+    let mut rng = Rng::new(seed, symbol, &[STREAM_LISTING]);
+    let listing = listing(symbol, || rng.uniform());
+    Model {
+        listing,
+        daily_vol: 0.015 + 0.005 * rng.uniform(),
+    }
+}
+
+/// One trading day: the band it traded in and its closing price.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    day: i32,
+    band: Band,
+    close: i64,
+}
+
+/// Daily pull of log(price / base price) back to zero. A half-life of about
+/// a year keeps 25 years of random walk near today's price levels (typically
+/// within ±25% of the base) instead of drifting to 20× or 1/20.
+const REVERSION: f64 = 0.003;
+
+/// The sessions of the trading days in `from..=to`, each close walked from
+/// [`EPOCH`] so it does not depend on `from`.
+fn sessions(seed: u64, symbol: &str, model: &Model, from: i32, to: i32) -> Vec<Session> {
+    let base = model.listing.base_price as f64;
+    let mut prev = model.listing.base_price;
+    let mut out = Vec::new();
+    for day in trading_days(EPOCH, to) {
+        let band = Band::new(prev);
+        let shock = model.daily_vol * Rng::new(seed, symbol, &[STREAM_CLOSE, day as u64]).normal();
+        let pull = -REVERSION * (prev as f64 / base).ln();
+        let close = band.clamp(round_to_tick(prev as f64 * (shock + pull).exp()));
+        if day >= from {
+            out.push(Session { day, band, close });
+        }
+        prev = close;
+    }
+    out
+}
+
+/// One trade.
+struct Trade {
+    /// UTC epoch milliseconds.
+    ts: i64,
+    price: i64,
+    volume: i64,
+    buy: bool,
+}
+
+const MINUTE_MS: i64 = 60_000;
+/// Continuous trading: 09:15–11:30, then 13:00–14:30, local time.
+const MORNING_OPEN_MS: i64 = (9 * 60 + 15) * MINUTE_MS;
+const MORNING_MS: i64 = 135 * MINUTE_MS;
+const AFTERNOON_OPEN_MS: i64 = 13 * 60 * MINUTE_MS;
+const CONTINUOUS_MS: i64 = MORNING_MS + 90 * MINUTE_MS;
+/// The closing auction (ATC) is matched at 14:45, 15 minutes of trading
+/// time after continuous trading ends; the intraday path reaches the close
+/// then.
+const ATC_MS: i64 = (14 * 60 + 45) * MINUTE_MS;
+const ATC_TRADING_MS: i64 = CONTINUOUS_MS + 15 * MINUTE_MS;
+
+/// How strongly trades cluster at the open and the close (0 = uniform).
+const U_SHAPE: f64 = 0.6;
+/// The overnight gap, as a share of daily volatility.
+const OPENING_GAP: f64 = 0.4;
+/// The share of daily volatility realised within the day.
+const INTRADAY_VOL: f64 = 0.8;
+/// The chance a trade is a block trade of 50,000–500,000 shares.
+const BLOCK_PROBABILITY: f64 = 0.003;
+
+/// A day's trades, ending with the closing auction at the day's close. The
+/// price path is a Brownian bridge in log price from an opening level (the
+/// reference, i.e. the previous close, moved by an overnight gap) to the
+/// close, rounded to the tick and held in the band.
+fn day_trades(seed: u64, symbol: &str, model: &Model, session: &Session) -> Vec<Trade> {
+    let mut rng = Rng::new(seed, symbol, &[STREAM_TRADES, session.day as u64]);
+    let n = 1_000 + rng.below(2_001) as usize;
+    let gap = OPENING_GAP * model.daily_vol * rng.normal();
+
+    // Arrival times in trading milliseconds: sorted uniforms bent by
+    // u ↦ u − a·sin(2πu)/2π, whose slope is smallest at both ends, so trades
+    // crowd the open and the close as on a real day.
+    let mut u: Vec<f64> = (0..n).map(|_| rng.uniform()).collect();
+    u.sort_unstable_by(f64::total_cmp);
+    let mut times: Vec<i64> = u
+        .iter()
+        .map(|&u| {
+            let t = u - U_SHAPE * (TAU * u).sin() / TAU;
+            ((t * CONTINUOUS_MS as f64) as i64).clamp(0, CONTINUOUS_MS - 1)
+        })
+        .collect();
+    times.dedup(); // strictly increasing timestamps
+
+    let total = ATC_TRADING_MS as f64;
+    let sigma = model.daily_vol * INTRADAY_VOL;
+    let mut walk = Vec::with_capacity(times.len());
+    let (mut w, mut last) = (0.0, 0);
+    for &t in &times {
+        w += sigma * ((t - last) as f64 / total).sqrt() * rng.normal();
+        walk.push(w);
+        last = t;
+    }
+    let w_end = w + sigma * ((ATC_TRADING_MS - last) as f64 / total).sqrt() * rng.normal();
+
+    let from = (session.band.reference as f64).ln() + gap;
+    let to = (session.close as f64).ln();
+    let mut trades = Vec::with_capacity(times.len() + 1);
+    let mut prev = session.band.reference;
+    for (&t, &w) in times.iter().zip(&walk) {
+        let f = t as f64 / total;
+        let price = session.band.clamp(round_to_tick(
+            (from + f * (to - from) + w - f * w_end).exp(),
+        ));
+        let local = if t < MORNING_MS {
+            MORNING_OPEN_MS + t
+        } else {
+            AFTERNOON_OPEN_MS + t - MORNING_MS
+        };
+        trades.push(Trade {
+            ts: local_to_utc_ms(session.day, local),
+            price,
+            volume: lots(&mut rng) * 100,
+            buy: buyer_initiated(&mut rng, price, prev),
+        });
+        prev = price;
+    }
+    trades.push(Trade {
+        ts: local_to_utc_ms(session.day, ATC_MS),
+        price: session.close,
+        volume: (500 + rng.below(4_501) as i64) * 100,
+        buy: buyer_initiated(&mut rng, session.close, prev),
+    });
+    trades
+}
+
+/// Lots of 100 shares: log-normal around 8 lots capped at 50, with rare
+/// block trades of 500–5,000 lots.
+fn lots(rng: &mut Rng) -> i64 {
+    if rng.uniform() < BLOCK_PROBABILITY {
+        (500.0 * 10f64.powf(rng.uniform())).round() as i64
+    } else {
+        ((8f64.ln() + 0.9 * rng.normal()).exp().round() as i64).clamp(1, 50)
+    }
+}
+
+/// Upticks are mostly buyers lifting the offer, downticks sellers.
+fn buyer_initiated(rng: &mut Rng, price: i64, prev: i64) -> bool {
+    let p = match price.cmp(&prev) {
+        std::cmp::Ordering::Greater => 0.8,
+        std::cmp::Ordering::Less => 0.2,
+        std::cmp::Ordering::Equal => 0.5,
+    };
+    rng.uniform() < p
+}
+
+fn field(name: &str, data_type: DataType) -> Field {
+    Field::new(name, data_type, false)
+}
+
+pub(super) fn ticks_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("symbol", DataType::Utf8),
+        field(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some(TIME_ZONE.into())),
+        ),
+        field("price", DataType::Float64),
+        field("volume", DataType::Int64),
+        field("side", DataType::Utf8),
+    ]))
+}
+
+pub(super) fn prices_schema() -> SchemaRef {
+    let f64_field = |name| field(name, DataType::Float64);
+    Arc::new(Schema::new(vec![
+        field("symbol", DataType::Utf8),
+        field("date", DataType::Date32),
+        f64_field("open"),
+        f64_field("high"),
+        f64_field("low"),
+        f64_field("close"),
+        field("volume", DataType::Int64),
+        f64_field("reference"),
+        f64_field("ceiling"),
+        f64_field("floor"),
+    ]))
+}
+
+pub(super) fn stock_info_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("symbol", DataType::Utf8),
+        field("name", DataType::Utf8),
+        field("sector", DataType::Utf8),
+        field("exchange", DataType::Utf8),
+        field("shares_outstanding", DataType::Int64),
+        field("free_float", DataType::Float64),
+    ]))
+}
+
+/// Generates `dataset` for `symbol` over the days `days` (inclusive; unused
+/// by `stock_info`).
+pub(super) fn generate(
+    dataset: Dataset,
+    seed: u64,
+    symbol: &str,
+    days: Option<(i32, i32)>,
+    cancel: &CancelToken,
+) -> Result<Table, OpError> {
+    let range = || {
+        days.ok_or_else(|| OpError::Internal(format!("fetch.synthetic {dataset} without dates")))
+    };
+    let model = model(seed, symbol);
+    let batch = match dataset {
+        Dataset::Ticks => {
+            let (from, to) = range()?;
+            ticks(seed, symbol, &model, from, to, cancel)?
+        }
+        Dataset::Prices => {
+            let (from, to) = range()?;
+            prices(seed, symbol, &model, from, to)?
+        }
+        Dataset::StockInfo => stock_info(symbol, &model.listing)?,
+    };
+    let rows = batch.num_rows();
+    // Each batch gets buffers of its own size: a slice would keep the whole
+    // generated buffer alive, and memory accounting would count it once per
+    // slice.
+    let batches = (0..rows)
+        .step_by(MAX_BATCH_ROWS)
+        .map(|offset| {
+            let slice = batch.slice(offset, MAX_BATCH_ROWS.min(rows - offset));
+            concat_batches(&slice.schema(), [&slice])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(if batches.is_empty() {
+        Table::from_batch(batch)
+    } else {
+        Table::new(batch.schema(), batches)
+    })
+}
+
+fn symbols(symbol: &str, rows: usize) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+        symbol, rows,
+    )))
+}
+
+fn ticks(
+    seed: u64,
+    symbol: &str,
+    model: &Model,
+    from: i32,
+    to: i32,
+    cancel: &CancelToken,
+) -> Result<RecordBatch, OpError> {
+    let (mut ts, mut price, mut volume, mut side) = (vec![], vec![], vec![], vec![]);
+    for session in sessions(seed, symbol, model, from, to) {
+        // A day of trades is well under a millisecond of work.
+        if cancel.is_cancelled() {
+            return Err(OpError::Cancelled);
+        }
+        for trade in day_trades(seed, symbol, model, &session) {
+            ts.push(trade.ts);
+            price.push(trade.price as f64);
+            volume.push(trade.volume);
+            side.push(if trade.buy { "B" } else { "S" });
+        }
+    }
+    Ok(RecordBatch::try_new(
+        ticks_schema(),
+        vec![
+            symbols(symbol, ts.len()),
+            Arc::new(TimestampMillisecondArray::from(ts).with_timezone(TIME_ZONE)),
+            Arc::new(Float64Array::from(price)),
+            Arc::new(Int64Array::from(volume)),
+            Arc::new(StringArray::from(side)),
+        ],
+    )?)
+}
+
+/// Daily bars aggregated from the day's trades, so `prices` and `ticks`
+/// agree.
+fn prices(
+    seed: u64,
+    symbol: &str,
+    model: &Model,
+    from: i32,
+    to: i32,
+) -> Result<RecordBatch, OpError> {
+    let sessions = sessions(seed, symbol, model, from, to);
+    let n = sessions.len();
+    let mut cols: [Vec<f64>; 7] = Default::default();
+    let (mut date, mut volume) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for session in &sessions {
+        let trades = day_trades(seed, symbol, model, session);
+        let traded = || trades.iter().map(|t| t.price);
+        let band = session.band;
+        let row = [
+            trades[0].price,
+            traded().max().unwrap_or(session.close),
+            traded().min().unwrap_or(session.close),
+            trades[trades.len() - 1].price,
+            band.reference,
+            band.ceiling,
+            band.floor,
+        ];
+        for (col, value) in cols.iter_mut().zip(row) {
+            col.push(value as f64);
+        }
+        date.push(session.day);
+        volume.push(trades.iter().map(|t| t.volume).sum::<i64>());
+    }
+    let [open, high, low, close, reference, ceiling, floor] = cols.map(Float64Array::from);
+    Ok(RecordBatch::try_new(
+        prices_schema(),
+        vec![
+            symbols(symbol, n),
+            Arc::new(Date32Array::from(date)),
+            Arc::new(open),
+            Arc::new(high),
+            Arc::new(low),
+            Arc::new(close),
+            Arc::new(Int64Array::from(volume)),
+            Arc::new(reference),
+            Arc::new(ceiling),
+            Arc::new(floor),
+        ],
+    )?)
+}
+
+fn stock_info(symbol: &str, listing: &Listing) -> Result<RecordBatch, OpError> {
+    Ok(RecordBatch::try_new(
+        stock_info_schema(),
+        vec![
+            symbols(symbol, 1),
+            Arc::new(StringArray::from(vec![listing.name.as_str()])),
+            Arc::new(StringArray::from(vec![listing.sector.as_str()])),
+            Arc::new(StringArray::from(vec!["HOSE"])),
+            Arc::new(Int64Array::from(vec![listing.shares_outstanding])),
+            Arc::new(Float64Array::from(vec![listing.free_float])),
+        ],
+    )?)
+}

@@ -1,0 +1,6 @@
+//! Operators that turn tables into tables.
+
+pub(crate) mod align;
+pub(crate) mod features;
+pub(crate) mod resample;
+pub(crate) mod sql;
