@@ -26,7 +26,7 @@ pub use params::Override;
 /// Reads and compiles the pipeline file at `path`.
 pub fn compile_file(path: &Path, overrides: &[Override]) -> Result<Plan, Diagnostics> {
     let file: Arc<Path> = Arc::from(path);
-    match std::fs::read_to_string(path) {
+    match crate::spec::yaml::read_file(path) {
         Ok(text) => compile_str(path, &text, overrides),
         Err(e) => Err(Diagnostics(vec![Diagnostic::new(
             &file,
@@ -116,9 +116,9 @@ pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Pl
 }
 
 /// A YAML document that could not be read: a syntax error, or a duplicate
-/// key, which has a place in the document.
+/// key or a document over a limit, which have a place in the document.
 pub(crate) fn syntax_error(file: &Arc<Path>, e: crate::spec::yaml::SyntaxError) -> Diagnostic {
-    let message = if e.path.is_empty() {
+    let message = if e.syntax {
         format!("YAML syntax: {}", e.message)
     } else {
         e.message
