@@ -170,7 +170,7 @@ pub const MAX_BYTES: usize = 4 << 20;
 /// copies and an anchored value twice (the builder keeps a copy for its
 /// aliases). Counted *before* anything is copied, so a file of aliases to
 /// values full of aliases ("billion laughs") is refused having built at most
-/// this many, instead of exhausting memory: the 12-line bomb in
+/// this many, instead of exhausting memory: the alias bomb in
 /// `tests/pipelines/invalid` stops in 50 ms at under 40 MB peak RSS (30 MB to
 /// validate `pipelines/vn30.yaml`). Pipelines hold a few hundred nodes; the
 /// compile benchmark 25,000.

@@ -5,3 +5,4 @@ mod fixtures;
 mod plans;
 mod properties;
 mod runs;
+mod yaml_limits;
