@@ -664,7 +664,7 @@ impl<'d> Expander<'d> {
         if let Some(cached) = self.fragments.get(frag_path) {
             return cached.clone();
         }
-        let loaded = match std::fs::read_to_string(frag_path) {
+        let loaded = match crate::spec::yaml::read_file(frag_path) {
             Err(e) => {
                 self.error(
                     file,

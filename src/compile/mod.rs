@@ -37,7 +37,7 @@ pub fn compile_file_with(
     registry: &Registry,
 ) -> Result<Plan, Diagnostics> {
     let file: Arc<Path> = Arc::from(path);
-    match std::fs::read_to_string(path) {
+    match crate::spec::yaml::read_file(path) {
         Ok(text) => compile_str_with(path, &text, overrides, registry),
         Err(e) => Err(Diagnostics(vec![Diagnostic::new(
             &file,
@@ -137,9 +137,9 @@ pub fn compile_str_with(
 }
 
 /// A YAML document that could not be read: a syntax error, or a duplicate
-/// key, which has a place in the document.
+/// key or a document over a limit, which have a place in the document.
 pub(crate) fn syntax_error(file: &Arc<Path>, e: crate::spec::yaml::SyntaxError) -> Diagnostic {
-    let message = if e.path.is_empty() {
+    let message = if e.syntax {
         format!("YAML syntax: {}", e.message)
     } else {
         e.message

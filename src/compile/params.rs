@@ -44,7 +44,7 @@ impl Override {
 
     /// Reads a YAML file of `name: value` pairs, as given to `--params`.
     pub fn read_file(path: &Path) -> Result<Vec<Override>, String> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::spec::yaml::read_file(path)
             .map_err(|e| format!("cannot read params file {}: {e}", path.display()))?;
         let doc = crate::spec::yaml::parse(&text)
             .map_err(|e| format!("{}:{}: {}", path.display(), e.pos, e.message))?;

@@ -1,11 +1,16 @@
 //! YAML with positions: every value remembers the line and column it came
 //! from, so diagnostics can point at the exact place in the pipeline file.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::io::{self, Read};
+use std::path::Path;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::scanner::Marker;
+
+use build::{Builder, pos_at, thousands};
+
+mod build;
 
 /// A 1-based line and column in a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -156,155 +161,92 @@ impl Yaml {
     }
 }
 
+/// The most bytes a YAML document may hold. The largest pipeline in the
+/// repository is 6 KB, the compile benchmark's 25,000 symbols 225 KB; 4 MiB
+/// is room for far more, and scanning it takes milliseconds.
+pub const MAX_BYTES: usize = 4 << 20;
+
+/// The most nodes a document may build, an alias counting as every node it
+/// copies and an anchored value twice (the builder keeps a copy for its
+/// aliases). Counted *before* anything is copied, so a file of aliases to
+/// values full of aliases ("billion laughs") is refused having built at most
+/// this many, instead of exhausting memory: the alias bomb in
+/// `tests/pipelines/invalid` stops in 50 ms at under 40 MB peak RSS (30 MB to
+/// validate `pipelines/vn30.yaml`). Pipelines hold a few hundred nodes; the
+/// compile benchmark 25,000.
+pub const MAX_NODES: usize = 250_000;
+
+/// The deepest lists and mappings may nest. Later stages (deserializing,
+/// substituting parameters, dropping) recurse into values; this keeps them
+/// far from the end of a thread's stack, and far beyond what a pipeline
+/// needs (a dozen levels).
+pub const MAX_DEPTH: usize = 64;
+
 /// A YAML document that could not be read.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
     pub pos: Pos,
     /// The YAML path of the value at fault, when the document parsed far
-    /// enough to know it (a duplicate key); empty otherwise.
+    /// enough to know it (a duplicate key, a limit); empty otherwise.
     pub path: String,
     pub message: String,
+    /// The YAML parser rejected the text, as opposed to the text being YAML
+    /// that quiver refuses (a duplicate key, a document over a limit).
+    pub syntax: bool,
+}
+
+/// Reads a YAML file, but no more of it than [`parse`] accepts (and a byte
+/// over, so that `parse` refuses the file rather than read a truncated one).
+pub fn read_file(path: &Path) -> io::Result<String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_BYTES {
+        // Cut anywhere, perhaps inside a character: only the length matters now.
+        return Ok(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
 }
 
 /// Parses one YAML document. An empty document is `null`.
 pub fn parse(text: &str) -> Result<Yaml, SyntaxError> {
-    let mut builder = Builder::default();
+    if text.len() > MAX_BYTES {
+        return Err(SyntaxError {
+            pos: pos_at(text, MAX_BYTES),
+            path: String::new(),
+            message: format!(
+                "the document is longer than {} bytes ({} MiB), the limit for a YAML file \
+                 quiver reads; keep data in files that operators read, not in the pipeline",
+                thousands(MAX_BYTES),
+                MAX_BYTES >> 20
+            ),
+            syntax: false,
+        });
+    }
+    let mut builder = Builder::new(text);
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
-        pos: Pos::from(*e.marker()),
-        path: String::new(),
-        message: e.info().to_string(),
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+    // One event at a time, so that the first problem ends the parse: an alias
+    // bomb is not read one alias past the one that trips the limit.
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| builder.explain(&e))?;
+        let last = matches!(event, Event::DocumentEnd | Event::StreamEnd);
+        builder.on_event(event, mark);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
+        if last {
+            break;
+        }
     }
     Ok(builder
         .root
         .unwrap_or_else(|| Yaml::new(Value::Null, Pos { line: 1, col: 1 })))
-}
-
-/// Builds the tree from parser events.
-#[derive(Default)]
-struct Builder {
-    /// Open collections: the collection and, for maps, a key waiting for its value.
-    stack: Vec<(Yaml, Option<Yaml>, usize)>,
-    anchors: HashMap<usize, Yaml>,
-    root: Option<Yaml>,
-    error: Option<SyntaxError>,
-}
-
-impl Builder {
-    fn push_value(&mut self, node: Yaml, anchor: usize) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
-        }
-        if let Some((
-            Yaml {
-                value: Value::Map(entries),
-                ..
-            },
-            Some(key),
-            _,
-        )) = self.stack.last()
-            && self.error.is_none()
-            && entries.iter().any(|(k, _)| k.value == key.value)
-        {
-            self.error = Some(SyntaxError {
-                pos: key.pos,
-                path: self.path_of(key),
-                message: format!("duplicate key '{}' in this mapping", key.scalar_text()),
-            });
-        }
-        let Some((parent, pending_key, _)) = self.stack.last_mut() else {
-            self.root = Some(node);
-            return;
-        };
-        match &mut parent.value {
-            Value::Seq(items) => items.push(node),
-            Value::Map(entries) => match pending_key.take() {
-                None => {
-                    // The parser marks a block mapping at its first key's ':'
-                    // (the scanner only knows a key was a key once it sees the
-                    // colon); a mapping starts at its first key.
-                    if entries.is_empty()
-                        && (node.pos.line, node.pos.col) < (parent.pos.line, parent.pos.col)
-                    {
-                        parent.pos = node.pos;
-                    }
-                    *pending_key = Some(node);
-                }
-                Some(key) => entries.push((key, node)),
-            },
-            _ => unreachable!("only collections are pushed on the stack"),
-        }
-    }
-
-    /// The YAML path of `key` in the innermost open mapping, e.g. `nodes.prices`.
-    fn path_of(&self, key: &Yaml) -> String {
-        let mut path = String::new();
-        let outer = &self.stack[..self.stack.len().saturating_sub(1)];
-        let segments = outer
-            .iter()
-            .filter_map(|(node, pending, _)| match (&node.value, pending) {
-                (Value::Map(_), Some(k)) => Some(k.scalar_text()),
-                (Value::Seq(items), _) => Some(format!("[{}]", items.len())),
-                _ => None,
-            });
-        for seg in segments.chain(std::iter::once(key.scalar_text())) {
-            if !path.is_empty() && !seg.starts_with('[') {
-                path.push('.');
-            }
-            path.push_str(&seg);
-        }
-        path
-    }
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = Pos::from(mark);
-        match ev {
-            Event::Scalar(text, style, anchor, _tag) => {
-                let value = if style == TScalarStyle::Plain {
-                    resolve_plain(text)
-                } else {
-                    Value::Str(text)
-                };
-                self.push_value(Yaml::new(value, pos), anchor);
-            }
-            Event::SequenceStart(anchor, _) => {
-                self.stack
-                    .push((Yaml::new(Value::Seq(Vec::new()), pos), None, anchor))
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack
-                    .push((Yaml::new(Value::Map(Vec::new()), pos), None, anchor))
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((node, _, anchor)) = self.stack.pop() {
-                    self.push_value(node, anchor);
-                }
-            }
-            Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or_else(|| {
-                    if self.error.is_none() {
-                        self.error = Some(SyntaxError {
-                            pos,
-                            path: String::new(),
-                            message: "alias to an unknown anchor".into(),
-                        });
-                    }
-                    Yaml::new(Value::Null, pos)
-                });
-                self.push_value(Yaml { pos, ..node }, 0);
-            }
-            Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd
-            | Event::Nothing => {}
-        }
-    }
 }
 
 /// Types a plain scalar by the YAML 1.2 core schema.

@@ -6,3 +6,4 @@ mod fixtures;
 mod plans;
 mod properties;
 mod runs;
+mod yaml_limits;
