@@ -8,7 +8,8 @@
 //!
 //! Layout, lowest first: [`error`], [`table`], [`context`] and [`operator`]
 //! (the API, importing no operator); `shared` (helpers the operators share:
-//! atomic writes, file scans, DataFusion sessions, exchange calendars);
+//! atomic writes, the file sinks' core, file scans, DataFusion sessions,
+//! exchange calendars);
 //! `sources`, `transforms` and `sinks` (one operator per file or folder);
 //! and [`registry`], the one list of built-ins.
 

@@ -170,21 +170,104 @@ impl<P: OpParams> OperatorDef for Def<P> {
                 });
             }
         }
-        let params: P = serde_path_to_error::deserialize(params).map_err(|e| {
-            let path = e
-                .path()
-                .iter()
-                .filter_map(|seg| match seg {
-                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                    serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-                    _ => None,
-                })
-                .collect();
-            ParamError {
-                path,
-                message: e.into_inner().to_string(),
+        let parsed: Result<P, _> = serde_path_to_error::deserialize(&params);
+        parsed
+            .map_err(|e| {
+                let mut path: Vec<String> = e
+                    .path()
+                    .iter()
+                    .filter_map(|seg| match seg {
+                        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                        serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                let message = e.into_inner().to_string();
+                if path.is_empty() {
+                    path.extend(flattened_culprit::<P>(&params, &message));
+                }
+                ParamError { path, message }
+            })?
+            .build()
+    }
+}
+
+/// The parameter an error without a path is about, if one is. serde
+/// deserializes the fields of a `#[serde(flatten)]` struct only after the
+/// whole map is read, so the path of an error in one of them is lost; the
+/// culprit is the key without which that error does not occur. (An error
+/// about the parameters as a whole, like a missing field, has none.)
+fn flattened_culprit<P: DeserializeOwned>(
+    params: &serde_json::Value,
+    message: &str,
+) -> Option<String> {
+    let given = params.as_object()?;
+    given
+        .keys()
+        .find(|key| {
+            let mut without = given.clone();
+            without.remove(key.as_str());
+            match serde_json::from_value::<P>(serde_json::Value::Object(without)) {
+                Ok(_) => true,
+                Err(e) => e.to_string() != message,
             }
-        })?;
-        params.build()
+        })
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Deserialize, JsonSchema)]
+    struct Shared {
+        path: String,
+        #[serde(default)]
+        limit: Option<u32>,
+    }
+
+    #[derive(Deserialize, JsonSchema)]
+    struct Flattened {
+        #[serde(flatten)]
+        shared: Shared,
+        #[serde(default)]
+        verbose: bool,
+    }
+
+    impl OpParams for Flattened {
+        const NAME: &'static str = "test.flattened";
+        const DOC: &'static str = "Parameters that share fields through flatten.";
+        const WORKLOAD: Workload = Workload::Io;
+        const INPUTS: Arity = Arity::None;
+
+        fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
+            let _ = (self.shared.path, self.shared.limit, self.verbose);
+            Err(ParamError::new(&["built"], "deserialized"))
+        }
+    }
+
+    fn error_path(params: serde_json::Value) -> Vec<String> {
+        Def::<Flattened>::new().build(params).unwrap_err().path
+    }
+
+    #[test]
+    fn an_error_in_a_flattened_field_names_the_field() {
+        assert_eq!(error_path(json!({ "path": 5 })), ["path"]);
+        assert_eq!(
+            error_path(json!({ "path": "x", "limit": "all" })),
+            ["limit"]
+        );
+        assert_eq!(
+            error_path(json!({ "path": "x", "verbose": 1 })),
+            ["verbose"]
+        );
+        assert!(
+            error_path(json!({ "limit": 3 })).is_empty(),
+            "missing `path`"
+        );
+        assert_eq!(error_path(json!({ "path": "x" })), ["built"]);
     }
 }

@@ -3,10 +3,9 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::csv::WriterBuilder;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -17,50 +16,19 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::operator::OpParams;
-use crate::shared::atomic::{self, Outcome, WriteMode};
-use crate::shared::hive::PartitionedWrite;
+use crate::shared::atomic::{self, WriteMode};
+use crate::shared::file_sink::{Destination, FileSink, FileSinkParams, SinkFormat};
 use crate::shared::scan::is_gzip;
-use crate::{Arity, Effect, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
+use crate::{Arity, Effect, OpError, Operator, ParamError, Table, Workload};
 
 const NAME: &str = "sink.csv";
 
-/// Parameters of `sink.csv`.
+/// Parameters of `sink.csv`: where and how to write (shared with
+/// `sink.parquet`) and how the text is laid out.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CsvSinkParams {
-    /// Where to write: the CSV file (gzip-compressed when the name ends in
-    /// `.gz`), or with `partition_by` the folder holding the partitions.
-    /// Missing parent directories are created. Relative paths are resolved
-    /// against the directory quiver is run from.
-    ///
-    /// ```yaml
-    /// path: out/daily-returns.csv
-    /// ```
-    pub path: String,
-
-    /// What to do about data already there: `overwrite` (the default)
-    /// replaces the file, or each partition this run has rows for;
-    /// `append` adds the rows to the end of the file (its header must name
-    /// the same columns), or a new part file to each partition;
-    /// `skip_existing` leaves an existing file or partition alone and
-    /// reports it as `skipped`.
-    ///
-    /// ```yaml
-    /// mode: append
-    /// ```
-    #[serde(default)]
-    pub mode: WriteMode,
-
-    /// Columns to partition by, hive-style: the rows of each distinct value
-    /// combination go to `path/date=…/symbol=…/part-0.csv`, without the
-    /// partition columns (`fetch.csv` restores them from the folder names).
-    /// A partition column may not hold nulls.
-    ///
-    /// ```yaml
-    /// partition_by: [symbol]
-    /// ```
-    #[serde(default)]
-    pub partition_by: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub file: FileSinkParams,
 
     /// The field separator: one ASCII character. Defaults to a comma.
     ///
@@ -101,187 +69,101 @@ impl OpParams for CsvSinkParams {
     const INPUTS: Arity = Arity::Exactly(1);
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
-        let path = PathBuf::from(&self.path);
-        if self.path.trim().is_empty() {
-            return Err(ParamError::new(
-                &["path"],
-                "path is empty; name the file to write, e.g. `path: out/prices.csv`",
-            ));
-        }
-        let partition_by = match self.partition_by {
-            None => Vec::new(),
-            Some(columns) => {
-                if columns.is_empty() {
+        FileSink::build(self.file, |dest| {
+            let delimiter = match u8::try_from(self.delimiter) {
+                Ok(b) if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => b,
+                _ => {
                     return Err(ParamError::new(
-                        &["partition_by"],
-                        "partition_by is an empty list; omit it to write one file",
+                        &["delimiter"],
+                        format!(
+                            "delimiter {:?} cannot separate fields; use one ASCII character \
+                             other than a quote or a line break, e.g. `delimiter: \";\"`",
+                            self.delimiter
+                        ),
                     ));
                 }
-                if let Some(i) = (1..columns.len()).find(|&i| columns[..i].contains(&columns[i])) {
-                    return Err(ParamError::new(
-                        &["partition_by", &i.to_string()],
-                        format!("column '{}' is listed twice", columns[i]),
-                    ));
-                }
-                columns
-            }
-        };
-        if partition_by.is_empty()
-            && (self.path.ends_with('/') || self.path.ends_with('\\') || path.file_name().is_none())
-        {
-            return Err(ParamError::new(
-                &["path"],
-                format!(
-                    "path '{}' names a directory, not a file; add a file name, e.g. \
-                     `path: out/prices.csv`, or set `partition_by` to write a partitioned folder",
-                    self.path
-                ),
-            ));
-        }
-        let delimiter = match u8::try_from(self.delimiter) {
-            Ok(b) if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => b,
-            _ => {
-                return Err(ParamError::new(
-                    &["delimiter"],
-                    format!(
-                        "delimiter {:?} cannot separate fields; use one ASCII character other \
-                         than a quote or a line break, e.g. `delimiter: \";\"`",
-                        self.delimiter
-                    ),
-                ));
-            }
-        };
-        Ok(Arc::new(CsvSink {
-            target: atomic::normalise(&path),
-            gzip: partition_by.is_empty() && is_gzip(&self.path),
-            path,
-            mode: self.mode,
-            partition_by,
-            delimiter,
-            has_header: self.has_header,
-        }))
+            };
+            Ok(Csv {
+                delimiter,
+                has_header: self.has_header,
+                gzip: dest.is_one_file() && is_gzip(&dest.path.to_string_lossy()),
+            })
+        })
     }
 }
 
-/// The runtime `sink.csv` operator.
+/// How `sink.csv` lays out its files.
 #[derive(Debug, Clone)]
-struct CsvSink {
-    path: PathBuf,
-    target: String,
-    mode: WriteMode,
-    /// Empty for one file.
-    partition_by: Vec<String>,
+struct Csv {
     delimiter: u8,
     has_header: bool,
+    /// Only ever set for one file: partitions are plain `.csv` files.
     gzip: bool,
 }
 
-#[async_trait]
-impl Operator for CsvSink {
-    async fn execute(&self, ctx: &ExecContext, inputs: Inputs) -> Result<Table, OpError> {
-        let table = atomic::single_input(NAME, &inputs)?.table.clone();
-        let sink = self.clone();
-        // Encoding is CPU work, inside the budget. A started write is never
-        // cancelled: the file appears whole or not at all.
-        let outcomes = ctx.run_cpu(1, move |_, _| sink.write(&table)).await?;
-        let written = outcomes.iter().filter(|o| !o.skipped).count();
-        tracing::info!(
-            path = %self.target,
-            mode = self.mode.as_str(),
-            files = written,
-            skipped = outcomes.len() - written,
-            rows = outcomes.iter().map(|o| o.rows).sum::<u64>(),
-            "Wrote CSV"
-        );
-        atomic::summary(&outcomes)
+impl SinkFormat for Csv {
+    const OP: &'static str = NAME;
+    const EXTENSION: &'static str = "csv";
+    const LABEL: &'static str = "CSV";
+
+    fn encode(&self, file: File, path: &Path, table: &Table) -> Result<File, OpError> {
+        self.encode_plain(file, path, table, self.has_header)
     }
 
-    fn sink_target(&self) -> Option<String> {
-        Some(self.target.clone())
-    }
-}
-
-impl CsvSink {
-    fn write(&self, table: &Table) -> Result<Vec<Outcome>, OpError> {
-        if !self.partition_by.is_empty() {
-            return PartitionedWrite {
-                op: NAME,
-                base: &self.path,
-                target: &self.target,
-                columns: &self.partition_by,
-                mode: self.mode,
-                extension: "csv",
-            }
-            .write(table, |file, path, batch| {
-                let writer = self.write_csv(
-                    BufWriter::new(file),
-                    &batch.schema(),
-                    std::slice::from_ref(batch),
-                    self.has_header,
-                )?;
-                writer
-                    .into_inner()
-                    .map_err(|e| self.io_error(path, e.into_error()))
-            });
-        }
-
-        let appending = self.mode == WriteMode::Append && atomic::exists(NAME, &self.path)?;
+    /// One file may be gzip-compressed, and `append` adds the rows to the
+    /// end of an existing file.
+    fn write_one_file(&self, dest: &Destination, table: &Table) -> Result<Option<u64>, OpError> {
+        let path = &dest.path;
+        let appending = dest.mode == WriteMode::Append && atomic::exists(NAME, path)?;
         if appending && self.has_header {
-            self.check_header(table.schema())?;
+            self.check_header(path, table.schema())?;
         }
-        let replace = self.mode != WriteMode::SkipExisting;
-        let rows = atomic::write_file(NAME, &self.path, replace, |mut file| {
+        dest.write_file(NAME, table, |mut file| {
             if appending {
                 // Old rows first, copied as they are (gzip members may follow
                 // one another), then the new ones without a header.
-                let mut old = File::open(&self.path).map_err(|e| self.io_error(&self.path, e))?;
-                io::copy(&mut old, &mut file).map_err(|e| self.io_error(&self.path, e))?;
+                let mut old = File::open(path).map_err(|e| io_error(path, e))?;
+                io::copy(&mut old, &mut file).map_err(|e| io_error(path, e))?;
             }
             let header = self.has_header && !appending;
-            let file = if self.gzip {
-                let gz = GzEncoder::new(BufWriter::new(file), Compression::default());
-                let gz = self.write_csv(gz, table.schema(), table.batches(), header)?;
-                let buffered = gz.finish().map_err(|e| self.io_error(&self.path, e))?;
-                buffered
-                    .into_inner()
-                    .map_err(|e| self.io_error(&self.path, e.into_error()))?
-            } else {
-                let buffered = self.write_csv(
-                    BufWriter::new(file),
-                    table.schema(),
-                    table.batches(),
-                    header,
-                )?;
-                buffered
-                    .into_inner()
-                    .map_err(|e| self.io_error(&self.path, e.into_error()))?
-            };
-            Ok((file, table.num_rows() as u64))
-        })?;
-        Ok(vec![Outcome {
-            path: self.target.clone(),
-            rows: rows.unwrap_or(0),
-            skipped: rows.is_none(),
-        }])
+            if !self.gzip {
+                return self.encode_plain(file, path, table, header);
+            }
+            let gz = GzEncoder::new(BufWriter::new(file), Compression::default());
+            let gz = self.write_csv(gz, table, header)?;
+            let buffered = gz.finish().map_err(|e| io_error(path, e))?;
+            buffered
+                .into_inner()
+                .map_err(|e| io_error(path, e.into_error()))
+        })
+    }
+}
+
+impl Csv {
+    /// Writes `table` into `file` as uncompressed CSV.
+    fn encode_plain(
+        &self,
+        file: File,
+        path: &Path,
+        table: &Table,
+        header: bool,
+    ) -> Result<File, OpError> {
+        self.write_csv(BufWriter::new(file), table, header)?
+            .into_inner()
+            .map_err(|e| io_error(path, e.into_error()))
     }
 
-    /// Writes `batches` as CSV to `out`, with a header line when `header`
+    /// Writes `table` as CSV to `out`, with a header line when `header`
     /// (even for no rows, so an empty table still names its columns).
-    fn write_csv<W: Write>(
-        &self,
-        out: W,
-        schema: &SchemaRef,
-        batches: &[RecordBatch],
-        header: bool,
-    ) -> Result<W, OpError> {
+    fn write_csv<W: Write>(&self, out: W, table: &Table, header: bool) -> Result<W, OpError> {
         let mut writer = WriterBuilder::new()
             .with_header(header)
             .with_delimiter(self.delimiter)
             .build(out);
-        if batches.is_empty() {
-            writer.write(&RecordBatch::new_empty(schema.clone()))?;
+        if table.batches().is_empty() {
+            writer.write(&RecordBatch::new_empty(table.schema().clone()))?;
         }
-        for batch in batches {
+        for batch in table.batches() {
             writer.write(batch)?;
         }
         Ok(writer.into_inner())
@@ -289,10 +171,11 @@ impl CsvSink {
 
     /// Appending under a header that names other columns would make a file
     /// no reader can make sense of: refuse, naming both.
-    fn check_header(&self, schema: &SchemaRef) -> Result<(), OpError> {
-        let expected = self.write_csv(Vec::new(), schema, &[], true)?;
+    fn check_header(&self, path: &Path, schema: &SchemaRef) -> Result<(), OpError> {
+        let no_rows = Table::new(schema.clone(), Vec::new());
+        let expected = self.write_csv(Vec::new(), &no_rows, true)?;
         let expected = String::from_utf8_lossy(&expected).trim_end().to_string();
-        let file = File::open(&self.path).map_err(|e| self.io_error(&self.path, e))?;
+        let file = File::open(path).map_err(|e| io_error(path, e))?;
         let reader: Box<dyn Read> = if self.gzip {
             Box::new(MultiGzDecoder::new(file))
         } else {
@@ -301,7 +184,7 @@ impl CsvSink {
         let mut found = String::new();
         BufReader::new(reader)
             .read_line(&mut found)
-            .map_err(|e| self.io_error(&self.path, e))?;
+            .map_err(|e| io_error(path, e))?;
         let found = found.trim_end();
         if found.is_empty() || found == expected {
             return Ok(());
@@ -309,13 +192,13 @@ impl CsvSink {
         Err(OpError::Invalid(format!(
             "sink.csv: cannot append to '{}': its header is `{found}` but the input's columns \
              are `{expected}`; write to another file or use `mode: overwrite`",
-            self.path.display()
+            path.display()
         )))
     }
+}
 
-    fn io_error(&self, path: &Path, e: io::Error) -> OpError {
-        OpError::io(format!("sink.csv: cannot write '{}'", path.display()), e)
-    }
+fn io_error(path: &Path, e: io::Error) -> OpError {
+    OpError::io(format!("sink.csv: cannot write '{}'", path.display()), e)
 }
 
 #[cfg(test)]
@@ -330,7 +213,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{Input, registry};
+    use crate::{Input, Inputs, registry};
 
     fn build(params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
         registry().get(CsvSinkParams::NAME).unwrap().build(params)

@@ -8,12 +8,13 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
 use serde_json::json;
 
 use super::*;
-use crate::{Input, registry};
+use crate::{Input, Inputs, registry};
 
 fn build(params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
     registry()
