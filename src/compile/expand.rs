@@ -12,8 +12,9 @@ use serde_json::Value as Json;
 use super::interp::{Scope, interpolate, interpolate_str};
 use super::params::{self, Override};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::plan::{NodePolicy, ResourcePolicy};
 use crate::spec::de::from_yaml;
-use crate::spec::{ExecOptions, FragmentSpec, NodeSpec, Pos, ResourceSpec, Value, Yaml};
+use crate::spec::{FragmentSpec, NodeSpec, Pos, Value, Yaml};
 
 /// Where something was declared.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub struct Decl {
     /// operator is not built, so they are not reported again as bad values.
     pub unresolved: bool,
     pub inputs: Vec<DeclInput>,
-    pub exec: ExecOptions,
+    pub policy: NodePolicy,
     pub origin: Origin,
 }
 
@@ -86,13 +87,16 @@ pub struct Expander<'d> {
     pub decls: Vec<Decl>,
     namespaces: Vec<Namespace>,
     pub diags: &'d mut Diagnostics,
-    resources: &'d IndexMap<String, ResourceSpec>,
+    resources: &'d IndexMap<String, ResourcePolicy>,
     fragments: HashMap<PathBuf, Option<Arc<Yaml>>>,
     include_stack: Vec<PathBuf>,
 }
 
 impl<'d> Expander<'d> {
-    pub fn new(diags: &'d mut Diagnostics, resources: &'d IndexMap<String, ResourceSpec>) -> Self {
+    pub fn new(
+        diags: &'d mut Diagnostics,
+        resources: &'d IndexMap<String, ResourcePolicy>,
+    ) -> Self {
         Self {
             decls: Vec::new(),
             namespaces: vec![Namespace::default()],
@@ -314,13 +318,14 @@ impl<'d> Expander<'d> {
             }
             None => Vec::new(),
         };
+        let policy = super::policy::node(file, path, spec, scope, self.resources, self.diags);
         self.decls.push(Decl {
             name: full.to_string(),
             op: op.to_string(),
             unresolved: params.is_none(),
             params: params.unwrap_or_else(|| Yaml::new(Value::Null, node.pos)),
             inputs,
-            exec: spec.exec_options(),
+            policy,
             origin,
         });
         Some(Entry::One(self.decls.len() - 1))
