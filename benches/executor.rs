@@ -46,7 +46,7 @@ fn node(i: usize, workload: Workload) -> PlanNode {
         effect: Effect::Pure,
         workload,
         inputs: Vec::new(),
-        exec: Default::default(),
+        policy: Default::default(),
         identity: i as u64,
     }
 }

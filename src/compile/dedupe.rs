@@ -228,7 +228,7 @@ impl<'a> Merger<'a> {
             effect: def.effect(),
             workload: def.workload(),
             inputs: inputs.clone(),
-            exec: decl.exec.clone(),
+            policy: decl.policy.clone(),
             identity,
         });
         for input in &inputs {

@@ -1,6 +1,13 @@
 //! Expansion: nodes as written become node *instances* — one per `foreach`
 //! element, fragments inlined under their node's name, inline inputs given
 //! names of their own — and every reference between them is resolved.
+//!
+//! Each node is expanded as one [`Step`]: what was written, where, under
+//! which instance name, and which names it sees. Fragments are in
+//! [`fragment`], reference lookup in [`refs`].
+
+mod fragment;
+mod refs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,12 +17,12 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use super::interp::{Scope, interpolate, interpolate_str};
-use super::params::{self, Override};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::plan::{NodePolicy, ResourcePolicy};
 use crate::spec::de::from_yaml;
+use crate::spec::{NodeSpec, Pos, Value, Yaml};
 use quiver_operators::Registry;
-
-use crate::spec::{ExecOptions, FragmentSpec, NodeSpec, Pos, ResourceSpec, Value, Yaml};
+pub use refs::parse_ref;
 
 /// Where something was declared.
 #[derive(Debug, Clone)]
@@ -35,7 +42,7 @@ pub struct Decl {
     /// operator is not built, so they are not reported again as bad values.
     pub unresolved: bool,
     pub inputs: Vec<DeclInput>,
-    pub exec: ExecOptions,
+    pub policy: NodePolicy,
     pub origin: Origin,
 }
 
@@ -84,11 +91,37 @@ struct Namespace {
     bindings: HashMap<String, Target>,
 }
 
+/// One node being expanded: what was written and where, the instance it
+/// becomes, and the names it sees.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    /// The file the node is written in.
+    file: &'a Arc<Path>,
+    /// The node as written, and as parsed.
+    node: &'a Yaml,
+    spec: &'a NodeSpec,
+    /// Its YAML path, e.g. `nodes.features`.
+    path: &'a str,
+    /// The instance's name, e.g. `features[FPT]` or `whale.footprint`.
+    name: &'a str,
+    /// The parameters and `foreach` variables in scope.
+    scope: &'a Scope<'a>,
+    /// The namespace its references are looked up in.
+    ns: usize,
+}
+
+impl Step<'_> {
+    /// The position of `key` in the node, or of the node.
+    fn pos_of(&self, key: &str) -> Pos {
+        self.node.get(key).map_or(self.node.pos, |v| v.pos)
+    }
+}
+
 pub struct Expander<'d> {
     pub decls: Vec<Decl>,
     namespaces: Vec<Namespace>,
     pub diags: &'d mut Diagnostics,
-    resources: &'d IndexMap<String, ResourceSpec>,
+    resources: &'d IndexMap<String, ResourcePolicy>,
     registry: &'d Registry,
     fragments: HashMap<PathBuf, Option<Arc<Yaml>>>,
     include_stack: Vec<PathBuf>,
@@ -97,7 +130,7 @@ pub struct Expander<'d> {
 impl<'d> Expander<'d> {
     pub fn new(
         diags: &'d mut Diagnostics,
-        resources: &'d IndexMap<String, ResourceSpec>,
+        resources: &'d IndexMap<String, ResourcePolicy>,
         registry: &'d Registry,
     ) -> Self {
         Self {
@@ -151,51 +184,64 @@ impl<'d> Expander<'d> {
                 self.namespaces[ns].entries.insert(name, Entry::Broken);
                 continue;
             }
-            let spec = match from_yaml::<NodeSpec>(node, &path) {
-                Ok(spec) => spec,
-                Err(e) => {
-                    self.diags.push(Diagnostic::new(
-                        file,
-                        e.pos,
-                        e.path.unwrap_or(path),
-                        e.message,
-                    ));
-                    self.namespaces[ns].entries.insert(name, Entry::Broken);
-                    continue;
-                }
+            let Some(spec) = self.parse_node(file, node, &path) else {
+                self.namespaces[ns].entries.insert(name, Entry::Broken);
+                continue;
             };
             let full = format!("{prefix}{name}");
-            let entry = match &spec.foreach {
-                None => self.expand_instance(file, &spec, node, &path, &full, scope, ns),
-                Some(foreach) => self
-                    .expand_foreach(file, &spec, node, &path, &full, foreach, scope, ns)
-                    .map(|(var, members)| Entry::FanOut { var, members }),
+            let step = Step {
+                file,
+                node,
+                spec: &spec,
+                path: &path,
+                name: &full,
+                scope,
+                ns,
             };
+            let entry = self.expand_node(step);
             self.namespaces[ns]
                 .entries
                 .insert(name, entry.unwrap_or(Entry::Broken));
         }
     }
 
+    fn parse_node(&mut self, file: &Arc<Path>, node: &Yaml, path: &str) -> Option<NodeSpec> {
+        match from_yaml::<NodeSpec>(node, path) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                self.diags.push(Diagnostic::new(
+                    file,
+                    e.pos,
+                    e.path.unwrap_or_else(|| path.to_string()),
+                    e.message,
+                ));
+                None
+            }
+        }
+    }
+
+    /// A node: one instance, or a fan-out of them.
+    fn expand_node(&mut self, step: Step) -> Option<Entry> {
+        match &step.spec.foreach {
+            None => self.expand_instance(step),
+            Some(foreach) => self
+                .expand_foreach(step, foreach)
+                .map(|(var, members)| Entry::FanOut { var, members }),
+        }
+    }
+
     /// One instance per element of `foreach`; returns the variable and the instances.
-    #[allow(clippy::too_many_arguments)]
     fn expand_foreach(
         &mut self,
-        file: &Arc<Path>,
-        spec: &NodeSpec,
-        node: &Yaml,
-        path: &str,
-        full: &str,
+        step: Step,
         foreach: &str,
-        scope: &Scope,
-        ns: usize,
     ) -> Option<(String, Vec<(String, usize)>)> {
-        let pos = node.get("foreach").map_or(node.pos, |f| f.pos);
-        let fpath = format!("{path}.foreach");
-        let (var, keys) = match parse_foreach(foreach, scope) {
+        let pos = step.pos_of("foreach");
+        let fpath = format!("{}.foreach", step.path);
+        let (var, keys) = match parse_foreach(foreach, step.scope) {
             Ok(v) => v,
             Err(message) => {
-                self.error(file, pos, fpath, message);
+                self.error(step.file, pos, fpath, message);
                 return None;
             }
         };
@@ -204,7 +250,7 @@ impl<'d> Expander<'d> {
         for (key, value) in keys {
             if !seen.insert(key.clone()) {
                 self.error(
-                    file,
+                    step.file,
                     pos,
                     &fpath,
                     format!(
@@ -215,13 +261,18 @@ impl<'d> Expander<'d> {
             }
             // The variable keeps the element's type (`seed: ${n}` over
             // `[1, 2]` is a number); the key names the instance.
-            let inner = scope.with_var(&var, &value);
-            let instance = format!("{full}[{key}]");
-            match self.expand_instance(file, spec, node, path, &instance, &inner, ns) {
+            let inner = step.scope.with_var(&var, &value);
+            let instance = format!("{}[{key}]", step.name);
+            let at = Step {
+                name: &instance,
+                scope: &inner,
+                ..step
+            };
+            match self.expand_instance(at) {
                 Some(Entry::One(id)) => members.push((key, id)),
                 Some(Entry::Broken) | None => {}
                 Some(Entry::FanOut { .. }) => {
-                    self.error(file, pos, &fpath, "a foreach over a fragment whose output is itself a fan-out is not supported; move the foreach into the fragment");
+                    self.error(step.file, pos, &fpath, "a foreach over a fragment whose output is itself a fan-out is not supported; move the foreach into the fragment");
                     return None;
                 }
             }
@@ -230,21 +281,10 @@ impl<'d> Expander<'d> {
     }
 
     /// Expands one node instance: an operator node, or a fragment.
-    #[allow(clippy::too_many_arguments)]
-    fn expand_instance(
-        &mut self,
-        file: &Arc<Path>,
-        spec: &NodeSpec,
-        node: &Yaml,
-        path: &str,
-        full: &str,
-        scope: &Scope,
-        ns: usize,
-    ) -> Option<Entry> {
-        if let Some(resource) = &spec.resource
+    fn expand_instance(&mut self, step: Step) -> Option<Entry> {
+        if let Some(resource) = &step.spec.resource
             && !self.resources.contains_key(resource)
         {
-            let pos = node.get("resource").map_or(node.pos, |r| r.pos);
             let hint = did_you_mean(resource, self.resources.keys().map(String::as_str));
             let message = if self.resources.is_empty() {
                 format!(
@@ -253,27 +293,30 @@ impl<'d> Expander<'d> {
             } else {
                 format!("unknown resource '{resource}'{hint}")
             };
-            self.error(file, pos, format!("{path}.resource"), message);
+            self.error(
+                step.file,
+                step.pos_of("resource"),
+                format!("{}.resource", step.path),
+                message,
+            );
         }
-        match (&spec.op, &spec.use_) {
-            (Some(op), None) => self.expand_op(file, spec, op, node, path, full, scope, ns),
-            (None, Some(fragment)) => {
-                self.expand_fragment(file, spec, fragment, node, path, full, scope, ns)
-            }
+        match (&step.spec.op, &step.spec.use_) {
+            (Some(op), None) => self.expand_op(step, op),
+            (None, Some(fragment)) => self.expand_fragment(step, fragment),
             (Some(_), Some(_)) => {
                 self.error(
-                    file,
-                    node.pos,
-                    path,
+                    step.file,
+                    step.node.pos,
+                    step.path,
                     "a node has either 'op' (an operator) or 'use' (a fragment), not both",
                 );
                 None
             }
             (None, None) => {
                 self.error(
-                    file,
-                    node.pos,
-                    path,
+                    step.file,
+                    step.node.pos,
+                    step.path,
                     "a node needs 'op' (an operator, see `quiver ops`) or 'use' (a fragment file)",
                 );
                 None
@@ -281,18 +324,10 @@ impl<'d> Expander<'d> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn expand_op(
-        &mut self,
-        file: &Arc<Path>,
-        spec: &NodeSpec,
-        op: &str,
-        node: &Yaml,
-        path: &str,
-        full: &str,
-        scope: &Scope,
-        ns: usize,
-    ) -> Option<Entry> {
+    fn expand_op(&mut self, step: Step, op: &str) -> Option<Entry> {
+        let Step {
+            file, node, path, ..
+        } = step;
         let origin = Origin {
             file: file.clone(),
             path: path.to_string(),
@@ -312,23 +347,29 @@ impl<'d> Expander<'d> {
             );
             return None;
         }
-        let params = match &spec.with {
-            Some(with) => self.interpolate(file, with, &format!("{path}.with"), scope),
+        let params = match &step.spec.with {
+            Some(with) => self.interpolate(file, with, &format!("{path}.with"), step.scope),
             None => Some(Yaml::new(Value::Map(Vec::new()), node.pos)),
         };
-        let inputs = match &spec.inputs {
-            Some(inputs) => {
-                self.expand_inputs(file, inputs, &format!("{path}.inputs"), full, scope, ns)
-            }
+        let inputs = match &step.spec.inputs {
+            Some(inputs) => self.expand_inputs(step, inputs),
             None => Vec::new(),
         };
+        let policy = super::policy::node(
+            file,
+            path,
+            step.spec,
+            step.scope,
+            self.resources,
+            self.diags,
+        );
         self.decls.push(Decl {
-            name: full.to_string(),
+            name: step.name.to_string(),
             op: op.to_string(),
             unresolved: params.is_none(),
             params: params.unwrap_or_else(|| Yaml::new(Value::Null, node.pos)),
             inputs,
-            exec: spec.exec_options(),
+            policy,
             origin,
         });
         Some(Entry::One(self.decls.len() - 1))
@@ -351,29 +392,25 @@ impl<'d> Expander<'d> {
         ok.then_some(out)
     }
 
-    fn expand_inputs(
-        &mut self,
-        file: &Arc<Path>,
-        inputs: &Yaml,
-        path: &str,
-        owner: &str,
-        scope: &Scope,
-        ns: usize,
-    ) -> Vec<DeclInput> {
+    /// The `inputs:` of the node at `step`: references, and inline nodes
+    /// named after their input (`features[FPT].ticks`).
+    fn expand_inputs(&mut self, step: Step, inputs: &Yaml) -> Vec<DeclInput> {
+        let file = step.file;
+        let path = format!("{}.inputs", step.path);
         let mut out: Vec<DeclInput> = Vec::new();
         match &inputs.value {
             Value::Null => {}
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let ipath = format!("{path}[{i}]");
-                    let Some(text) = self.ref_text(file, item, &ipath, scope) else { continue };
+                    let Some(text) = self.ref_text(step, item, &ipath) else { continue };
                     let name = parse_ref(&text).0.to_string();
                     if out.iter().any(|d| d.name == name) {
                         self.error(file, item.pos, &ipath, format!("input '{name}' is listed twice; use the map form (name: ref) to give inputs distinct names"));
                         continue;
                     }
                     let origin = Origin { file: file.clone(), path: ipath, pos: item.pos };
-                    out.push(DeclInput { name, target: Target::Pending { text, ns }, origin });
+                    out.push(DeclInput { name, target: Target::Pending { text, ns: step.ns }, origin });
                 }
             }
             Value::Map(entries) => {
@@ -382,9 +419,9 @@ impl<'d> Expander<'d> {
                     let ipath = format!("{path}.{name}");
                     let origin = Origin { file: file.clone(), path: ipath.clone(), pos: value.pos };
                     let target = match &value.value {
-                        Value::Map(_) => self.expand_inline(file, value, &ipath, &format!("{owner}.{name}"), scope, ns),
-                        _ => match self.ref_text(file, value, &ipath, scope) {
-                            Some(text) => Target::Pending { text, ns },
+                        Value::Map(_) => self.expand_inline(step, value, &ipath, &format!("{}.{name}", step.name)),
+                        _ => match self.ref_text(step, value, &ipath) {
+                            Some(text) => Target::Pending { text, ns: step.ns },
                             None => Target::Broken,
                         },
                     };
@@ -396,23 +433,17 @@ impl<'d> Expander<'d> {
         out
     }
 
-    /// An input reference as text, `${…}` resolved.
-    fn ref_text(
-        &mut self,
-        file: &Arc<Path>,
-        node: &Yaml,
-        path: &str,
-        scope: &Scope,
-    ) -> Option<String> {
+    /// An input reference of the node at `step` as text, `${…}` resolved.
+    fn ref_text(&mut self, step: Step, node: &Yaml, path: &str) -> Option<String> {
         let Value::Str(text) = &node.value else {
-            self.error(file, node.pos, path, format!("expected a node reference such as 'prices', 'features[FPT]' or 'features[*]', found {}", node.kind()));
+            self.error(step.file, node.pos, path, format!("expected a node reference such as 'prices', 'features[FPT]' or 'features[*]', found {}", node.kind()));
             return None;
         };
-        match interpolate_str(text, scope) {
+        match interpolate_str(text, step.scope) {
             Ok(Json::String(s)) => Some(s),
             Ok(other) => {
                 self.error(
-                    file,
+                    step.file,
                     node.pos,
                     path,
                     format!("a reference must be text, but this one is {other}"),
@@ -420,382 +451,31 @@ impl<'d> Expander<'d> {
                 None
             }
             Err(e) => {
-                self.error(file, node.pos, path, e.to_string());
+                self.error(step.file, node.pos, path, e.to_string());
                 None
             }
         }
     }
 
-    /// An inline node in `inputs:`; its instances are named after the input.
-    fn expand_inline(
-        &mut self,
-        file: &Arc<Path>,
-        node: &Yaml,
-        path: &str,
-        full: &str,
-        scope: &Scope,
-        ns: usize,
-    ) -> Target {
-        let spec = match from_yaml::<NodeSpec>(node, path) {
-            Ok(spec) => spec,
-            Err(e) => {
-                self.diags.push(Diagnostic::new(
-                    file,
-                    e.pos,
-                    e.path.unwrap_or(path.to_string()),
-                    e.message,
-                ));
-                return Target::Broken;
-            }
+    /// An inline node `node` in the inputs of `owner`, at `path`, becoming
+    /// instance(s) `name`; it sees what its owner sees.
+    fn expand_inline(&mut self, owner: Step, node: &Yaml, path: &str, name: &str) -> Target {
+        let Some(spec) = self.parse_node(owner.file, node, path) else {
+            return Target::Broken;
         };
-        let entry = match &spec.foreach {
-            None => self.expand_instance(file, &spec, node, path, full, scope, ns),
-            Some(foreach) => self
-                .expand_foreach(file, &spec, node, path, full, foreach, scope, ns)
-                .map(|(var, members)| Entry::FanOut { var, members }),
+        let step = Step {
+            node,
+            spec: &spec,
+            path,
+            name,
+            ..owner
         };
-        match entry {
+        match self.expand_node(step) {
             Some(Entry::One(id)) => Target::One(id),
             Some(Entry::FanOut { var, members }) => Target::All { key: var, members },
             Some(Entry::Broken) | None => Target::Broken,
         }
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn expand_fragment(
-        &mut self,
-        file: &Arc<Path>,
-        spec: &NodeSpec,
-        fragment: &str,
-        node: &Yaml,
-        path: &str,
-        full: &str,
-        scope: &Scope,
-        ns: usize,
-    ) -> Option<Entry> {
-        let use_pos = node.get("use").map_or(node.pos, |u| u.pos);
-        let frag_path = normalise(&file.parent().unwrap_or(Path::new("")).join(fragment));
-        if self.include_stack.contains(&frag_path) {
-            let mut chain: Vec<String> = self
-                .include_stack
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            chain.push(frag_path.display().to_string());
-            self.error(
-                file,
-                use_pos,
-                format!("{path}.use"),
-                format!(
-                    "fragments include each other in a cycle: {}",
-                    chain.join(" → ")
-                ),
-            );
-            return None;
-        }
-        let doc = self.load_fragment(file, &frag_path, use_pos, path)?;
-        let frag_file: Arc<Path> = Arc::from(frag_path.as_path());
-        let fspec = match from_yaml::<FragmentSpec>(&doc, "") {
-            Ok(s) => s,
-            Err(e) => {
-                self.diags.push(Diagnostic::new(
-                    &frag_file,
-                    e.pos,
-                    e.path.unwrap_or_default(),
-                    e.message,
-                ));
-                return None;
-            }
-        };
-
-        // The fragment's parameters come from `with:`, read in the including scope.
-        let mut overrides = Vec::new();
-        let mut params_ok = true;
-        if let Some(with) = &spec.with {
-            match self.interpolate(file, with, &format!("{path}.with"), scope) {
-                Some(with) => match with.as_map() {
-                    Some(entries) => overrides.extend(entries.iter().map(|(k, v)| Override {
-                        name: k.scalar_text(),
-                        path: format!("{path}.with.{}", k.scalar_text()),
-                        pos: Some(k.pos),
-                        value: v.clone(),
-                        source: file.clone(),
-                    })),
-                    None => {
-                        self.error(
-                            file,
-                            with.pos,
-                            format!("{path}.with"),
-                            "a fragment's with: is a mapping of its parameter names to values",
-                        );
-                        params_ok = false;
-                    }
-                },
-                None => params_ok = false,
-            }
-        }
-        let includer = params::Includer {
-            file,
-            pos: node.get("with").map_or(node.pos, |w| w.pos),
-            path: match spec.with {
-                Some(_) => format!("{path}.with"),
-                None => path.to_string(),
-            },
-            fragment: &fspec.fragment,
-        };
-        let mut param_diags = Diagnostics::default();
-        let fparams = params::resolve(
-            &frag_file,
-            "params",
-            fspec.params.as_ref(),
-            &overrides,
-            Some(&includer),
-            &mut param_diags,
-        );
-        params_ok &= param_diags.is_empty();
-        for d in param_diags.0 {
-            self.diags.push(d);
-        }
-
-        // The fragment's inputs are bound to what this node passes.
-        let child = self.namespaces.len();
-        self.namespaces.push(Namespace::default());
-        let bound = match &spec.inputs {
-            Some(
-                inputs @ Yaml {
-                    value: Value::Map(_),
-                    ..
-                },
-            ) => self.expand_inputs(file, inputs, &format!("{path}.inputs"), full, scope, ns),
-            Some(Yaml {
-                value: Value::Null, ..
-            })
-            | None => Vec::new(),
-            Some(other) => {
-                self.error(
-                    file,
-                    other.pos,
-                    format!("{path}.inputs"),
-                    "a fragment's inputs are a map of its input names to references",
-                );
-                Vec::new()
-            }
-        };
-        for input in &bound {
-            if !fspec.inputs.contains(&input.name) {
-                let help = match crate::diag::suggest(
-                    &input.name,
-                    fspec.inputs.iter().map(String::as_str),
-                ) {
-                    Some(s) => format!(" — did you mean '{s}'?"),
-                    None if fspec.inputs.is_empty() => "; it takes no inputs".to_string(),
-                    None => format!("; it takes: {}", fspec.inputs.join(", ")),
-                };
-                self.error(
-                    file,
-                    input.origin.pos,
-                    &input.origin.path,
-                    format!(
-                        "fragment '{}' has no input '{}'{help}",
-                        fspec.fragment, input.name
-                    ),
-                );
-            }
-        }
-        let inputs_pos = node.get("inputs").map_or(node.pos, |i| i.pos);
-        for wanted in &fspec.inputs {
-            if !bound.iter().any(|b| &b.name == wanted) {
-                self.error(file, inputs_pos, format!("{path}.inputs"), format!("fragment '{}' needs input '{wanted}'; pass it with inputs: {{{wanted}: NODE}}", fspec.fragment));
-            }
-        }
-        if !params_ok {
-            // Without its parameters the fragment's nodes would only report
-            // a cascade of unresolved references.
-            return None;
-        }
-        let mut bindings: HashMap<String, Target> =
-            bound.into_iter().map(|b| (b.name, b.target)).collect();
-        for wanted in &fspec.inputs {
-            // Reported above; the fragment's nodes reading it are not wrong.
-            bindings.entry(wanted.clone()).or_insert(Target::Broken);
-        }
-        self.namespaces[child].bindings = bindings;
-
-        self.include_stack.push(frag_path.clone());
-        let fscope = Scope::new(&fparams);
-        self.expand_nodes(
-            &frag_file,
-            &fspec.nodes,
-            &format!("{full}."),
-            &fscope,
-            child,
-        );
-        self.include_stack.pop();
-
-        let output = self.namespaces[child].entries.get(&fspec.output).cloned();
-        if output.is_none() {
-            let pos = doc.get("output").map_or(doc.pos, |o| o.pos);
-            let names: Vec<&str> = self.namespaces[child]
-                .entries
-                .keys()
-                .map(String::as_str)
-                .collect();
-            let hint = did_you_mean(&fspec.output, names);
-            self.error(
-                &frag_file,
-                pos,
-                "output",
-                format!(
-                    "output '{}' is not a node of this fragment{hint}",
-                    fspec.output
-                ),
-            );
-        }
-        output
-    }
-
-    fn load_fragment(
-        &mut self,
-        file: &Arc<Path>,
-        frag_path: &Path,
-        pos: Pos,
-        path: &str,
-    ) -> Option<Arc<Yaml>> {
-        if let Some(cached) = self.fragments.get(frag_path) {
-            return cached.clone();
-        }
-        let loaded = match crate::spec::yaml::read_file(frag_path) {
-            Err(e) => {
-                self.error(
-                    file,
-                    pos,
-                    format!("{path}.use"),
-                    format!("cannot read fragment {}: {e}", frag_path.display()),
-                );
-                None
-            }
-            Ok(text) => match crate::spec::yaml::parse(&text) {
-                Ok(doc) => Some(Arc::new(doc)),
-                Err(e) => {
-                    let frag_file: Arc<Path> = Arc::from(frag_path);
-                    self.diags.push(super::syntax_error(&frag_file, e));
-                    None
-                }
-            },
-        };
-        self.fragments
-            .insert(frag_path.to_path_buf(), loaded.clone());
-        loaded
-    }
-
-    /// Resolves every pending reference.
-    pub fn resolve_refs(&mut self) {
-        for d in 0..self.decls.len() {
-            for i in 0..self.decls[d].inputs.len() {
-                let Target::Pending { text, ns } = &self.decls[d].inputs[i].target else {
-                    continue;
-                };
-                let (text, ns) = (text.clone(), *ns);
-                let target = match self.lookup(&text, ns) {
-                    Ok(t) => t,
-                    Err(message) => {
-                        let o = self.decls[d].inputs[i].origin.clone();
-                        self.error(&o.file, o.pos, o.path, message);
-                        Target::Broken
-                    }
-                };
-                self.decls[d].inputs[i].target = target;
-            }
-        }
-    }
-
-    fn lookup(&self, text: &str, ns: usize) -> Result<Target, String> {
-        let (base, selector) = parse_ref(text);
-        let space = &self.namespaces[ns];
-        if let Some(entry) = space.entries.get(base) {
-            return select(base, entry.clone().into(), selector);
-        }
-        if let Some(bound) = space.bindings.get(base) {
-            let target = match bound {
-                Target::Pending { text, ns } => self.lookup(text, *ns)?,
-                other => other.clone(),
-            };
-            // A bound input stands for exactly what the including node passed.
-            return match selector {
-                None => Ok(target),
-                Some(_) => select(base, target, selector),
-            };
-        }
-        let names = space
-            .entries
-            .keys()
-            .chain(space.bindings.keys())
-            .map(String::as_str);
-        Err(format!(
-            "unknown node '{base}'{}",
-            did_you_mean(base, names)
-        ))
-    }
-}
-
-impl From<Entry> for Target {
-    fn from(e: Entry) -> Self {
-        match e {
-            Entry::One(id) => Target::One(id),
-            Entry::FanOut { var, members } => Target::All { key: var, members },
-            Entry::Broken => Target::Broken,
-        }
-    }
-}
-
-/// Applies `[KEY]` or `[*]` to what a name stands for.
-fn select(base: &str, target: Target, selector: Option<&str>) -> Result<Target, String> {
-    match (target, selector) {
-        (Target::All { members, .. }, None) => Err(format!(
-            "'{base}' is a fan-out of {} nodes; write '{base}[*]' for all of them or '{base}[KEY]' for one",
-            members.len()
-        )),
-        (Target::All { key, members }, Some("*")) => Ok(Target::All { key, members }),
-        (Target::All { members, .. }, Some(k)) => match members.iter().find(|(m, _)| m == k) {
-            Some((_, id)) => Ok(Target::One(*id)),
-            None => {
-                let hint = did_you_mean(k, members.iter().map(|(m, _)| m.as_str()));
-                Err(format!("'{base}' has no instance '{k}'{hint}"))
-            }
-        },
-        (Target::One(_), Some(_)) => Err(format!(
-            "'{base}' is a single node, not a fan-out; refer to it as '{base}'"
-        )),
-        (t, _) => Ok(t),
-    }
-}
-
-/// Splits `name[key]` into its name and selector.
-pub fn parse_ref(text: &str) -> (&str, Option<&str>) {
-    let text = text.trim();
-    match text.strip_suffix(']').and_then(|t| t.split_once('[')) {
-        Some((base, key)) => (base.trim(), Some(key.trim())),
-        None => (text, None),
-    }
-}
-
-/// `path` with `.` and `dir/..` removed, so a fragment reached by two
-/// spellings is one fragment (and an include cycle through `..` is found).
-fn normalise(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir
-                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
-            {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// Node names become parts of instance names and SQL table names.

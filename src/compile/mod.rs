@@ -9,6 +9,7 @@ pub mod dedupe;
 pub mod expand;
 pub mod interp;
 pub mod params;
+pub mod policy;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,7 +19,7 @@ use indexmap::IndexMap;
 use quiver_operators::{Effect, Registry};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::plan::Plan;
+use crate::plan::{Plan, ResourcePolicy};
 use crate::spec::de::from_yaml;
 use crate::spec::{PipelineSpec, ResourceSpec, Value, Yaml};
 pub use params::Override;
@@ -151,7 +152,7 @@ fn read_resources(
     file: &Arc<Path>,
     section: Option<&Yaml>,
     diags: &mut Diagnostics,
-) -> IndexMap<String, ResourceSpec> {
+) -> IndexMap<String, ResourcePolicy> {
     let mut out = IndexMap::new();
     let Some(section) = section else { return out };
     match &section.value {
@@ -171,7 +172,7 @@ fn read_resources(
                                 "a concurrency of 0 never runs anything; use 1 or more",
                             ));
                         }
-                        out.insert(name, r);
+                        out.insert(name, policy::resource(&r));
                     }
                     Err(e) => {
                         diags.push(Diagnostic::new(
@@ -181,7 +182,7 @@ fn read_resources(
                             e.message,
                         ));
                         // Still a resource: the nodes naming it are not wrong.
-                        out.insert(name, ResourceSpec::default());
+                        out.insert(name, ResourcePolicy::default());
                     }
                 }
             }

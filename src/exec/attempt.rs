@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use quiver_operators::{CancelToken, ExecContext, Inputs, OpError, Operator, Table};
 
-use super::resources::{Admission, AttemptPolicy, Resource};
+use super::resources::{Admission, Resource};
+use crate::plan::AttemptPolicy;
 
 /// What one node needs to run.
 pub struct Attempts {
@@ -37,7 +38,7 @@ impl Attempts {
         let mut wait = Duration::ZERO;
         let mut jitter = self.jitter_seed | 1;
         loop {
-            let last = attempts + rejections + 1 >= self.policy.max_attempts;
+            let last = attempts + rejections + 1 >= self.policy.retry.max_attempts;
             let breaker = self
                 .resource
                 .as_ref()
@@ -84,7 +85,7 @@ impl Attempts {
             match result {
                 Err(e) if e.is_transient() && !last => {
                     jitter = xorshift(jitter);
-                    let backoff = self.policy.backoff(
+                    let backoff = self.policy.retry.backoff(
                         attempts + rejections,
                         (jitter >> 11) as f64 / (1u64 << 53) as f64,
                     );

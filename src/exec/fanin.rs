@@ -38,30 +38,6 @@ pub fn fan_in(key: &str, members: &[(String, Arc<Table>)]) -> Result<Table, OpEr
     Ok(Table::new(schema, batches))
 }
 
-/// A table from an `on_error: {default: …}` value: a mapping is one row, a
-/// list of mappings is rows; column types are inferred.
-pub fn table_from_json(value: &serde_json::Value) -> Result<Table, String> {
-    use quiver_operators::arrow::json::ReaderBuilder;
-    use quiver_operators::arrow::json::reader::infer_json_schema_from_iterator;
-    let rows: Vec<serde_json::Value> = match value {
-        serde_json::Value::Object(_) => vec![value.clone()],
-        serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => items.clone(),
-        _ => {
-            return Err(
-                "write a default as a mapping of column to value, or a list of them".into(),
-            );
-        }
-    };
-    let schema = infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| e.to_string())?;
-    let schema = Arc::new(schema);
-    let mut decoder = ReaderBuilder::new(schema.clone())
-        .build_decoder()
-        .map_err(|e| e.to_string())?;
-    decoder.serialize(&rows).map_err(|e| e.to_string())?;
-    let batch = decoder.flush().map_err(|e| e.to_string())?;
-    Ok(Table::new(schema, batch.into_iter().collect()))
-}
-
 /// The schema every instance must share, with the key column first.
 fn unified_schema(
     key: &str,

@@ -33,14 +33,13 @@ use quiver_operators::{
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-pub use fanin::{fan_in, table_from_json};
+pub use fanin::fan_in;
 pub use progress::ProgressMode;
 pub use report::{NodeReport, NodeStatus, RunReport};
 
-use crate::plan::{Plan, Source};
-use crate::spec::{OnError, Require};
+use crate::plan::{OnError, Plan, Require, Source};
 use attempt::{Attempts, Outcome};
-use resources::{AttemptPolicy, Resource};
+use resources::Resource;
 
 /// How to run a plan.
 #[derive(Debug, Clone)]
@@ -115,10 +114,10 @@ impl Executor {
             .expect("the runtime lives as long as the executor")
             .handle()
             .clone();
-        let resources: HashMap<&str, Arc<Resource>> = plan
+        let resources: Vec<Arc<Resource>> = plan
             .resources
             .iter()
-            .map(|(name, spec)| (name.as_str(), Arc::new(Resource::new(name, spec))))
+            .map(|(name, policy)| Arc::new(Resource::new(name, policy)))
             .collect();
         let rank = longest_paths(plan);
         let mut progress = progress::Progress::new(plan, self.options.progress);
@@ -236,23 +235,11 @@ impl Executor {
                 } else {
                     None
                 };
-                let resource = node
-                    .exec
-                    .resource
-                    .as_deref()
-                    .and_then(|r| resources.get(r))
-                    .cloned();
-                let policy = AttemptPolicy::resolve(
-                    &node.exec,
-                    node.exec
-                        .resource
-                        .as_deref()
-                        .and_then(|r| plan.resources.get(r)),
-                );
+                let resource = node.policy.resource.map(|r| resources[r].clone());
                 let attempts = Attempts {
                     node: node.id.clone(),
                     operator: node.operator.clone(),
-                    policy,
+                    policy: node.policy.attempts,
                     resource,
                     jitter_seed: node.identity,
                     ctx: ctx.clone(),
@@ -394,34 +381,24 @@ impl Executor {
             }
             Err(e) => {
                 report.error = Some(e.to_string());
-                match &node.exec.on_error {
-                    None | Some(OnError::Fail) => {
+                match &node.policy.on_error {
+                    OnError::Fail => {
                         tracing::error!(node = %node.id, op = %node.op, error = %e, "Node failed");
                         report.status = NodeStatus::Failed;
                         slots[i] = Slot::Nothing;
                         return true;
                     }
-                    Some(OnError::Skip) => {
+                    OnError::Skip => {
                         tracing::warn!(node = %node.id, error = %e, "Node failed and is skipped");
                         report.status = NodeStatus::Skipped;
                         slots[i] = Slot::Nothing;
                         return false;
                     }
-                    Some(OnError::Default(value)) => match table_from_json(&value.to_json()) {
-                        Ok(table) => {
-                            tracing::warn!(node = %node.id, error = %e, "Node failed; using its default");
-                            report.status = NodeStatus::Defaulted;
-                            table
-                        }
-                        Err(bad) => {
-                            report.status = NodeStatus::Failed;
-                            report.error = Some(format!(
-                                "{e}; and its on_error default is not a table: {bad}"
-                            ));
-                            slots[i] = Slot::Nothing;
-                            return true;
-                        }
-                    },
+                    OnError::Default(table) => {
+                        tracing::warn!(node = %node.id, error = %e, "Node failed; using its default");
+                        report.status = NodeStatus::Defaulted;
+                        table.as_ref().clone()
+                    }
                 }
             }
         };
@@ -516,7 +493,7 @@ fn gather(plan: &Plan, i: NodeIndex, slots: &[Slot]) -> Gathered {
                         None => missing.push(k.clone()),
                     }
                 }
-                if !missing.is_empty() && node.exec.require == Some(Require::All) {
+                if !missing.is_empty() && node.policy.require == Require::All {
                     return Gathered::Fail(OpError::Invalid(format!(
                         "{}: {} of {} {key}s missing: {}",
                         input.name,

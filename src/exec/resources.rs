@@ -1,7 +1,6 @@
 //! Resource pools: what a named `resources:` entry limits — requests in
 //! flight, requests started per second, and a circuit breaker that stops
-//! hammering a source that is down — plus the retry and timeout policy a
-//! node gets from its resource and its own overrides.
+//! hammering a source that is down.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::spec::{ExecOptions, ResourceSpec, RetrySpec};
+use crate::plan::ResourcePolicy;
 
 /// One named pool, shared by every node that names it.
 pub struct Resource {
@@ -22,8 +21,8 @@ pub struct Resource {
 }
 
 impl Resource {
-    pub fn new(name: &str, spec: &ResourceSpec) -> Self {
-        let rate = spec.rate.map(|r| {
+    pub fn new(name: &str, policy: &ResourcePolicy) -> Self {
+        let rate = policy.rate.map(|r| {
             // Requests are spaced evenly (a burst of one): `20/s` starts one
             // request every 50 ms rather than twenty at once.
             let period = r.per / r.count;
@@ -34,14 +33,11 @@ impl Resource {
         });
         Self {
             name: name.to_string(),
-            concurrency: spec
+            concurrency: policy
                 .concurrency
                 .map(|n| Arc::new(Semaphore::new(n as usize))),
             rate,
-            breaker: spec
-                .circuit_breaker
-                .as_ref()
-                .map(|b| Breaker::new(b.failures, b.cooldown.0)),
+            breaker: policy.breaker.map(|b| Breaker::new(b.failures, b.cooldown)),
         }
     }
 
@@ -136,60 +132,9 @@ impl Breaker {
     }
 }
 
-/// How a node retries and times out: its own settings over its resource's.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptPolicy {
-    pub max_attempts: u32,
-    pub backoff: Duration,
-    pub max_backoff: Duration,
-    pub timeout: Option<Duration>,
-}
-
-impl AttemptPolicy {
-    pub fn resolve(node: &ExecOptions, resource: Option<&ResourceSpec>) -> Self {
-        let retries = node
-            .retries
-            .as_ref()
-            .or(resource.and_then(|r| r.retries.as_ref()));
-        let (max_attempts, backoff, max_backoff) = match retries {
-            None => (1, Duration::from_millis(100), Duration::from_secs(10)),
-            Some(RetrySpec::Count(n)) => {
-                (n + 1, Duration::from_millis(100), Duration::from_secs(10))
-            }
-            Some(RetrySpec::Policy(p)) => (
-                p.max_attempts.max(1),
-                p.backoff.map_or(Duration::from_millis(100), |d| d.0),
-                p.max_backoff.map_or(Duration::from_secs(10), |d| d.0),
-            ),
-        };
-        let timeout = node
-            .timeout
-            .or(resource.and_then(|r| r.timeout))
-            .map(|d| d.0);
-        Self {
-            max_attempts,
-            backoff,
-            max_backoff,
-            timeout,
-        }
-    }
-
-    /// The wait before retry number `retry` (1 for the first retry):
-    /// exponential, capped, with "full jitter" between half and all of it so
-    /// that many failing nodes do not retry in lockstep.
-    pub fn backoff(&self, retry: u32, jitter: f64) -> Duration {
-        let exp = self
-            .backoff
-            .saturating_mul(1u32 << (retry.saturating_sub(1)).min(20));
-        let capped = exp.min(self.max_backoff);
-        capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{DurationSpec, RetryPolicy};
 
     #[test]
     fn breaker_opens_after_threshold_and_half_opens_after_cooldown() {
@@ -223,38 +168,5 @@ mod tests {
         assert_eq!(b.admit(), Admission::Allowed);
         b.record(false);
         assert!(b.is_open());
-    }
-
-    #[test]
-    fn node_settings_override_the_resource() {
-        let resource = ResourceSpec {
-            concurrency: Some(6),
-            rate: None,
-            timeout: Some(DurationSpec(Duration::from_secs(30))),
-            retries: Some(RetrySpec::Count(3)),
-            circuit_breaker: None,
-        };
-        let plain = AttemptPolicy::resolve(&ExecOptions::default(), Some(&resource));
-        assert_eq!(
-            (plain.max_attempts, plain.timeout),
-            (4, Some(Duration::from_secs(30)))
-        );
-        let node = ExecOptions {
-            retries: Some(RetrySpec::Policy(RetryPolicy {
-                max_attempts: 2,
-                backoff: Some(DurationSpec(Duration::from_millis(10))),
-                max_backoff: None,
-            })),
-            timeout: Some(DurationSpec(Duration::from_secs(1))),
-            ..ExecOptions::default()
-        };
-        let own = AttemptPolicy::resolve(&node, Some(&resource));
-        assert_eq!(
-            (own.max_attempts, own.timeout),
-            (2, Some(Duration::from_secs(1)))
-        );
-        assert_eq!(own.backoff(1, 1.0), Duration::from_millis(10));
-        assert_eq!(own.backoff(3, 1.0), Duration::from_millis(40));
-        assert_eq!(own.backoff(3, 0.0), Duration::from_millis(20));
     }
 }

@@ -117,44 +117,22 @@ pub struct NodeSpec {
     pub foreach: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
-    /// How the executor runs the node. (Fields inline rather than
-    /// `#[serde(flatten)]`, which does not combine with `deny_unknown_fields`.)
-    #[serde(default)]
-    pub resource: Option<String>,
-    #[serde(default)]
-    pub retries: Option<RetrySpec>,
-    #[serde(default)]
-    pub timeout: Option<DurationSpec>,
-    #[serde(default)]
-    pub on_error: Option<OnError>,
-    #[serde(default)]
-    pub require: Option<Require>,
-}
-
-impl NodeSpec {
-    pub fn exec_options(&self) -> ExecOptions {
-        ExecOptions {
-            resource: self.resource.clone(),
-            retries: self.retries.clone(),
-            timeout: self.timeout,
-            on_error: self.on_error.clone(),
-            require: self.require,
-        }
-    }
-}
-
-/// How the executor runs a node.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ExecOptions {
+    // How the executor runs the node. (Fields inline rather than
+    // `#[serde(flatten)]`, which does not combine with `deny_unknown_fields`.)
     /// The resource pool the node draws from (see `resources:`).
+    #[serde(default)]
     pub resource: Option<String>,
     /// Retries after a transient failure: a count, or a policy.
+    #[serde(default)]
     pub retries: Option<RetrySpec>,
     /// The longest one attempt may take, e.g. `30s`.
+    #[serde(default)]
     pub timeout: Option<DurationSpec>,
     /// What a failure of this node does to the run.
+    #[serde(default)]
     pub on_error: Option<OnError>,
     /// For fan-ins: `all` fails the node when any instance is missing.
+    #[serde(default)]
     pub require: Option<Require>,
 }
 

@@ -1,5 +1,8 @@
 //! The compiled plan: parameters substituted, fan-outs expanded, fragments
-//! inlined, duplicates merged, as a petgraph DAG of operators.
+//! inlined, duplicates merged, as a petgraph DAG of operators, each node
+//! with the policy it runs under.
+
+pub mod policy;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +12,9 @@ use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use quiver_operators::{Effect, Operator, Workload};
 
-use crate::spec::{ExecOptions, ResourceSpec};
+pub use policy::{
+    AttemptPolicy, BreakerPolicy, NodePolicy, OnError, Rate, Require, ResourcePolicy, RetryPolicy,
+};
 
 /// A compiled pipeline, ready to render or run.
 #[derive(Debug)]
@@ -18,12 +23,16 @@ pub struct Plan {
     pub file: PathBuf,
     /// The parameter values the plan was compiled with.
     pub params: IndexMap<String, serde_json::Value>,
-    pub resources: IndexMap<String, ResourceSpec>,
+    /// The resource pools, by name; nodes refer to them by index.
+    pub resources: IndexMap<String, ResourcePolicy>,
     /// Edges point from producer to consumer. Node indexes are a topological
     /// order: every node comes after its inputs.
-    pub graph: DiGraph<PlanNode, ()>,
+    pub graph: Graph,
     pub stats: Stats,
 }
+
+/// The nodes of a plan and the edges from producers to consumers.
+pub type Graph = DiGraph<PlanNode, ()>;
 
 /// One unique unit of work.
 #[derive(Debug)]
@@ -39,7 +48,8 @@ pub struct PlanNode {
     pub effect: Effect,
     pub workload: Workload,
     pub inputs: Vec<PlanInput>,
-    pub exec: ExecOptions,
+    /// How the executor runs the node.
+    pub policy: NodePolicy,
     /// A hash of the operator, its parameters and its inputs' identities:
     /// equal identity means equal output.
     pub identity: u64,
