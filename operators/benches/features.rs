@@ -44,13 +44,18 @@
 //!   valid row on, the values must agree within [`RELATIVE_TOLERANCE`];
 //!   before it, DataFusion averages the partial window (SQL has no minimum
 //!   row count), which is the documented difference and is not compared.
-//!   DataFusion has no EMA or RSI window function.
+//!   Past each symbol's first [`STRICT_ROWS`] valid rows, a row beyond the
+//!   tolerance is settled by a direct computation of the window: when
+//!   quiver matches it, the row is the peer's error, counted, flagged `*`
+//!   in the table and described under it (DataFusion's running variance
+//!   drifts: see [`check_close`]). DataFusion has no EMA or RSI window
+//!   function.
 //! - quiver's feature columns are written to OUT/quiver.arrow (Arrow IPC,
 //!   input row order) with OUT/rust.json (sizes, checksum, features, warm-up
 //!   rows, threads, REPS and the times above), and `polars_compare.py`
-//!   checks Polars' columns against them: nulls in the same rows and
-//!   values within the same tolerance, before printing its own times and
-//!   the combined table.
+//!   checks Polars' columns against them the same way (nulls in the same
+//!   rows, values within the same tolerance, the same arbitration), before
+//!   printing its own times and the combined table.
 //!
 //! A mismatch aborts with a message naming the feature, symbol and bar.
 
