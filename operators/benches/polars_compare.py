@@ -207,8 +207,8 @@ def check(out, quiver_path, feature, close):
         i = bad[0] if exact is None else bad[np.argmin(quiver_right)]
         row = int(rows[i])
         sys.exit(
-            f"MISMATCH {label}: at symbol {row // bars}, bar {row % bars}, quiver {q[i]!r} and "
-            f"Polars {p[i]!r} differ by {rel[i]:.3g} relative (tolerance {RELATIVE_TOLERANCE:g})"
+            f"MISMATCH {label}: at symbol {row // bars}, bar {row % bars}, quiver {float(q[i])!r} and "
+            f"Polars {float(p[i])!r} differ by {rel[i]:.3g} relative (tolerance {RELATIVE_TOLERANCE:g})"
         )
     error = relative(p[bad], exact)
     row = int(rows[bad[np.argmax(error)]])
