@@ -1,4 +1,3 @@
-
 //! Small tables whose every output cell can be checked by eye, then the
 //! real daily prices.
 

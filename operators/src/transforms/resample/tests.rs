@@ -1,4 +1,3 @@
-
 //! Every expected bar below is worked out by hand from the trades listed
 //! next to it; vwap = Σ price·volume / Σ volume.
 
