@@ -162,7 +162,7 @@ impl<P: OpParams> OperatorDef for Def<P> {
                 // Worded as serde words it for the structs that deny them.
                 let expected: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
                 return Err(ParamError {
-                    path: Vec::new(),
+                    path: vec![unknown.clone()],
                     message: format!(
                         "unknown field `{unknown}`, expected one of {}",
                         expected.join(", ")
