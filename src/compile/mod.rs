@@ -111,7 +111,7 @@ pub fn compile_str(path: &Path, text: &str, overrides: &[Override]) -> Result<Pl
         file: path.to_path_buf(),
         params,
         resources,
-        graph,
+        graph: Arc::new(graph),
         stats,
     })
 }

@@ -4,4 +4,5 @@ mod executor;
 mod fixtures;
 mod plans;
 mod properties;
+mod reports;
 mod runs;
