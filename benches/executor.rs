@@ -70,7 +70,7 @@ fn plan(n: usize, edges: impl Iterator<Item = (usize, usize)>, workload: Workloa
         file: "bench.yaml".into(),
         params: IndexMap::new(),
         resources: IndexMap::new(),
-        graph,
+        graph: Arc::new(graph),
         stats: Stats {
             declared: n,
             unique: n,

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{EXIT_FAILED, PipelineArgs};
-use quiver::exec::{Executor, ProgressMode, RunOptions, RunReport};
+use quiver::exec::{Executor, ProgressMode, RunOptions};
 
 /// The exit code of a run stopped by Ctrl-C (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -38,8 +38,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
+    let path = args.report.unwrap_or_else(default_report_path);
     let mut options = RunOptions {
         sequential: args.sequential,
+        report_file: Some(path.clone()),
         progress: if args.quiet {
             ProgressMode::Quiet
         } else {
@@ -64,9 +66,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }));
     drop(executor);
 
-    let path = args.report.unwrap_or_else(default_report_path);
-    save(&report, &path)?;
     eprint!("{report}");
+    if let Some(e) = &report.save_error {
+        anyhow::bail!("{e}");
+    }
     eprintln!("report: {}", super::display_path(&path));
     Ok(if report.totals.cancelled {
         ExitCode::from(EXIT_INTERRUPTED)
@@ -77,7 +80,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `.quiver/runs/<UTC time>-<pid>/report.json`: unique per run, sorted by time.
+/// `.quiver/runs/<UTC time>-<pid>/report.json`: unique per run, sorted by
+/// time. The executor keeps it current while the run goes.
 fn default_report_path() -> PathBuf {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -87,15 +91,6 @@ fn default_report_path() -> PathBuf {
         .join("runs")
         .join(id)
         .join("report.json")
-}
-
-fn save(report: &RunReport, path: &std::path::Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, json)
-        .with_context(|| format!("cannot write the run report to {}", path.display()))
 }
 
 /// `4GiB`, `512MiB`, `1.5GB`, `64KiB`, `1000000`: binary units by their

@@ -132,7 +132,7 @@ pub fn compile_str_with(
         file: path.to_path_buf(),
         params,
         resources,
-        graph,
+        graph: Arc::new(graph),
         stats,
     })
 }

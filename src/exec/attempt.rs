@@ -4,14 +4,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use petgraph::graph::NodeIndex;
 use quiver_operators::{CancelToken, ExecContext, Inputs, OpError, Operator, Table};
 
 use super::resources::{Admission, Resource};
-use crate::plan::AttemptPolicy;
+use crate::plan::{AttemptPolicy, Graph};
 
 /// What one node needs to run.
 pub struct Attempts {
-    pub node: String,
+    /// The plan's nodes and this one's index, for its name in logs (shared:
+    /// nothing is copied per node).
+    pub graph: Arc<Graph>,
+    pub node: NodeIndex,
     pub operator: Arc<dyn Operator>,
     pub policy: AttemptPolicy,
     pub resource: Option<Arc<Resource>>,
@@ -60,7 +64,7 @@ impl Attempts {
                         wait,
                     };
                 }
-                tracing::debug!(node = %self.node, resource = %resource.name, wait_ms = retry_in.as_millis() as u64, "Circuit open, waiting");
+                tracing::debug!(node = %self.id(), resource = %resource.name, wait_ms = retry_in.as_millis() as u64, "Circuit open, waiting");
                 rejections += 1;
                 wait += retry_in;
                 tokio::time::sleep(retry_in).await;
@@ -90,7 +94,7 @@ impl Attempts {
                         (jitter >> 11) as f64 / (1u64 << 53) as f64,
                     );
                     let delay = e.retry_after().map_or(backoff, |r| r.max(backoff));
-                    tracing::warn!(node = %self.node, attempt = attempts, delay_ms = delay.as_millis() as u64, error = %e, "Retrying after a transient failure");
+                    tracing::warn!(node = %self.id(), attempt = attempts, delay_ms = delay.as_millis() as u64, error = %e, "Retrying after a transient failure");
                     tokio::time::sleep(delay).await;
                 }
                 result => {
@@ -102,6 +106,10 @@ impl Attempts {
                 }
             }
         }
+    }
+
+    fn id(&self) -> &str {
+        &self.graph[self.node].id
     }
 
     /// One execution within the timeout. The executor has already put the

@@ -153,8 +153,12 @@ impl Progress {
                     0 | 1 => String::new(),
                     n => format!(", {} retries", n - 1),
                 };
+                let error = match (&report.error, report.status) {
+                    (Some(e), NodeStatus::Failed) => format!(" — {}: {}", e.kind, e.message),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "[{:>w$}/{}] {status:<9} {} ({}, {:.1?}{retries})",
+                    "[{:>w$}/{}] {status:<9} {} ({}, {:.1?}{retries}){error}",
                     self.done,
                     self.total,
                     report.id,

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use petgraph::graph::{DiGraph, NodeIndex};
+use quiver_operators::{Fault, OpError};
 use serde::Serialize;
 
 use crate::plan::{Plan, PlanNode};
@@ -31,6 +33,39 @@ impl NodeStatus {
     }
 }
 
+/// Why a node's operator failed, and whose fault it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeError {
+    /// Who should act: `pipeline` (fix the pipeline), `environment` (a
+    /// source, the network, the disk) or `bug` (report it).
+    pub kind: Fault,
+    pub message: String,
+    /// The messages of the error's causes, outermost first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<String>,
+}
+
+impl From<&OpError> for NodeError {
+    fn from(e: &OpError) -> Self {
+        Self {
+            kind: e.fault(),
+            message: e.to_string(),
+            causes: e.causes(),
+        }
+    }
+}
+
+impl fmt::Display for NodeError {
+    /// `environment: MESSAGE`, then one `caused by: …` line per cause.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        for cause in &self.causes {
+            write!(f, "\n  caused by: {cause}")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeReport {
     pub id: String,
@@ -44,8 +79,14 @@ pub struct NodeReport {
     /// Time spent waiting for its resource.
     pub wait: Duration,
     pub rows_out: usize,
+    /// Bytes of the Arrow buffers its output holds, each counted once.
     pub bytes_out: usize,
-    pub error: Option<String>,
+    /// The failure of a failed, skipped or defaulted node.
+    pub error: Option<NodeError>,
+    /// Why a node that did not fail itself produced nothing (an input
+    /// produced nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// For fan-ins: keys whose instance produced nothing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
@@ -64,6 +105,7 @@ impl NodeReport {
             rows_out: 0,
             bytes_out: 0,
             error: None,
+            reason: None,
             missing: Vec::new(),
         }
     }
@@ -75,6 +117,11 @@ impl NodeReport {
     /// Time spent working: the duration less the wait for the resource.
     pub fn busy(&self) -> Duration {
         self.duration().saturating_sub(self.wait)
+    }
+
+    /// The message of the node's failure.
+    pub fn error_message(&self) -> Option<&str> {
+        self.error.as_ref().map(|e| e.message.as_str())
     }
 }
 
@@ -92,61 +139,104 @@ pub struct Totals {
     pub wall: Duration,
     /// The chain of nodes that decided the run's length, first to last.
     pub critical_path: Vec<String>,
-    /// The most bytes of memoized outputs alive at one time.
+    /// The most bytes of memoized outputs alive at one time, each Arrow
+    /// buffer counted once however many outputs share it.
     pub peak_output_bytes: usize,
+    /// The most memory the process held resident (where the system says).
+    pub peak_resident_bytes: Option<u64>,
     /// The most CPU threads of the run's budget (`--max-workers`) in use at
     /// once, operators' own threads included.
     pub peak_threads: usize,
+    /// CPU time the process used (user + system) while the run went, where
+    /// the system says: with `wall`, how many cores the run kept busy.
+    pub cpu_time: Option<Duration>,
     pub cancelled: bool,
+}
+
+/// What a report says of the run as a whole, known before it starts.
+#[derive(Debug, Clone)]
+pub struct RunHeader {
+    pub pipeline: String,
+    pub params: serde_json::Value,
+    pub merged_avoided: usize,
+}
+
+impl RunHeader {
+    pub fn of(plan: &Plan) -> Self {
+        Self {
+            pipeline: plan.name.clone(),
+            params: serde_json::to_value(&plan.params).unwrap_or_default(),
+            merged_avoided: plan.stats.merged_total(),
+        }
+    }
+}
+
+/// How the run went so far: what the totals are counted from.
+pub struct Tally<'a> {
+    pub nodes: &'a [NodeReport],
+    pub wall: Duration,
+    pub peak_output_bytes: usize,
+    pub peak_threads: usize,
+    pub cpu_time: Option<Duration>,
+    pub cancelled: bool,
+}
+
+impl Totals {
+    pub fn count<N>(header: &RunHeader, graph: &DiGraph<N, ()>, tally: Tally) -> Self {
+        let nodes = tally.nodes;
+        let mut executions_by_op: BTreeMap<String, u32> = BTreeMap::new();
+        for n in nodes.iter().filter(|n| n.attempts > 0) {
+            match executions_by_op.get_mut(&n.op) {
+                Some(count) => *count += n.attempts,
+                None => {
+                    executions_by_op.insert(n.op.clone(), n.attempts);
+                }
+            }
+        }
+        let with = |status| nodes.iter().filter(|n| n.status == status).count();
+        Totals {
+            executed: nodes.iter().filter(|n| n.attempts > 0).count(),
+            executions_by_op,
+            merged_avoided: header.merged_avoided,
+            retries: nodes.iter().map(|n| n.attempts.saturating_sub(1)).sum(),
+            failures: with(NodeStatus::Failed),
+            skipped: with(NodeStatus::Skipped),
+            wall: tally.wall,
+            critical_path: critical_path(graph, nodes),
+            peak_output_bytes: tally.peak_output_bytes,
+            peak_resident_bytes: super::memory::peak_resident_bytes(),
+            peak_threads: tally.peak_threads,
+            cpu_time: tally.cpu_time,
+            cancelled: tally.cancelled,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub pipeline: String,
     pub params: serde_json::Value,
+    /// False while the run goes (or when it was killed before it ended).
+    pub complete: bool,
     pub totals: Totals,
     pub nodes: Vec<NodeReport>,
+    /// Why the report file could not be written, when it could not.
+    #[serde(skip)]
+    pub save_error: Option<String>,
+}
+
+/// A report of the run so far, borrowing its nodes: serialized exactly as
+/// a [`RunReport`].
+#[derive(Serialize)]
+pub struct ReportSnapshot<'a> {
+    pub pipeline: &'a str,
+    pub params: &'a serde_json::Value,
+    pub complete: bool,
+    pub totals: Totals,
+    pub nodes: &'a [NodeReport],
 }
 
 impl RunReport {
-    pub fn new(
-        nodes: Vec<NodeReport>,
-        wall: Duration,
-        peak_output_bytes: usize,
-        cancelled: bool,
-        plan: &Plan,
-    ) -> Self {
-        let mut executions_by_op = BTreeMap::new();
-        for n in nodes.iter().filter(|n| n.attempts > 0) {
-            *executions_by_op.entry(n.op.clone()).or_insert(0) += n.attempts;
-        }
-        let totals = Totals {
-            executed: nodes.iter().filter(|n| n.attempts > 0).count(),
-            executions_by_op,
-            merged_avoided: plan.stats.merged_total(),
-            retries: nodes.iter().map(|n| n.attempts.saturating_sub(1)).sum(),
-            failures: nodes
-                .iter()
-                .filter(|n| n.status == NodeStatus::Failed)
-                .count(),
-            skipped: nodes
-                .iter()
-                .filter(|n| n.status == NodeStatus::Skipped)
-                .count(),
-            wall,
-            critical_path: critical_path(plan, &nodes),
-            peak_output_bytes,
-            peak_threads: 0,
-            cancelled,
-        };
-        Self {
-            pipeline: plan.name.clone(),
-            params: serde_json::to_value(&plan.params).unwrap_or_default(),
-            totals,
-            nodes,
-        }
-    }
-
     /// True when no node failed and the run was not cancelled.
     pub fn succeeded(&self) -> bool {
         !self.totals.cancelled
@@ -169,7 +259,7 @@ impl RunReport {
 
 /// From the node that finished last, back through the input that finished
 /// last, to a node with no inputs.
-fn critical_path(plan: &Plan, nodes: &[NodeReport]) -> Vec<String> {
+fn critical_path<N>(graph: &DiGraph<N, ()>, nodes: &[NodeReport]) -> Vec<String> {
     let ran = |i: usize| nodes[i].attempts > 0;
     let Some(mut at) = (0..nodes.len())
         .filter(|&i| ran(i))
@@ -179,10 +269,8 @@ fn critical_path(plan: &Plan, nodes: &[NodeReport]) -> Vec<String> {
     };
     let mut path = vec![nodes[at].id.clone()];
     loop {
-        let idx = petgraph::graph::NodeIndex::new(at);
-        let prev = plan
-            .graph
-            .neighbors_directed(idx, petgraph::Direction::Incoming)
+        let prev = graph
+            .neighbors_directed(NodeIndex::new(at), petgraph::Direction::Incoming)
             .map(|n| n.index())
             .filter(|&n| ran(n))
             .max_by_key(|&n| nodes[n].end);
@@ -198,17 +286,18 @@ fn critical_path(plan: &Plan, nodes: &[NodeReport]) -> Vec<String> {
     path
 }
 
+fn mib(bytes: f64) -> f64 {
+    bytes / (1 << 20) as f64
+}
+
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = &self.totals;
         for n in self.failures() {
-            writeln!(
-                f,
-                "FAILED {} ({}): {}",
-                n.id,
-                n.op,
-                n.error.as_deref().unwrap_or("unknown error")
-            )?;
+            match &n.error {
+                Some(e) => writeln!(f, "FAILED {} ({}) — {e}", n.id, n.op)?,
+                None => writeln!(f, "FAILED {} ({})", n.id, n.op)?,
+            }
         }
         for n in self
             .nodes
@@ -220,13 +309,11 @@ impl fmt::Display for RunReport {
             } else {
                 "defaulted"
             };
-            writeln!(
-                f,
-                "{what} {} ({}): {}",
-                n.id,
-                n.op,
-                n.error.as_deref().unwrap_or("")
-            )?;
+            match (&n.error, &n.reason) {
+                (Some(e), _) => writeln!(f, "{what} {} ({}) — {e}", n.id, n.op)?,
+                (None, Some(reason)) => writeln!(f, "{what} {} ({}): {reason}", n.id, n.op)?,
+                (None, None) => writeln!(f, "{what} {} ({})", n.id, n.op)?,
+            }
         }
         let mut slowest: Vec<&NodeReport> = self.nodes.iter().filter(|n| n.attempts > 0).collect();
         slowest.sort_by_key(|n| std::cmp::Reverse(n.busy()));
@@ -256,9 +343,13 @@ impl fmt::Display for RunReport {
             .iter()
             .map(|(op, n)| format!("{op} ×{n}"))
             .collect();
+        let resident = match t.peak_resident_bytes {
+            Some(bytes) => format!(", peak resident {:.1} MiB", mib(bytes as f64)),
+            None => String::new(),
+        };
         writeln!(
             f,
-            "{}: executed {} nodes in {:.2?} ({}); {} duplicate executions avoided by merging; {} retries, {} failed, {} skipped; peak outputs {:.1} MiB",
+            "{}: executed {} nodes in {:.2?} ({}); {} duplicate executions avoided by merging; {} retries, {} failed, {} skipped; peak outputs {:.1} MiB{resident}",
             self.pipeline,
             t.executed,
             t.wall,
@@ -267,7 +358,7 @@ impl fmt::Display for RunReport {
             t.retries,
             t.failures,
             t.skipped,
-            t.peak_output_bytes as f64 / (1 << 20) as f64,
+            mib(t.peak_output_bytes as f64),
         )
     }
 }

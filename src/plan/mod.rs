@@ -26,8 +26,9 @@ pub struct Plan {
     /// The resource pools, by name; nodes refer to them by index.
     pub resources: IndexMap<String, ResourcePolicy>,
     /// Edges point from producer to consumer. Node indexes are a topological
-    /// order: every node comes after its inputs.
-    pub graph: Graph,
+    /// order: every node comes after its inputs. Shared, so that the
+    /// executor's tasks can read it without copying.
+    pub graph: Arc<Graph>,
     pub stats: Stats,
 }
 

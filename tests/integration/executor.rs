@@ -79,7 +79,7 @@ fn permanent_failures_fail_the_run_and_name_node_and_cause() {
             n.id
         );
         assert!(
-            n.error.as_deref().unwrap().contains("synthetic failure"),
+            n.error_message().unwrap().contains("synthetic failure"),
             "{:?}",
             n.error
         );
@@ -114,8 +114,7 @@ nodes:
     assert_eq!(node.status, NodeStatus::Failed);
     assert_eq!(node.attempts, 2);
     assert!(
-        node.error
-            .as_deref()
+        node.error_message()
             .unwrap()
             .contains("timed out after 50ms"),
         "{:?}",
@@ -166,8 +165,7 @@ nodes:
         "rejected by the open breaker without running"
     );
     assert!(
-        open.error
-            .as_deref()
+        open.error_message()
             .unwrap()
             .contains("circuit breaker of resource 'api' is open"),
         "{:?}",
@@ -244,7 +242,7 @@ fn require_all_fails_naming_the_missing_keys() {
         skipped.len(),
         skipped.join(", ")
     );
-    assert_eq!(count.error.as_deref(), Some(expected.as_str()));
+    assert_eq!(count.error_message(), Some(expected.as_str()));
 }
 
 #[test]

@@ -5,5 +5,6 @@ mod executor;
 mod fixtures;
 mod plans;
 mod properties;
+mod reports;
 mod runs;
 mod yaml_limits;

@@ -109,7 +109,7 @@ fn a_failure_names_the_node_and_stops_its_consumers() {
     assert!(!report.succeeded());
     let failed: Vec<&str> = report.failures().map(|n| n.id.as_str()).collect();
     assert_eq!(failed, ["bad"]);
-    let error = report.failures().next().unwrap().error.clone().unwrap();
+    let error = report.failures().next().unwrap().error_message().unwrap();
     assert!(error.contains("VNM"), "{error}");
     let after = report.nodes.iter().find(|n| n.id == "after_bad").unwrap();
     assert_eq!(after.status, NodeStatus::NotRun);

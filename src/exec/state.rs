@@ -1,0 +1,349 @@
+//! Where a run stands between two scheduling decisions: each node's slot
+//! (waiting, running, its output), how many inputs each node still waits
+//! for and how many consumers still need its output, the ready nodes
+//! longest remaining path first, the node reports, and the live bytes.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use petgraph::Direction;
+use petgraph::graph::NodeIndex;
+use quiver_operators::{Input, Inputs, OpError, Table, Workload};
+
+use super::attempt::Outcome;
+use super::fanin::fan_in;
+use super::memory::LiveBuffers;
+use super::progress::Progress;
+use super::report::{NodeError, NodeReport, NodeStatus};
+use crate::plan::{Graph, OnError, Require, Source};
+
+/// A node's state while the run goes.
+enum Slot {
+    Waiting,
+    Running,
+    /// Finished; the output while a consumer still needs it.
+    Done(Option<Arc<Table>>),
+    /// Finished without output (failed, skipped, not run).
+    Nothing,
+}
+
+/// Ready nodes, the one with the longest path of work after it first (ties:
+/// the lowest index, so a sequential run always takes the same order).
+type Heap = BinaryHeap<(usize, Reverse<usize>)>;
+
+/// The nodes ready to start: those that need a CPU slot and those that do
+/// not, apart, so that when no slot is free the I/O nodes are found without
+/// going through the compute nodes.
+struct ReadyQueue {
+    /// Per node: the nodes on the longest path from it to the end.
+    rank: Vec<usize>,
+    /// Per node: whether it needs a CPU slot to run.
+    needs_slot: Vec<bool>,
+    slotted: Heap,
+    free: Heap,
+}
+
+impl ReadyQueue {
+    fn push(&mut self, i: usize) {
+        let entry = (self.rank[i], Reverse(i));
+        if self.needs_slot[i] {
+            self.slotted.push(entry);
+        } else {
+            self.free.push(entry);
+        }
+    }
+
+    fn pop(&mut self, slot_free: bool) -> Option<usize> {
+        let slotted = if slot_free { self.slotted.peek() } else { None };
+        let heap = match (slotted, self.free.peek()) {
+            (Some(a), Some(b)) if a > b => &mut self.slotted,
+            (Some(_), None) => &mut self.slotted,
+            (_, Some(_)) => &mut self.free,
+            (None, None) => return None,
+        };
+        heap.pop().map(|(_, Reverse(i))| i)
+    }
+}
+
+/// What starting a node found in its inputs.
+pub enum Gathered {
+    /// The inputs; the fan-in keys that produced nothing are in the report.
+    Ready(Inputs),
+    /// An input produced nothing, so the node was skipped.
+    Skipped,
+    /// The node failed before it started (`require: all` and instances are
+    /// missing, fan-in instances that do not fit together).
+    Failed(OpError),
+}
+
+pub struct RunState {
+    graph: Arc<Graph>,
+    started: Instant,
+    slots: Vec<Slot>,
+    /// Per node: inputs not yet in their final state.
+    waiting: Vec<usize>,
+    /// Per node: consumers not yet in their final state. Its output is
+    /// dropped when this reaches zero.
+    consumers_left: Vec<usize>,
+    ready: ReadyQueue,
+    pub reports: Vec<NodeReport>,
+    pub progress: Progress,
+    memory: LiveBuffers,
+}
+
+impl RunState {
+    /// Every node waiting, the ones without inputs ready. `sequential`:
+    /// every node needs the one slot, I/O included.
+    pub fn new(graph: Arc<Graph>, sequential: bool, progress: Progress) -> Self {
+        let n = graph.node_count();
+        let count = |dir| -> Vec<usize> {
+            graph
+                .node_indices()
+                .map(|i| graph.neighbors_directed(i, dir).count())
+                .collect()
+        };
+        let waiting = count(Direction::Incoming);
+        let consumers_left = count(Direction::Outgoing);
+        let needs_slot = graph
+            .node_weights()
+            .map(|node| sequential || node.workload == Workload::Cpu)
+            .collect();
+        let mut ready = ReadyQueue {
+            rank: longest_paths(&graph),
+            needs_slot,
+            slotted: Heap::new(),
+            free: Heap::new(),
+        };
+        for (i, _) in waiting.iter().enumerate().filter(|(_, w)| **w == 0) {
+            ready.push(i);
+        }
+        Self {
+            started: Instant::now(),
+            slots: (0..n).map(|_| Slot::Waiting).collect(),
+            waiting,
+            consumers_left,
+            ready,
+            reports: graph.node_weights().map(NodeReport::pending).collect(),
+            progress,
+            memory: LiveBuffers::default(),
+            graph,
+        }
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub fn peak_output_bytes(&self) -> usize {
+        self.memory.peak()
+    }
+
+    pub fn needs_slot(&self, i: usize) -> bool {
+        self.ready.needs_slot[i]
+    }
+
+    /// The next node to start: the ready one with the longest path after
+    /// it, among those that need a CPU slot only when `slot_free`.
+    pub fn pop_ready(&mut self, slot_free: bool) -> Option<usize> {
+        self.ready.pop(slot_free)
+    }
+
+    /// Starts node `i` if its inputs allow: its inputs, from the memoized
+    /// outputs. A node that cannot start reaches its final state here.
+    pub fn start(&mut self, i: usize) -> Gathered {
+        match self.gather(i) {
+            Ok((inputs, missing)) => {
+                let report = &mut self.reports[i];
+                report.missing = missing;
+                report.status = NodeStatus::Running;
+                self.slots[i] = Slot::Running;
+                Gathered::Ready(inputs)
+            }
+            Err(Some(e)) => Gathered::Failed(e),
+            Err(None) => {
+                self.slots[i] = Slot::Nothing;
+                Gathered::Skipped
+            }
+        }
+    }
+
+    /// The inputs of node `i` and the fan-in keys missing from them; `None`
+    /// for a node skipped because an input produced nothing.
+    fn gather(&mut self, i: usize) -> Result<(Inputs, Vec<String>), Option<OpError>> {
+        let graph = &*self.graph;
+        let node = &graph[NodeIndex::new(i)];
+        let slots = &self.slots;
+        let output = |n: NodeIndex| match &slots[n.index()] {
+            Slot::Done(Some(t)) => Some(t.clone()),
+            _ => None,
+        };
+        let mut inputs = Vec::with_capacity(node.inputs.len());
+        let mut all_missing = Vec::new();
+        let mut skip = |reason: String| {
+            self.reports[i].status = NodeStatus::Skipped;
+            self.reports[i].reason = Some(reason);
+            Err(None)
+        };
+        for input in &node.inputs {
+            let table = match &input.source {
+                Source::One(n) => match output(*n) {
+                    Some(t) => t,
+                    None => {
+                        return skip(format!(
+                            "input '{}' ({}) produced nothing",
+                            input.name, graph[*n].id
+                        ));
+                    }
+                },
+                Source::All { key, members } => {
+                    let mut present = Vec::with_capacity(members.len());
+                    let mut missing = Vec::new();
+                    for (k, n) in members {
+                        match output(*n) {
+                            Some(t) => present.push((k.clone(), t)),
+                            None => missing.push(k.clone()),
+                        }
+                    }
+                    if !missing.is_empty() && node.policy.require == Require::All {
+                        return Err(Some(OpError::Invalid(format!(
+                            "{}: {} of {} {key}s missing: {}",
+                            input.name,
+                            missing.len(),
+                            members.len(),
+                            missing.join(", ")
+                        ))));
+                    }
+                    if present.is_empty() && !members.is_empty() {
+                        return skip(format!(
+                            "every instance of input '{}' produced nothing",
+                            input.name
+                        ));
+                    }
+                    let table = fan_in(key, &present).map_err(Some)?;
+                    all_missing.extend(missing);
+                    Arc::new(table)
+                }
+            };
+            inputs.push(Input {
+                name: input.name.clone(),
+                table,
+            });
+        }
+        Ok((Inputs(inputs), all_missing))
+    }
+
+    /// Records how node `i` ended, applying its `on_error` policy. Returns
+    /// whether the run must stop.
+    pub fn settle(&mut self, i: usize, start: Instant, end: Instant, outcome: Outcome) -> bool {
+        let node = &self.graph[NodeIndex::new(i)];
+        let report = &mut self.reports[i];
+        report.start = start.saturating_duration_since(self.started);
+        report.end = end.saturating_duration_since(self.started);
+        report.attempts = outcome.attempts;
+        report.wait = outcome.wait;
+        let output = match outcome.result {
+            Ok(table) => {
+                report.status = NodeStatus::Succeeded;
+                Arc::new(table)
+            }
+            Err(e) => {
+                let error = NodeError::from(&e);
+                let fault = error.kind;
+                report.error = Some(error);
+                match &node.policy.on_error {
+                    OnError::Fail => {
+                        tracing::error!(node = %node.id, op = %node.op, fault = %fault, error = %e, "Node failed");
+                        report.status = NodeStatus::Failed;
+                        self.slots[i] = Slot::Nothing;
+                        return true;
+                    }
+                    OnError::Skip => {
+                        tracing::warn!(node = %node.id, fault = %fault, error = %e, "Node failed and is skipped");
+                        report.status = NodeStatus::Skipped;
+                        self.slots[i] = Slot::Nothing;
+                        return false;
+                    }
+                    OnError::Default(table) => {
+                        tracing::warn!(node = %node.id, fault = %fault, error = %e, "Node failed; using its default");
+                        report.status = NodeStatus::Defaulted;
+                        table.clone()
+                    }
+                }
+            }
+        };
+        report.rows_out = output.num_rows();
+        report.bytes_out = self.memory.add(&output);
+        tracing::debug!(node = %node.id, op = %node.op, rows = report.rows_out, attempts = report.attempts, "Node finished");
+        self.slots[i] = Slot::Done(Some(output));
+        false
+    }
+
+    /// Node `i` failed before it ran (see [`Gathered::Failed`]).
+    pub fn fail_before_start(&mut self, i: usize, e: OpError) -> bool {
+        let now = Instant::now();
+        let outcome = Outcome {
+            result: Err(e),
+            attempts: 0,
+            wait: Default::default(),
+        };
+        self.settle(i, now, now, outcome)
+    }
+
+    /// Node `i` reached its final state: count it, wake its consumers and
+    /// drop the outputs of producers no one needs any more.
+    pub fn release(&mut self, i: usize) {
+        self.progress.finished(i, &self.reports[i]);
+        let idx = NodeIndex::new(i);
+        let graph = &*self.graph;
+        for consumer in graph.neighbors_directed(idx, Direction::Outgoing) {
+            let c = consumer.index();
+            self.waiting[c] -= 1;
+            if self.waiting[c] == 0 && matches!(self.slots[c], Slot::Waiting) {
+                self.ready.push(c);
+            }
+        }
+        for producer in graph.neighbors_directed(idx, Direction::Incoming) {
+            let p = producer.index();
+            self.consumers_left[p] -= 1;
+            if self.consumers_left[p] == 0
+                && let Slot::Done(output) = &mut self.slots[p]
+                && let Some(table) = output.take()
+            {
+                self.memory.remove(&table);
+            }
+        }
+    }
+
+    /// After a cancel: the nodes still running were stopped.
+    pub fn cancel_running(&mut self) {
+        let end = self.started.elapsed();
+        for i in 0..self.slots.len() {
+            if matches!(self.slots[i], Slot::Running) {
+                self.slots[i] = Slot::Nothing;
+                let report = &mut self.reports[i];
+                report.status = NodeStatus::Cancelled;
+                report.end = end;
+                self.progress.finished(i, &self.reports[i]);
+            }
+        }
+    }
+}
+
+/// For each node, the number of nodes on the longest path from it to the
+/// end of the graph (itself included): the work still waiting behind it.
+fn longest_paths(graph: &Graph) -> Vec<usize> {
+    let mut rank = vec![1usize; graph.node_count()];
+    // Node indexes are a topological order, so walking them backwards sees
+    // every consumer before its producers.
+    for i in graph.node_indices().rev() {
+        let best = graph
+            .neighbors_directed(i, Direction::Outgoing)
+            .map(|c| rank[c.index()])
+            .max()
+            .unwrap_or(0);
+        rank[i.index()] = best + 1;
+    }
+    rank
+}
