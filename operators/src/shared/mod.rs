@@ -2,6 +2,7 @@
 
 pub(crate) mod atomic;
 pub(crate) mod calendar;
+pub(crate) mod csv_dialect;
 pub(crate) mod file_sink;
 pub(crate) mod hive;
 pub(crate) mod scan;
