@@ -8,3 +8,6 @@ pub(crate) mod hive;
 pub(crate) mod scan;
 pub(crate) mod session;
 pub(crate) mod sessions;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -193,17 +193,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{Input, Inputs, registry};
+    use crate::shared::testing::{listing, one_input};
+    use crate::{Inputs, registry};
 
     fn build(params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
         registry().get(CsvSinkParams::NAME).unwrap().build(params)
-    }
-
-    fn one_input(table: Table) -> Inputs {
-        Inputs(vec![Input {
-            name: "prices".into(),
-            table: Arc::new(table),
-        }])
     }
 
     async fn sink(params: serde_json::Value, table: Table) -> Result<Table, OpError> {
@@ -256,15 +250,6 @@ mod tests {
 
     fn text(table: &Table) -> String {
         pretty_format_batches(table.batches()).unwrap().to_string()
-    }
-
-    fn listing(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     #[tokio::test]
