@@ -379,15 +379,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-
-    fn listing(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::shared::testing::listing;
 
     fn write_text(text: &'static str) -> impl FnOnce(File) -> Result<(File, ()), OpError> {
         move |mut file| {

@@ -2,8 +2,12 @@
 
 pub(crate) mod atomic;
 pub(crate) mod calendar;
+pub(crate) mod csv_dialect;
 pub(crate) mod file_sink;
 pub(crate) mod hive;
 pub(crate) mod scan;
 pub(crate) mod session;
 pub(crate) mod sessions;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::operator::OpParams;
 use crate::shared::atomic::{self, WriteMode};
+use crate::shared::csv_dialect;
 use crate::shared::file_sink::{Destination, FileSink, FileSinkParams, SinkFormat};
 use crate::shared::scan::is_gzip;
 use crate::{Arity, Effect, OpError, Operator, ParamError, Table, Workload};
@@ -35,7 +36,7 @@ pub struct CsvSinkParams {
     /// ```yaml
     /// delimiter: ";"
     /// ```
-    #[serde(default = "default_delimiter")]
+    #[serde(default = "csv_dialect::default_delimiter")]
     pub delimiter: char,
 
     /// Whether to write a first line with the column names. Defaults to true.
@@ -43,16 +44,8 @@ pub struct CsvSinkParams {
     /// ```yaml
     /// has_header: false
     /// ```
-    #[serde(default = "default_true")]
+    #[serde(default = "csv_dialect::default_has_header")]
     pub has_header: bool,
-}
-
-fn default_delimiter() -> char {
-    ','
-}
-
-fn default_true() -> bool {
-    true
 }
 
 impl OpParams for CsvSinkParams {
@@ -70,21 +63,8 @@ impl OpParams for CsvSinkParams {
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
         FileSink::build(self.file, |dest| {
-            let delimiter = match u8::try_from(self.delimiter) {
-                Ok(b) if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => b,
-                _ => {
-                    return Err(ParamError::new(
-                        &["delimiter"],
-                        format!(
-                            "delimiter {:?} cannot separate fields; use one ASCII character \
-                             other than a quote or a line break, e.g. `delimiter: \";\"`",
-                            self.delimiter
-                        ),
-                    ));
-                }
-            };
             Ok(Csv {
-                delimiter,
+                delimiter: csv_dialect::delimiter_byte(self.delimiter)?,
                 has_header: self.has_header,
                 gzip: dest.is_one_file() && is_gzip(&dest.path.to_string_lossy()),
             })
@@ -213,17 +193,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{Input, Inputs, registry};
+    use crate::shared::testing::{listing, one_input};
+    use crate::{Inputs, registry};
 
     fn build(params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
         registry().get(CsvSinkParams::NAME).unwrap().build(params)
-    }
-
-    fn one_input(table: Table) -> Inputs {
-        Inputs(vec![Input {
-            name: "prices".into(),
-            table: Arc::new(table),
-        }])
     }
 
     async fn sink(params: serde_json::Value, table: Table) -> Result<Table, OpError> {
@@ -276,15 +250,6 @@ mod tests {
 
     fn text(table: &Table) -> String {
         pretty_format_batches(table.batches()).unwrap().to_string()
-    }
-
-    fn listing(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     #[tokio::test]

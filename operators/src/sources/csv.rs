@@ -15,6 +15,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::operator::OpParams;
+use crate::shared::csv_dialect;
 use crate::shared::scan::{ScanFormat, ScanParams, ScanSpec, is_gzip};
 use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
 
@@ -30,7 +31,7 @@ pub struct CsvParams {
     /// ```yaml
     /// delimiter: ";"
     /// ```
-    #[serde(default = "default_delimiter")]
+    #[serde(default = "csv_dialect::default_delimiter")]
     pub delimiter: char,
 
     /// Whether the first line holds the column names. When false the columns
@@ -39,16 +40,8 @@ pub struct CsvParams {
     /// ```yaml
     /// has_header: false
     /// ```
-    #[serde(default = "default_true")]
+    #[serde(default = "csv_dialect::default_has_header")]
     pub has_header: bool,
-}
-
-fn default_delimiter() -> char {
-    ','
-}
-
-fn default_true() -> bool {
-    true
 }
 
 impl OpParams for CsvParams {
@@ -68,19 +61,7 @@ impl OpParams for CsvParams {
         // `ParamError` carries one path, so this reports the first problem,
         // checking fields in the order they are declared.
         spec.check()?;
-        let delimiter = match u8::try_from(self.delimiter) {
-            Ok(b) if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => b,
-            _ => {
-                return Err(ParamError::new(
-                    &["delimiter"],
-                    format!(
-                        "delimiter {:?} cannot separate fields; use one ASCII character \
-                         other than a quote or a line break, e.g. `delimiter: \";\"`",
-                        self.delimiter
-                    ),
-                ));
-            }
-        };
+        let delimiter = csv_dialect::delimiter_byte(self.delimiter)?;
         Ok(Arc::new(CsvFetch {
             spec,
             format: CsvScan {

@@ -14,6 +14,7 @@ use datafusion::parquet::basic::Compression;
 use serde_json::json;
 
 use super::*;
+use crate::shared::testing::{listing, one_input};
 use crate::{Input, Inputs, registry};
 
 fn build(params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
@@ -21,13 +22,6 @@ fn build(params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
         .get(ParquetSinkParams::NAME)
         .unwrap()
         .build(params)
-}
-
-fn one_input(table: Table) -> Inputs {
-    Inputs(vec![Input {
-        name: "prices".into(),
-        table: Arc::new(table),
-    }])
 }
 
 /// Two batches, with nulls, over the types market data uses most.
@@ -93,16 +87,6 @@ fn statuses(out: &Table) -> Vec<(String, i64, String)> {
     (0..batch.num_rows())
         .map(|row| (text(0, row), rows.value(row), text(2, row)))
         .collect()
-}
-
-/// Names in `dir`, to check that nothing but the expected files is left.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]
