@@ -336,3 +336,51 @@ nodes:
     let text = format!("{limited}");
     assert!(text.contains("memory limit of 16.0 MiB"), "{text}");
 }
+
+/// CPU-heavy and unthrottled: generation, SQL and features, no resource.
+const HEAVY: &str = r#"
+pipeline: heavy
+nodes:
+  ticks:
+    foreach: symbol in [FPT, VNM, HPG, VCB, ACB, MWG]
+    op: fetch.synthetic
+    with: {dataset: ticks, symbol: "${symbol}", start: 2026-01-05, end: 2026-03-31}
+  bars:
+    foreach: symbol in [FPT, VNM, HPG, VCB, ACB, MWG]
+    op: transform.sql
+    inputs: {t: "ticks[${symbol}]"}
+    with: {query: "SELECT symbol, date_bin(INTERVAL '1 minute', ts) AS bar, avg(price) AS close, sum(volume) AS volume FROM t GROUP BY 1, 2 ORDER BY 2"}
+  features:
+    op: features.compute
+    inputs: {b: "bars[*]"}
+    with: {ts: bar, partition_by: [symbol], features: [{kind: rolling_std, window: 20}, {kind: rsi, window: 14}]}
+"#;
+
+#[test]
+fn max_workers_1_keeps_the_process_on_one_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("heavy.yaml");
+    std::fs::write(&pipeline, HEAVY).unwrap();
+    let report_file = dir.path().join("report.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["run", "--quiet", "--max-workers", "1", "--report"])
+        .arg(&report_file)
+        .arg(&pipeline)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_file).unwrap()).unwrap();
+    let totals = &report["totals"];
+    assert_eq!(totals["peak_threads"], 1);
+    let seconds =
+        |v: &serde_json::Value| v["secs"].as_f64().unwrap() + v["nanos"].as_f64().unwrap() / 1e9;
+    let (cpu, wall) = (seconds(&totals["cpu_time"]), seconds(&totals["wall"]));
+    assert!(wall > 0.3, "{wall} s is too short a run to judge");
+    // Busy on more than one core would show as CPU time above the wall
+    // time; a loaded machine only lowers the ratio.
+    assert!(
+        cpu <= wall * 1.15,
+        "--max-workers 1 used {cpu:.2} s of CPU in {wall:.2} s"
+    );
+}
