@@ -7,29 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::run_with;
 use async_trait::async_trait;
 use quiver::compile::{compile_file_with, compile_str_with};
-use quiver::exec::{Executor, NodeStatus, RunOptions, RunReport};
+use quiver::exec::{NodeStatus, RunOptions};
 use quiver::operators::{
     Arity, ExecContext, Inputs, OpError, OpParams, Operator, ParamError, Registry, Table, Workload,
 };
-use quiver::plan::Plan;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 #[path = "../../examples/custom_operator/range.rs"]
 mod range;
-
-fn run_with(plan: &Plan, options: RunOptions) -> RunReport {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let executor = Executor::new(options).unwrap();
-    let report = rt.block_on(executor.run(plan));
-    drop(executor);
-    report
-}
 
 fn workers(n: usize) -> RunOptions {
     RunOptions {

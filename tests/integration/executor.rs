@@ -4,27 +4,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{run, run_with};
 use quiver::compile::compile_str;
 use quiver::exec::{Executor, NodeStatus, RunOptions, RunReport};
 use quiver::plan::Plan;
 
 fn compile(text: &str) -> Plan {
     compile_str(Path::new("test.yaml"), text, &[]).unwrap_or_else(|d| panic!("{d}"))
-}
-
-fn run_with(plan: &Plan, options: RunOptions) -> RunReport {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let executor = Executor::new(options).unwrap();
-    let report = rt.block_on(executor.run(plan));
-    drop(executor);
-    report
-}
-
-fn run(plan: &Plan) -> RunReport {
-    run_with(plan, RunOptions::default())
 }
 
 /// Ticks for several symbols written to `out`, the fetches failing at `fail_rate`.

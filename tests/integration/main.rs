@@ -7,4 +7,5 @@ mod plans;
 mod properties;
 mod reports;
 mod runs;
+mod support;
 mod yaml_limits;

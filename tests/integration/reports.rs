@@ -6,31 +6,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{run, run_with};
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use quiver::compile::compile_str;
-use quiver::exec::{Executor, NodeStatus, RunOptions, RunReport};
+use quiver::exec::{NodeStatus, RunOptions};
 use quiver::operators::arrow::array::Float64Array;
 use quiver::operators::arrow::datatypes::{DataType, Field, Schema};
 use quiver::operators::arrow::record_batch::RecordBatch;
 use quiver::operators::{Effect, ExecContext, Fault, Inputs, OpError, Operator, Table, Workload};
 use quiver::plan::{Plan, PlanInput, PlanNode, Source, Stats};
-
-fn run_with(plan: &Plan, options: RunOptions) -> RunReport {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let executor = Executor::new(options).unwrap();
-    let report = rt.block_on(executor.run(plan));
-    drop(executor);
-    report
-}
-
-fn run(plan: &Plan) -> RunReport {
-    run_with(plan, RunOptions::default())
-}
 
 fn compile(text: &str) -> Plan {
     compile_str(Path::new("test.yaml"), text, &[]).unwrap_or_else(|d| panic!("{d}"))
