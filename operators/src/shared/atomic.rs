@@ -96,11 +96,7 @@ pub(crate) struct Outcome {
 /// A sink's output: one row per file with its `path`, the `rows` written and
 /// its `status`, `written` or `skipped`.
 pub(crate) fn summary(outcomes: &[Outcome]) -> Result<Table, OpError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("path", DataType::Utf8, false),
-        Field::new("rows", DataType::Int64, false),
-        Field::new("status", DataType::Utf8, false),
-    ]));
+    let schema = summary_schema();
     let rows = outcomes
         .iter()
         .map(|o| {
@@ -124,6 +120,15 @@ pub(crate) fn summary(outcomes: &[Outcome]) -> Result<Table, OpError> {
         ],
     )?;
     Ok(Table::from_batch(batch))
+}
+
+/// The schema of a sink's summary: one row per file written or skipped.
+pub(crate) fn summary_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("status", DataType::Utf8, false),
+    ]))
 }
 
 /// Tells temporary files of one process apart.

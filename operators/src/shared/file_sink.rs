@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -238,5 +239,9 @@ impl<F: SinkFormat> Operator for FileSink<F> {
 
     fn sink_target(&self) -> Option<String> {
         Some(self.dest.target.clone())
+    }
+
+    fn output_schema(&self) -> Option<SchemaRef> {
+        Some(atomic::summary_schema())
     }
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -309,6 +310,14 @@ impl Operator for SyntheticFetch {
         );
         Ok(table)
     }
+
+    fn output_schema(&self) -> Option<SchemaRef> {
+        Some(match self.dataset {
+            Dataset::Ticks => generate::ticks_schema(),
+            Dataset::Prices => generate::prices_schema(),
+            Dataset::StockInfo => generate::stock_info_schema(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +338,26 @@ mod tests {
             .get(SyntheticParams::NAME)
             .expect("fetch.synthetic is registered")
             .build(params)
+    }
+
+    #[tokio::test]
+    async fn the_declared_schema_is_the_output_schema() {
+        for dataset in ["ticks", "prices", "stock_info"] {
+            let mut params = json!({"dataset": dataset, "symbol": "FPT"});
+            if dataset != "stock_info" {
+                params["start"] = json!("2026-01-05");
+                params["end"] = json!("2026-01-06");
+            }
+            let op = build(params).unwrap();
+            let declared = op
+                .output_schema()
+                .expect("a synthetic dataset's schema is known");
+            let out = op
+                .execute(&crate::ExecContext::standalone(), Inputs::default())
+                .await
+                .unwrap();
+            assert_eq!(out.schema(), &declared, "{dataset}");
+        }
     }
 
     async fn fetch(params: Value) -> RecordBatch {
