@@ -2,11 +2,12 @@
 //!
 //!     cargo bench --bench executor            # all three
 //!     cargo bench --bench executor -- overhead
+//!     cargo bench --bench executor -- overhead chain compute   # cases naming every word
 //!
 //! 1. Overhead per node: no-op nodes as a chain, a wide fan-out into one
 //!    sink, and a width × depth grid, at 10,000 and 100,000 nodes.
 //!    Overhead = (wall − lower bound) / nodes, the lower bound for no-op
-//!    nodes being zero. Target ≤ 20 µs per node.
+//!    nodes being zero. Target ≤ 10 µs per node.
 //! 2. Rate-limited fan-out: 90 fetches of 100 ms through a resource with
 //!    concurrency 6 and rate 20/s. Lower bound max(90/20 s, ⌈90/6⌉ × 0.1 s)
 //!    = 4.5 s. Target: wall ≤ 1.05 × lower bound.
@@ -124,7 +125,8 @@ fn run(plan: &Plan, options: RunOptions) -> (RunReport, Duration) {
     (report, wall)
 }
 
-fn overhead() {
+/// `cases`: words a case's description must all contain (none: every case).
+fn overhead(cases: &[String]) {
     println!("1. overhead per no-op node (median of 5 runs; lower bound 0)");
     for &n in &[10_000usize, 100_000] {
         let side = (n as f64).sqrt() as usize;
@@ -142,6 +144,10 @@ fn overhead() {
         ];
         for (name, make) in &shapes {
             for (wname, w) in [("I/O", Workload::Io), ("compute", Workload::Cpu)] {
+                let case = format!("{n} {name} {wname}");
+                if !cases.iter().all(|word| case.contains(word.as_str())) {
+                    continue;
+                }
                 let plan = make(w);
                 let nodes = plan.graph.node_count();
                 let mut walls: Vec<Duration> = (0..5)
@@ -208,10 +214,13 @@ fn shared_upstream() {
 }
 
 fn main() {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| args.first().is_none_or(|f| name.contains(f.as_str()));
     if wanted("overhead") {
-        overhead();
+        overhead(args.get(1..).unwrap_or_default());
     }
     if wanted("rate") {
         rate_limited();

@@ -1,23 +1,30 @@
 //! The scheduling loop: one task that starts every node whose inputs are
 //! ready, collects the nodes that finish, and keeps the report file
-//! current. It runs on a worker of the I/O runtime, so that starting an
-//! I/O node and hearing back from it stay on one thread.
+//! current.
+//!
+//! It runs where its nodes run, so that starting a node and hearing back
+//! from it stay on one thread instead of waking another: on the I/O
+//! runtime, or, while only compute nodes run, on the compute runtime. It
+//! moves between the two (an [`Episode`] ends, the next is spawned on the
+//! other runtime) only when the mix of running nodes changes, and never
+//! stays on the compute runtime while I/O nodes run and every compute
+//! thread may be busy, so I/O completions never wait behind long
+//! computations. (While only compute nodes run and all of them hold their
+//! threads, a stop or a report update waits for one to yield; there is
+//! nothing else to do then.)
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
-use quiver_operators::{Effect, Inputs, OpError, Workload};
+use quiver_operators::{Effect, Inputs, Workload};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::Instrument;
 
 use super::RunOptions;
-use super::attempt::{Attempts, Outcome};
+use super::attempt::{Attempts, Finished, Outcome};
 use super::journal::{self, Journal};
 use super::progress::Progress;
 use super::report::{ReportSnapshot, RunHeader, RunReport, Tally, Totals};
@@ -29,14 +36,22 @@ pub struct Scheduler {
     graph: Arc<Graph>,
     /// The plan's resources, by index.
     resources: Vec<Arc<Resource>>,
-    /// The runtime compute nodes run on.
+    /// The runtimes I/O nodes and compute nodes run on.
+    io: Handle,
     cpu: Handle,
+    /// The compute runtime's threads.
+    cpu_threads: usize,
+    /// Whether this episode runs on the compute runtime.
+    on_cpu: bool,
+    /// Running nodes, by runtime.
+    io_running: usize,
+    cpu_running: usize,
     /// CPU slots: how many compute nodes (every node, in a sequential run)
     /// may run at once, and how many do.
     width: usize,
     busy: usize,
     state: RunState,
-    running: JoinSet<(usize, Instant, Outcome)>,
+    running: JoinSet<Finished>,
     /// Per node: how to stop it while it runs.
     handles: Vec<Option<AbortHandle>>,
     /// No new node starts (a failure, or a cancel).
@@ -44,19 +59,42 @@ pub struct Scheduler {
     cancelled: bool,
     header: RunHeader,
     journal: Option<Journal>,
+    ticks: tokio::time::Interval,
+    stop: oneshot::Receiver<()>,
+}
+
+/// How a stretch of scheduling on one runtime ended.
+pub enum Episode {
+    /// Go on, on the other runtime.
+    Move(Box<Scheduler>),
+    Done(Box<RunReport>),
 }
 
 impl Scheduler {
-    pub fn new(plan: &Plan, options: &RunOptions, cpu: Handle) -> Self {
+    /// A scheduler for `plan`, stopped early when `stop` fires. Call within
+    /// the I/O runtime. Writes the first report when there is a report file.
+    pub fn new(
+        plan: &Plan,
+        options: &RunOptions,
+        cpu: Handle,
+        stop: oneshot::Receiver<()>,
+    ) -> Box<Self> {
         let graph = plan.graph.clone();
         let progress = Progress::new(plan, options.progress);
-        Self {
+        let mut ticks = tokio::time::interval(journal::INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut scheduler = Box::new(Self {
             resources: plan
                 .resources
                 .iter()
                 .map(|(name, policy)| Arc::new(Resource::new(name, policy)))
                 .collect(),
+            io: Handle::current(),
             cpu,
+            cpu_threads: options.max_workers.max(1),
+            on_cpu: false,
+            io_running: 0,
+            cpu_running: 0,
             width: if options.sequential {
                 1
             } else {
@@ -70,35 +108,63 @@ impl Scheduler {
             cancelled: false,
             header: RunHeader::of(plan),
             journal: options.report_file.clone().map(Journal::new),
+            ticks,
+            stop,
             graph,
-        }
+        });
+        scheduler.write_snapshot();
+        scheduler
     }
 
-    /// Runs every node, or until `cancel` fires.
-    pub async fn run(mut self, mut cancel: oneshot::Receiver<()>) -> RunReport {
-        let mut ticks = tokio::time::interval(journal::INTERVAL);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.write_snapshot();
+    /// Whether this episode runs on the compute runtime.
+    pub fn on_cpu(&self) -> bool {
+        self.on_cpu
+    }
+
+    /// Schedules until every node is done or a stop, or until the scheduler
+    /// should move to the other runtime.
+    pub async fn run(mut self: Box<Self>) -> Episode {
         loop {
             self.start_ready();
             if self.running.is_empty() {
                 break;
             }
+            if self.wants_cpu() != self.on_cpu {
+                self.on_cpu = !self.on_cpu;
+                return Episode::Move(self);
+            }
             tokio::select! {
+                // A stop first and the report on time, however busy the run.
+                biased;
+                _ = &mut self.stop, if !self.cancelled => self.cancel(),
+                _ = self.ticks.tick(), if self.journal.is_some() => self.write_snapshot(),
                 joined = self.running.join_next() => match joined {
                     Some(Ok((i, start, outcome))) => self.finished(i, start, outcome),
                     // Aborted by a cancel: what was running is marked at the end.
                     Some(Err(_)) => {}
                     None => break,
                 },
-                _ = &mut cancel, if !self.cancelled => self.cancel(),
-                _ = ticks.tick(), if self.journal.is_some() => self.write_snapshot(),
             }
         }
         if self.cancelled {
             self.state.cancel_running();
         }
-        self.into_report().await
+        Episode::Done(Box::new(self.into_report().await))
+    }
+
+    /// Where the scheduler should run: on the compute runtime while only
+    /// compute nodes run; on the I/O runtime while I/O nodes run and the
+    /// compute threads may all be busy; otherwise where it is.
+    fn wants_cpu(&self) -> bool {
+        if self.cancelled {
+            self.on_cpu
+        } else if self.io_running == 0 {
+            self.cpu_running > 0
+        } else if self.cpu_running >= self.cpu_threads {
+            false
+        } else {
+            self.on_cpu
+        }
     }
 
     /// Starts every ready node that can start, longest remaining path first.
@@ -134,27 +200,20 @@ impl Scheduler {
         };
         let span =
             tracing::info_span!("node", id = %node.id, op = %node.op, workload = ?node.workload);
-        let task = async move {
-            let start = Instant::now();
-            let outcome = catch_unwind(attempts.run(inputs))
-                .await
-                .unwrap_or_else(|panic| Outcome {
-                    result: Err(OpError::Internal(format!(
-                        "the node's task panicked: {panic}"
-                    ))),
-                    attempts: 1,
-                    wait: Duration::ZERO,
-                });
-            (i, start, outcome)
-        }
-        .instrument(span);
+        let task = attempts.run(inputs).instrument(span);
         if self.state.needs_slot(i) {
             self.busy += 1;
         }
         // Compute nodes run whole on the compute runtime: one task, no hop.
         let handle = match node.workload {
-            Workload::Cpu => self.running.spawn_on(task, &self.cpu),
-            Workload::Io => self.running.spawn(task),
+            Workload::Cpu => {
+                self.cpu_running += 1;
+                self.running.spawn_on(task, &self.cpu)
+            }
+            Workload::Io => {
+                self.io_running += 1;
+                self.running.spawn_on(task, &self.io)
+            }
         };
         self.handles[i] = Some(handle);
     }
@@ -163,6 +222,10 @@ impl Scheduler {
         self.handles[i] = None;
         if self.state.needs_slot(i) {
             self.busy -= 1;
+        }
+        match self.graph[NodeIndex::new(i)].workload {
+            Workload::Cpu => self.cpu_running -= 1,
+            Workload::Io => self.io_running -= 1,
         }
         self.stopping |= self.state.settle(i, start, Instant::now(), outcome);
         self.state.release(i);
@@ -207,7 +270,7 @@ impl Scheduler {
         self.journal = Some(journal);
     }
 
-    async fn into_report(mut self) -> RunReport {
+    async fn into_report(mut self: Box<Self>) -> RunReport {
         let totals = Totals::count(&self.header, &self.graph, self.tally());
         let journal = self.journal.take();
         let mut report = RunReport {
@@ -223,22 +286,4 @@ impl Scheduler {
         }
         report
     }
-}
-
-/// Runs `future`, turning a panic into an error that says what panicked.
-async fn catch_unwind<F: Future>(future: F) -> Result<F::Output, String> {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("a panic without a message")
-                .to_string())),
-        }
-    })
-    .await
 }

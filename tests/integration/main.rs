@@ -6,3 +6,5 @@ mod plans;
 mod properties;
 mod reports;
 mod runs;
+mod scheduling;
+mod support;
