@@ -13,6 +13,8 @@
 //!    = 4.5 s. Target: wall ≤ 1.05 × lower bound.
 //! 3. Shared upstream: one node feeding 32 consumers runs once and the peak
 //!    of live outputs stays at one copy of it.
+//! 4. The report file: a 100,000-node chain with its report kept on disk
+//!    while it runs (as `quiver run` does) against the same run without.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -213,6 +215,30 @@ fn shared_upstream() {
     );
 }
 
+fn report_file() {
+    let plan = chain(100_000, Workload::Io);
+    let dir = std::env::temp_dir().join(format!("quiver-bench-{}", std::process::id()));
+    let file = dir.join("report.json");
+    let median = |options: &dyn Fn() -> RunOptions| {
+        let mut walls: Vec<Duration> = (0..3).map(|_| run(&plan, options()).1).collect();
+        walls.sort();
+        walls[1]
+    };
+    let without = median(&RunOptions::default);
+    let with = median(&|| RunOptions {
+        report_file: Some(file.clone()),
+        ..RunOptions::default()
+    });
+    let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "4. report file: 100000-node chain, I/O: {:.2} µs/node without, {:.2} µs/node with the report kept on disk ({:.1} MiB, written at the start, while running and at the end)",
+        without.as_secs_f64() * 1e6 / 100_000.0,
+        with.as_secs_f64() * 1e6 / 100_000.0,
+        size as f64 / (1 << 20) as f64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -227,5 +253,8 @@ fn main() {
     }
     if wanted("shared") {
         shared_upstream();
+    }
+    if wanted("report") {
+        report_file();
     }
 }

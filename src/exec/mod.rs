@@ -34,7 +34,6 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use fanin::fan_in;
-pub use journal::write as write_report;
 pub use memory::peak_resident_bytes;
 pub use progress::ProgressMode;
 pub use report::{NodeError, NodeReport, NodeStatus, RunReport};

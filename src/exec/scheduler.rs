@@ -14,7 +14,7 @@
 //! nothing else to do then.)
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use petgraph::graph::NodeIndex;
 use quiver_operators::{Effect, Inputs, Workload};
@@ -27,7 +27,7 @@ use super::RunOptions;
 use super::attempt::{Attempts, Finished, Outcome};
 use super::journal::{self, Journal};
 use super::progress::Progress;
-use super::report::{ReportSnapshot, RunHeader, RunReport, Tally, Totals};
+use super::report::{NodeReport, ReportSnapshot, RunHeader, RunReport, Tally, Totals};
 use super::resources::Resource;
 use super::state::{Gathered, RunState};
 use crate::plan::{Graph, Plan};
@@ -112,7 +112,7 @@ impl Scheduler {
             stop,
             graph,
         });
-        scheduler.write_snapshot();
+        scheduler.write_first_report();
         scheduler
     }
 
@@ -254,6 +254,32 @@ impl Scheduler {
             peak_output_bytes: self.state.peak_output_bytes(),
             cancelled: self.cancelled,
         }
+    }
+
+    /// The report before any node ran, made from the plan off the scheduler.
+    fn write_first_report(&mut self) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        let graph = self.graph.clone();
+        let header = self.header.clone();
+        journal.start(move || {
+            let nodes: Vec<NodeReport> = graph.node_weights().map(NodeReport::pending).collect();
+            let tally = Tally {
+                nodes: &nodes,
+                wall: Duration::ZERO,
+                peak_output_bytes: 0,
+                cancelled: false,
+            };
+            let snapshot = ReportSnapshot {
+                pipeline: &header.pipeline,
+                params: &header.params,
+                complete: false,
+                totals: Totals::count(&header, &graph, tally),
+                nodes: &nodes,
+            };
+            serde_json::to_vec(&snapshot).unwrap_or_default()
+        });
     }
 
     fn write_snapshot(&mut self) {
