@@ -100,3 +100,42 @@ fn a_run_of_compute_nodes_only_can_be_cancelled() {
     assert_eq!(report.node("think").unwrap().status, NodeStatus::Cancelled);
     assert_eq!(report.node("after").unwrap().status, NodeStatus::NotRun);
 }
+
+#[test]
+fn the_report_is_kept_current_while_only_compute_nodes_run() {
+    // The scheduler is on the compute runtime here; its report timer is the
+    // I/O runtime's.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
+    let plan = plan_of(vec![
+        ("fast", Test::Think(MS), vec![]),
+        ("slow", Test::Think(Duration::from_secs(2)), vec![]),
+    ]);
+    let watcher = {
+        let file = file.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(bytes) = std::fs::read(&file) {
+                    let report: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    if report["nodes"][0]["status"] == "succeeded" {
+                        return report;
+                    }
+                }
+                assert!(Instant::now() < deadline, "no report with 'fast' done");
+                std::thread::sleep(10 * MS);
+            }
+        })
+    };
+    let report = run_with(
+        &plan,
+        RunOptions {
+            report_file: Some(file.clone()),
+            ..RunOptions::default()
+        },
+    );
+    assert!(report.succeeded(), "{report}");
+    let mid_run = watcher.join().unwrap();
+    assert_eq!(mid_run["complete"], false);
+    assert_eq!(mid_run["nodes"][1]["status"], "running");
+}
