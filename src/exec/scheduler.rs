@@ -140,6 +140,7 @@ impl Scheduler {
                 _ = self.ticks.tick(), if self.journal.is_some() => self.write_snapshot(),
                 joined = self.running.join_next() => match joined {
                     Some(Ok((i, start, outcome))) => self.finished(i, start, outcome),
+                    Some(Err(e)) if e.is_panic() => self.panicked(e),
                     // Aborted by a cancel: what was running is marked at the end.
                     Some(Err(_)) => {}
                     None => break,
@@ -232,6 +233,34 @@ impl Scheduler {
         if let Some(journal) = &mut self.journal {
             journal.touch();
         }
+    }
+
+    /// A node's task panicked outside its operator (whose panics are
+    /// caught): a bug, reported as the node's failure.
+    fn panicked(&mut self, e: tokio::task::JoinError) {
+        let id = e.id();
+        let Some(i) = self
+            .handles
+            .iter()
+            .position(|h| h.as_ref().is_some_and(|h| h.id() == id))
+        else {
+            return;
+        };
+        let what = e.into_panic();
+        let what = what
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| what.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic without a message");
+        let now = Instant::now();
+        let outcome = Outcome {
+            result: Err(quiver_operators::OpError::Internal(format!(
+                "the node's task panicked: {what}"
+            ))),
+            attempts: 1,
+            wait: Duration::ZERO,
+        };
+        self.finished(i, now, outcome);
     }
 
     fn cancel(&mut self) {
