@@ -2,16 +2,19 @@
 //!
 //!     cargo bench --bench executor            # all three
 //!     cargo bench --bench executor -- overhead
+//!     cargo bench --bench executor -- overhead chain compute   # cases naming every word
 //!
 //! 1. Overhead per node: no-op nodes as a chain, a wide fan-out into one
 //!    sink, and a width × depth grid, at 10,000 and 100,000 nodes.
 //!    Overhead = (wall − lower bound) / nodes, the lower bound for no-op
-//!    nodes being zero. Target ≤ 20 µs per node.
+//!    nodes being zero. Target ≤ 10 µs per node.
 //! 2. Rate-limited fan-out: 90 fetches of 100 ms through a resource with
 //!    concurrency 6 and rate 20/s. Lower bound max(90/20 s, ⌈90/6⌉ × 0.1 s)
 //!    = 4.5 s. Target: wall ≤ 1.05 × lower bound.
 //! 3. Shared upstream: one node feeding 32 consumers runs once and the peak
 //!    of live outputs stays at one copy of it.
+//! 4. The report file: a 100,000-node chain with its report kept on disk
+//!    while it runs (as `quiver run` does) against the same run without.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -124,7 +127,8 @@ fn run(plan: &Plan, options: RunOptions) -> (RunReport, Duration) {
     (report, wall)
 }
 
-fn overhead() {
+/// `cases`: words a case's description must all contain (none: every case).
+fn overhead(cases: &[String]) {
     println!("1. overhead per no-op node (median of 5 runs; lower bound 0)");
     for &n in &[10_000usize, 100_000] {
         let side = (n as f64).sqrt() as usize;
@@ -142,6 +146,10 @@ fn overhead() {
         ];
         for (name, make) in &shapes {
             for (wname, w) in [("I/O", Workload::Io), ("compute", Workload::Cpu)] {
+                let case = format!("{n} {name} {wname}");
+                if !cases.iter().all(|word| case.contains(word.as_str())) {
+                    continue;
+                }
                 let plan = make(w);
                 let nodes = plan.graph.node_count();
                 let mut walls: Vec<Duration> = (0..5)
@@ -207,16 +215,46 @@ fn shared_upstream() {
     );
 }
 
+fn report_file() {
+    let plan = chain(100_000, Workload::Io);
+    let dir = std::env::temp_dir().join(format!("quiver-bench-{}", std::process::id()));
+    let file = dir.join("report.json");
+    let median = |options: &dyn Fn() -> RunOptions| {
+        let mut walls: Vec<Duration> = (0..3).map(|_| run(&plan, options()).1).collect();
+        walls.sort();
+        walls[1]
+    };
+    let without = median(&RunOptions::default);
+    let with = median(&|| RunOptions {
+        report_file: Some(file.clone()),
+        ..RunOptions::default()
+    });
+    let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "4. report file: 100000-node chain, I/O: {:.2} µs/node without, {:.2} µs/node with the report kept on disk ({:.1} MiB, written at the start, while running and at the end)",
+        without.as_secs_f64() * 1e6 / 100_000.0,
+        with.as_secs_f64() * 1e6 / 100_000.0,
+        size as f64 / (1 << 20) as f64
+    );
+}
+
 fn main() {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| args.first().is_none_or(|f| name.contains(f.as_str()));
     if wanted("overhead") {
-        overhead();
+        overhead(args.get(1..).unwrap_or_default());
     }
     if wanted("rate") {
         rate_limited();
     }
     if wanted("shared") {
         shared_upstream();
+    }
+    if wanted("report") {
+        report_file();
     }
 }

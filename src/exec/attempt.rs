@@ -1,7 +1,16 @@
 //! Running one node: attempts under its resource's limits, each with a
 //! timeout, retried with backoff while the failure is transient.
+//!
+//! The futures of the paths not every node takes (a resource's limits, a
+//! timeout, waits before retrying) are boxed when taken, and a node's task
+//! is this one future: the task stays small (about 0.5 KB rather than
+//! 1.4 KB), and spawning it, which every node does, stays cheap.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use petgraph::graph::NodeIndex;
@@ -35,8 +44,28 @@ pub struct Outcome {
     pub wait: Duration,
 }
 
+/// A node that finished: its index, when it started, how it went.
+pub type Finished = (usize, Instant, Outcome);
+
 impl Attempts {
-    pub async fn run(self, inputs: Inputs) -> Outcome {
+    /// Runs the node: its attempts, from when it started.
+    pub async fn run(self, inputs: Inputs) -> Finished {
+        // The node's own thread of the budget. The scheduler starts no more
+        // such nodes than the budget holds, but an operator may still be
+        // using threads it borrowed: then the node waits for one to free.
+        let _thread = match self.held {
+            0 => None,
+            _ => match self.ctx.budget().try_acquire_one() {
+                Some(thread) => Some(thread),
+                None => Some(Box::pin(self.ctx.budget().acquire_one()).await),
+            },
+        };
+        let start = Instant::now();
+        let outcome = self.attempts(inputs).await;
+        (self.node.index(), start, outcome)
+    }
+
+    async fn attempts(&self, mut inputs: Inputs) -> Outcome {
         let mut attempts = 0;
         let mut rejections = 0;
         let mut wait = Duration::ZERO;
@@ -67,18 +96,27 @@ impl Attempts {
                 tracing::debug!(node = %self.id(), resource = %resource.name, wait_ms = retry_in.as_millis() as u64, "Circuit open, waiting");
                 rejections += 1;
                 wait += retry_in;
-                tokio::time::sleep(retry_in).await;
+                Box::pin(tokio::time::sleep(retry_in)).await;
                 continue;
             }
             attempts += 1;
 
-            let waiting = Instant::now();
             let permit = match &self.resource {
-                Some(r) => r.acquire().await,
+                Some(r) => {
+                    let waiting = Instant::now();
+                    let permit = Box::pin(r.acquire()).await;
+                    wait += waiting.elapsed();
+                    permit
+                }
                 None => None,
             };
-            wait += waiting.elapsed();
-            let result = self.attempt(inputs.clone()).await;
+            // The last attempt takes the inputs; earlier ones share them.
+            let inputs = if last {
+                std::mem::take(&mut inputs)
+            } else {
+                inputs.clone()
+            };
+            let result = self.attempt(inputs).await;
             drop(permit);
 
             if let Some(breaker) = self.resource.as_ref().and_then(|r| r.breaker()) {
@@ -95,7 +133,7 @@ impl Attempts {
                     );
                     let delay = e.retry_after().map_or(backoff, |r| r.max(backoff));
                     tracing::warn!(node = %self.id(), attempt = attempts, delay_ms = delay.as_millis() as u64, error = %e, "Retrying after a transient failure");
-                    tokio::time::sleep(delay).await;
+                    Box::pin(tokio::time::sleep(delay)).await;
                 }
                 result => {
                     return Outcome {
@@ -112,8 +150,9 @@ impl Attempts {
         &self.graph[self.node].id
     }
 
-    /// One execution within the timeout. The executor has already put the
-    /// whole node on the runtime that fits its work.
+    /// One execution within the timeout; a panic is a failure. The
+    /// executor has already put the whole node on the runtime that fits its
+    /// work.
     async fn attempt(&self, inputs: Inputs) -> Result<Table, OpError> {
         // Each attempt has its own cancellation: when its future is dropped
         // (timed out, or the run aborted it), the guard tells the operator's
@@ -122,15 +161,40 @@ impl Attempts {
         let ctx = self.ctx.for_attempt(self.held, cancel.clone());
         let guard = cancel.cancel_on_drop();
         let run = async move {
-            let out = self.operator.execute(&ctx, inputs).await;
+            let out = CatchPanic(self.operator.execute(&ctx, inputs)).await;
             guard.disarm();
             out
         };
         match self.policy.timeout {
             None => run.await,
-            Some(limit) => tokio::time::timeout(limit, run)
+            Some(limit) => Box::pin(tokio::time::timeout(limit, run))
                 .await
                 .unwrap_or_else(|_| Err(timed_out(limit))),
+        }
+    }
+}
+
+/// Polls an operator's future, turning a panic into an internal error (a
+/// bug) that says what panicked, so that the node fails, not the run.
+struct CatchPanic<F>(F);
+
+impl<F: Future<Output = Result<Table, OpError>> + Unpin> Future for CatchPanic<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let run = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(run).poll(cx))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                let what = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic without a message");
+                Poll::Ready(Err(OpError::Internal(format!(
+                    "the node's task panicked: {what}"
+                ))))
+            }
         }
     }
 }

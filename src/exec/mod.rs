@@ -38,12 +38,12 @@ use quiver_operators::ExecContext;
 use quiver_operators::datafusion::execution::runtime_env::RuntimeEnv;
 
 pub use fanin::fan_in;
-pub use journal::write as write_report;
 pub use memory::peak_resident_bytes;
 pub use progress::ProgressMode;
 pub use report::{NodeError, NodeReport, NodeStatus, RunReport};
 
 use crate::plan::Plan;
+use scheduler::{Episode, Scheduler};
 
 /// How to run a plan.
 #[derive(Debug, Clone)]
@@ -109,26 +109,39 @@ impl Executor {
             .expect("the runtime lives as long as the executor")
             .handle()
             .clone();
-        let scheduler =
-            scheduler::Scheduler::new(plan, &self.options, cpu, self.datafusion.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        // The scheduler runs as a task of its own, on a worker thread, not
-        // on whatever thread polls this future; dropping this future stops it.
-        let mut task = AbortOnDrop(tokio::spawn(scheduler.run(stopped)));
+        let mut scheduler = Scheduler::new(
+            plan,
+            &self.options,
+            cpu.clone(),
+            self.datafusion.clone(),
+            stopped,
+        );
+        let io = tokio::runtime::Handle::current();
         let mut cancel = std::pin::pin!(cancel);
         let mut stop = Some(stop);
+        // The scheduler runs as a task of its own on a worker of the runtime
+        // where its nodes run (see `scheduler`), not on whatever thread polls
+        // this future; it comes back here only to move to the other runtime.
+        // Dropping this future stops it.
         loop {
-            tokio::select! {
-                done = &mut task.0 => return match done {
-                    Ok(report) => report,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => panic!("the run's scheduler was stopped from outside: {e}"),
-                },
-                () = &mut cancel, if stop.is_some() => {
-                    if let Some(stop) = stop.take() {
-                        let _ = stop.send(());
+            let runtime = if scheduler.on_cpu() { &cpu } else { &io };
+            let mut task = AbortOnDrop(runtime.spawn(scheduler.run()));
+            let episode = loop {
+                tokio::select! {
+                    done = &mut task.0 => break done,
+                    () = &mut cancel, if stop.is_some() => {
+                        if let Some(stop) = stop.take() {
+                            let _ = stop.send(());
+                        }
                     }
                 }
+            };
+            match episode {
+                Ok(Episode::Move(next)) => scheduler = next,
+                Ok(Episode::Done(report)) => return *report,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => panic!("the run's scheduler was stopped from outside: {e}"),
             }
         }
     }

@@ -41,7 +41,6 @@ pub struct NodeError {
     pub kind: Fault,
     pub message: String,
     /// The messages of the error's causes, outermost first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub causes: Vec<String>,
 }
 

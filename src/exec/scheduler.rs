@@ -1,27 +1,34 @@
 //! The scheduling loop: one task that starts every node whose inputs are
 //! ready, collects the nodes that finish, and keeps the report file
-//! current. It runs on a worker of the I/O runtime, so that starting an
-//! I/O node and hearing back from it stay on one thread.
+//! current.
+//!
+//! It runs where its nodes run, so that starting a node and hearing back
+//! from it stay on one thread instead of waking another: on the I/O
+//! runtime, or, while only compute nodes run, on the compute runtime. It
+//! moves between the two (an [`Episode`] ends, the next is spawned on the
+//! other runtime) only when the mix of running nodes changes, and never
+//! stays on the compute runtime while I/O nodes run and every compute
+//! thread may be busy, so I/O completions never wait behind long
+//! computations. (While only compute nodes run and all of them hold their
+//! threads, a stop or a report update waits for one to yield; there is
+//! nothing else to do then.)
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use petgraph::graph::NodeIndex;
 use quiver_operators::datafusion::execution::runtime_env::RuntimeEnv;
-use quiver_operators::{Effect, ExecContext, Inputs, OpError, ThreadBudget, Workload};
+use quiver_operators::{Effect, ExecContext, Inputs, ThreadBudget, Workload};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::Instrument;
 
 use super::RunOptions;
-use super::attempt::{Attempts, Outcome};
+use super::attempt::{Attempts, Finished, Outcome};
 use super::journal::{self, Journal};
 use super::progress::Progress;
-use super::report::{ReportSnapshot, RunHeader, RunReport, Tally, Totals};
+use super::report::{NodeReport, ReportSnapshot, RunHeader, RunReport, Tally, Totals};
 use super::resources::Resource;
 use super::state::{Gathered, RunState};
 use crate::plan::{Graph, Plan};
@@ -30,8 +37,16 @@ pub struct Scheduler {
     graph: Arc<Graph>,
     /// The plan's resources, by index.
     resources: Vec<Arc<Resource>>,
-    /// The runtime compute nodes run on.
+    /// The runtimes I/O nodes and compute nodes run on.
+    io: Handle,
     cpu: Handle,
+    /// The compute runtime's threads.
+    cpu_threads: usize,
+    /// Whether this episode runs on the compute runtime.
+    on_cpu: bool,
+    /// Running nodes, by runtime.
+    io_running: usize,
+    cpu_running: usize,
     /// CPU slots: how many compute nodes (every node, in a sequential run)
     /// may run at once, and how many do.
     width: usize,
@@ -43,7 +58,7 @@ pub struct Scheduler {
     /// The process's CPU time when the run started.
     cpu_at_start: Option<Duration>,
     state: RunState,
-    running: JoinSet<(usize, Instant, Outcome)>,
+    running: JoinSet<Finished>,
     /// Per node: how to stop it while it runs.
     handles: Vec<Option<AbortHandle>>,
     /// No new node starts (a failure, or a cancel).
@@ -51,15 +66,28 @@ pub struct Scheduler {
     cancelled: bool,
     header: RunHeader,
     journal: Option<Journal>,
+    ticks: tokio::time::Interval,
+    stop: oneshot::Receiver<()>,
+}
+
+/// How a stretch of scheduling on one runtime ended.
+pub enum Episode {
+    /// Go on, on the other runtime.
+    Move(Box<Scheduler>),
+    Done(Box<RunReport>),
 }
 
 impl Scheduler {
+    /// A scheduler for `plan`, stopped early when `stop` fires, whose
+    /// operators share the DataFusion runtime `datafusion`. Call within the
+    /// I/O runtime. Writes the first report when there is a report file.
     pub fn new(
         plan: &Plan,
         options: &RunOptions,
         cpu: Handle,
         datafusion: Arc<RuntimeEnv>,
-    ) -> Self {
+        stop: oneshot::Receiver<()>,
+    ) -> Box<Self> {
         let graph = plan.graph.clone();
         let progress = Progress::new(plan, options.progress);
         let width = if options.sequential {
@@ -69,13 +97,20 @@ impl Scheduler {
         };
         let budget = ThreadBudget::new(width);
         let ctx = ExecContext::with_runtime(budget.clone(), datafusion, options.memory_limit);
-        Self {
+        let mut ticks = tokio::time::interval(journal::INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut scheduler = Box::new(Self {
             resources: plan
                 .resources
                 .iter()
                 .map(|(name, policy)| Arc::new(Resource::new(name, policy)))
                 .collect(),
+            io: Handle::current(),
             cpu,
+            cpu_threads: options.max_workers.max(1),
+            on_cpu: false,
+            io_running: 0,
+            cpu_running: 0,
             width,
             busy: 0,
             budget,
@@ -88,35 +123,64 @@ impl Scheduler {
             cancelled: false,
             header: RunHeader::of(plan),
             journal: options.report_file.clone().map(Journal::new),
+            ticks,
+            stop,
             graph,
-        }
+        });
+        scheduler.write_first_report();
+        scheduler
     }
 
-    /// Runs every node, or until `cancel` fires.
-    pub async fn run(mut self, mut cancel: oneshot::Receiver<()>) -> RunReport {
-        let mut ticks = tokio::time::interval(journal::INTERVAL);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.write_snapshot();
+    /// Whether this episode runs on the compute runtime.
+    pub fn on_cpu(&self) -> bool {
+        self.on_cpu
+    }
+
+    /// Schedules until every node is done or a stop, or until the scheduler
+    /// should move to the other runtime.
+    pub async fn run(mut self: Box<Self>) -> Episode {
         loop {
             self.start_ready();
             if self.running.is_empty() {
                 break;
             }
+            if self.wants_cpu() != self.on_cpu {
+                self.on_cpu = !self.on_cpu;
+                return Episode::Move(self);
+            }
             tokio::select! {
+                // A stop first and the report on time, however busy the run.
+                biased;
+                _ = &mut self.stop, if !self.cancelled => self.cancel(),
+                _ = self.ticks.tick(), if self.journal.is_some() => self.write_snapshot(),
                 joined = self.running.join_next() => match joined {
                     Some(Ok((i, start, outcome))) => self.finished(i, start, outcome),
+                    Some(Err(e)) if e.is_panic() => self.panicked(e),
                     // Aborted by a cancel: what was running is marked at the end.
                     Some(Err(_)) => {}
                     None => break,
                 },
-                _ = &mut cancel, if !self.cancelled => self.cancel(),
-                _ = ticks.tick(), if self.journal.is_some() => self.write_snapshot(),
             }
         }
         if self.cancelled {
             self.state.cancel_running();
         }
-        self.into_report().await
+        Episode::Done(Box::new(self.into_report().await))
+    }
+
+    /// Where the scheduler should run: on the compute runtime while only
+    /// compute nodes run; on the I/O runtime while I/O nodes run and the
+    /// compute threads may all be busy; otherwise where it is.
+    fn wants_cpu(&self) -> bool {
+        if self.cancelled {
+            self.on_cpu
+        } else if self.io_running == 0 {
+            self.cpu_running > 0
+        } else if self.cpu_running >= self.cpu_threads {
+            false
+        } else {
+            self.on_cpu
+        }
     }
 
     /// Starts every ready node that can start, longest remaining path first.
@@ -152,37 +216,22 @@ impl Scheduler {
             ctx: self.ctx.clone(),
             held: usize::from(self.state.needs_slot(i)),
         };
-        // The node's own thread of the budget. The scheduler starts no more
-        // such nodes than the budget holds, but an operator may still be
-        // using threads it borrowed: then the node waits for one to free.
-        let slot = self.state.needs_slot(i).then(|| self.budget.clone());
         let span =
             tracing::info_span!("node", id = %node.id, op = %node.op, workload = ?node.workload);
-        let task = async move {
-            let _thread = match slot {
-                Some(budget) => Some(budget.acquire_one().await),
-                None => None,
-            };
-            let start = Instant::now();
-            let outcome = catch_unwind(attempts.run(inputs))
-                .await
-                .unwrap_or_else(|panic| Outcome {
-                    result: Err(OpError::Internal(format!(
-                        "the node's task panicked: {panic}"
-                    ))),
-                    attempts: 1,
-                    wait: Duration::ZERO,
-                });
-            (i, start, outcome)
-        }
-        .instrument(span);
+        let task = attempts.run(inputs).instrument(span);
         if self.state.needs_slot(i) {
             self.busy += 1;
         }
         // Compute nodes run whole on the compute runtime: one task, no hop.
         let handle = match node.workload {
-            Workload::Cpu => self.running.spawn_on(task, &self.cpu),
-            Workload::Io => self.running.spawn(task),
+            Workload::Cpu => {
+                self.cpu_running += 1;
+                self.running.spawn_on(task, &self.cpu)
+            }
+            Workload::Io => {
+                self.io_running += 1;
+                self.running.spawn_on(task, &self.io)
+            }
         };
         self.handles[i] = Some(handle);
     }
@@ -192,11 +241,43 @@ impl Scheduler {
         if self.state.needs_slot(i) {
             self.busy -= 1;
         }
+        match self.graph[NodeIndex::new(i)].workload {
+            Workload::Cpu => self.cpu_running -= 1,
+            Workload::Io => self.io_running -= 1,
+        }
         self.stopping |= self.state.settle(i, start, Instant::now(), outcome);
         self.state.release(i);
         if let Some(journal) = &mut self.journal {
             journal.touch();
         }
+    }
+
+    /// A node's task panicked outside its operator (whose panics are
+    /// caught): a bug, reported as the node's failure.
+    fn panicked(&mut self, e: tokio::task::JoinError) {
+        let id = e.id();
+        let Some(i) = self
+            .handles
+            .iter()
+            .position(|h| h.as_ref().is_some_and(|h| h.id() == id))
+        else {
+            return;
+        };
+        let what = e.into_panic();
+        let what = what
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| what.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic without a message");
+        let now = Instant::now();
+        let outcome = Outcome {
+            result: Err(quiver_operators::OpError::Internal(format!(
+                "the node's task panicked: {what}"
+            ))),
+            attempts: 1,
+            wait: Duration::ZERO,
+        };
+        self.finished(i, now, outcome);
     }
 
     fn cancel(&mut self) {
@@ -225,6 +306,34 @@ impl Scheduler {
         }
     }
 
+    /// The report before any node ran, made from the plan off the scheduler.
+    fn write_first_report(&mut self) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        let graph = self.graph.clone();
+        let header = self.header.clone();
+        journal.start(move || {
+            let nodes: Vec<NodeReport> = graph.node_weights().map(NodeReport::pending).collect();
+            let tally = Tally {
+                nodes: &nodes,
+                wall: Duration::ZERO,
+                peak_output_bytes: 0,
+                peak_threads: 0,
+                cpu_time: None,
+                cancelled: false,
+            };
+            let snapshot = ReportSnapshot {
+                pipeline: &header.pipeline,
+                params: &header.params,
+                complete: false,
+                totals: Totals::count(&header, &graph, tally),
+                nodes: &nodes,
+            };
+            serde_json::to_vec(&snapshot).unwrap_or_default()
+        });
+    }
+
     fn write_snapshot(&mut self) {
         let Some(mut journal) = self.journal.take() else {
             return;
@@ -239,7 +348,7 @@ impl Scheduler {
         self.journal = Some(journal);
     }
 
-    async fn into_report(mut self) -> RunReport {
+    async fn into_report(mut self: Box<Self>) -> RunReport {
         let totals = Totals::count(&self.header, &self.graph, self.tally());
         let journal = self.journal.take();
         let mut report = RunReport {
@@ -255,22 +364,4 @@ impl Scheduler {
         }
         report
     }
-}
-
-/// Runs `future`, turning a panic into an error that says what panicked.
-async fn catch_unwind<F: Future>(future: F) -> Result<F::Output, String> {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("a panic without a message")
-                .to_string())),
-        }
-    })
-    .await
 }

@@ -7,5 +7,6 @@ mod plans;
 mod properties;
 mod reports;
 mod runs;
+mod scheduling;
 mod support;
 mod yaml_limits;

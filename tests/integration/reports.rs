@@ -3,118 +3,14 @@
 //! memory the run held, each shared buffer counted once.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{run, run_with};
-use async_trait::async_trait;
-use indexmap::IndexMap;
-use petgraph::graph::{DiGraph, NodeIndex};
-use quiver::compile::compile_str;
+use petgraph::graph::NodeIndex;
 use quiver::exec::{NodeStatus, RunOptions};
-use quiver::operators::arrow::array::Float64Array;
-use quiver::operators::arrow::datatypes::{DataType, Field, Schema};
-use quiver::operators::arrow::record_batch::RecordBatch;
-use quiver::operators::{Effect, ExecContext, Fault, Inputs, OpError, Operator, Table, Workload};
-use quiver::plan::{Plan, PlanInput, PlanNode, Source, Stats};
+use quiver::operators::Fault;
+use quiver::plan::Source;
 
-fn compile(text: &str) -> Plan {
-    compile_str(Path::new("test.yaml"), text, &[]).unwrap_or_else(|d| panic!("{d}"))
-}
-
-/// Operators for plans built by hand.
-#[derive(Debug)]
-enum Test {
-    /// `rows` floats, in one batch.
-    Source(usize),
-    /// The first half of its input: shares the input's buffers.
-    Slice,
-    /// Its input without the fan-in key column: shares the data columns.
-    DropKey,
-    Panic,
-    /// An I/O error with a cause.
-    Disk,
-}
-
-#[async_trait]
-impl Operator for Test {
-    async fn execute(&self, _ctx: &ExecContext, inputs: Inputs) -> Result<Table, OpError> {
-        match self {
-            Test::Source(rows) => {
-                let schema = Arc::new(Schema::new(vec![Field::new(
-                    "close",
-                    DataType::Float64,
-                    false,
-                )]));
-                let values = Float64Array::from_iter_values((0..*rows).map(|i| i as f64));
-                let batch = RecordBatch::try_new(schema, vec![Arc::new(values)])?;
-                Ok(Table::from_batch(batch))
-            }
-            Test::Slice => {
-                let input = inputs.iter().next().expect("one input").table.concat()?;
-                Ok(Table::from_batch(input.slice(0, input.num_rows() / 2)))
-            }
-            Test::DropKey => {
-                let table = &inputs.iter().next().expect("one input").table;
-                let batches = table
-                    .batches()
-                    .iter()
-                    .map(|b| b.project(&[1]))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let schema = Arc::new(table.schema().project(&[1])?);
-                Ok(Table::new(schema, batches))
-            }
-            Test::Panic => panic!("the operator broke an invariant"),
-            Test::Disk => Err(OpError::io(
-                "cannot read prices.csv",
-                std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied"),
-            )),
-        }
-    }
-}
-
-/// A plan of `nodes` (id, operator, inputs), in dependency order.
-fn plan_of(nodes: Vec<(&str, Test, Vec<Source>)>) -> Plan {
-    let mut graph = DiGraph::new();
-    for (i, (id, op, inputs)) in nodes.into_iter().enumerate() {
-        let n = graph.add_node(PlanNode {
-            id: id.to_string(),
-            aliases: Vec::new(),
-            op: format!("test.{}", format!("{op:?}").to_lowercase()),
-            params: serde_json::Value::Null,
-            operator: Arc::new(op),
-            effect: Effect::Pure,
-            workload: Workload::Cpu,
-            inputs: inputs
-                .iter()
-                .enumerate()
-                .map(|(k, source)| PlanInput {
-                    name: format!("in{k}"),
-                    source: source.clone(),
-                })
-                .collect(),
-            policy: Default::default(),
-            identity: i as u64,
-        });
-        for source in inputs {
-            for p in source.nodes() {
-                graph.add_edge(p, n, ());
-            }
-        }
-    }
-    Plan {
-        name: "test".into(),
-        file: "test.yaml".into(),
-        params: IndexMap::new(),
-        resources: IndexMap::new(),
-        stats: Stats {
-            declared: graph.node_count(),
-            unique: graph.node_count(),
-            ..Stats::default()
-        },
-        graph: Arc::new(graph),
-    }
-}
+use crate::support::{Test, compile, plan_of, run, run_with};
 
 #[test]
 fn failures_say_whose_fault_they_are_with_their_causes() {
