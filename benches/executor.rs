@@ -45,12 +45,15 @@ fn node(i: usize, workload: Workload) -> PlanNode {
         aliases: Vec::new(),
         op: "noop".into(),
         params: serde_json::Value::Null,
+        resolved: Default::default(),
+        version: 1,
         operator: Arc::new(NoOp),
         effect: Effect::Pure,
         workload,
         inputs: Vec::new(),
         policy: Default::default(),
         identity: i as u64,
+        reuse: Default::default(),
     }
 }
 
@@ -74,6 +77,7 @@ fn plan(n: usize, edges: impl Iterator<Item = (usize, usize)>, workload: Workloa
         params: IndexMap::new(),
         resources: IndexMap::new(),
         graph: Arc::new(graph),
+        cache_dir: None,
         stats: Stats {
             declared: n,
             unique: n,

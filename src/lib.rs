@@ -3,8 +3,10 @@
 //!
 //! The flow is spec → plan → run: [`spec`] holds what the user wrote,
 //! [`compile`] turns it into a [`plan::Plan`], [`render`] shows a plan and
-//! [`exec`] runs it.
+//! [`exec`] runs it. Between plan and run, [`cache`] decides what a rerun
+//! can take from the outputs earlier runs stored.
 
+pub mod cache;
 pub mod compile;
 pub mod diag;
 pub mod exec;

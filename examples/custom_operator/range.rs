@@ -16,10 +16,10 @@ use quiver::operators::{
     Arity, ExecContext, Inputs, OpError, OpParams, Operator, ParamError, Table, Workload,
 };
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Parameters of `example.day_range`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DayRangeParams {
     /// A day whose range is at least this percentage of its close is

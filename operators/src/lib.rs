@@ -29,6 +29,6 @@ pub use datafusion::arrow;
 
 pub use context::{CancelToken, ExecContext, ThreadBudget, Threads, human_bytes};
 pub use error::{Fault, OpError, ParamError};
-pub use operator::{Arity, Effect, OpParams, Operator, OperatorDef, Workload};
+pub use operator::{Arity, Built, Effect, Freshness, OpParams, Operator, OperatorDef, Workload};
 pub use registry::{DuplicateOperator, Registry, registry};
 pub use table::{Input, Inputs, Table};

@@ -7,10 +7,12 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use schemars::JsonSchema;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::ExecContext;
@@ -85,6 +87,41 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
     fn output_schema(&self) -> Option<SchemaRef> {
         None
     }
+
+    /// How long an output may be reused from the cache: for good when the
+    /// parameters and inputs decide it (the default), a while for data
+    /// that can still change (a live API), never for what must be read
+    /// each time. A node's `cache:` setting overrides it.
+    fn freshness(&self) -> Freshness {
+        Freshness::Forever
+    }
+
+    /// What the output depends on besides the parameters and the inputs,
+    /// as a text that changes when it does: for a file source, the files'
+    /// names, sizes and modification times. Part of the cache key, so a
+    /// changed file means a new key.
+    fn fingerprint(&self) -> Result<Option<String>, OpError> {
+        Ok(None)
+    }
+}
+
+/// How long a cached output stays valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Forever,
+    /// Recomputed when the stored output is older than this.
+    For(Duration),
+    /// Never stored.
+    Never,
+}
+
+/// An operator built from its parameters.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub operator: Arc<dyn Operator>,
+    /// The parameters as the operator reads them, every default filled in:
+    /// `seed: 0` written out and `seed` left to its default give the same.
+    pub params: serde_json::Value,
 }
 
 /// What the engine knows about an operator before running it.
@@ -96,6 +133,10 @@ pub trait OperatorDef: Send + Sync {
     fn effect(&self) -> Effect;
     fn workload(&self) -> Workload;
     fn arity(&self) -> Arity;
+    /// Bumped when the operator's output for the same parameters and
+    /// inputs changes, so that outputs cached by an older version are not
+    /// reused.
+    fn version(&self) -> u32;
     /// The JSON schema of the operator's `with:` parameters; field docs
     /// become `quiver ops NAME` help.
     fn params_schema(&self) -> schemars::Schema;
@@ -107,19 +148,29 @@ pub trait OperatorDef: Send + Sync {
             .map(|p| p.keys().cloned().collect())
             .unwrap_or_default()
     }
+    /// Validates `params` (a JSON object) and builds the runtime operator,
+    /// with the parameters as it reads them.
+    fn prepare(&self, params: serde_json::Value) -> Result<Built, ParamError>;
+
     /// Validates `params` (a JSON object) and builds the runtime operator.
-    fn build(&self, params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError>;
+    fn build(&self, params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
+        Ok(self.prepare(params)?.operator)
+    }
 }
 
 /// The parameters struct of an operator: deserialized from the node's `with:`,
 /// it builds the runtime operator. Implementing it is all a new operator
 /// needs; [`crate::Registry::register`] makes it available to pipelines.
-pub trait OpParams: DeserializeOwned + JsonSchema + 'static {
+pub trait OpParams: DeserializeOwned + Serialize + JsonSchema + 'static {
     const NAME: &'static str;
     const DOC: &'static str;
     const EFFECT: Effect = Effect::Pure;
     const WORKLOAD: Workload;
     const INPUTS: Arity;
+    /// Bump it when the output for the same parameters and inputs changes
+    /// (a fixed bug, a new column): cached outputs of older versions are
+    /// then recomputed rather than reused.
+    const VERSION: u32 = 1;
 
     /// Checks what the types alone cannot and builds the operator.
     fn build(self) -> Result<Arc<dyn Operator>, ParamError>;
@@ -150,10 +201,13 @@ impl<P: OpParams> OperatorDef for Def<P> {
     fn arity(&self) -> Arity {
         P::INPUTS
     }
+    fn version(&self) -> u32 {
+        P::VERSION
+    }
     fn params_schema(&self) -> schemars::Schema {
         schemars::schema_for!(P)
     }
-    fn build(&self, params: serde_json::Value) -> Result<Arc<dyn Operator>, ParamError> {
+    fn prepare(&self, params: serde_json::Value) -> Result<Built, ParamError> {
         // Parameters structs that share fields through `#[serde(flatten)]`
         // cannot deny unknown fields themselves, so every one is checked here.
         if let Some(given) = params.as_object() {
@@ -171,24 +225,30 @@ impl<P: OpParams> OperatorDef for Def<P> {
             }
         }
         let parsed: Result<P, _> = serde_path_to_error::deserialize(&params);
-        parsed
-            .map_err(|e| {
-                let mut path: Vec<String> = e
-                    .path()
-                    .iter()
-                    .filter_map(|seg| match seg {
-                        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                        serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-                        _ => None,
-                    })
-                    .collect();
-                let message = e.into_inner().to_string();
-                if path.is_empty() {
-                    path.extend(flattened_culprit::<P>(&params, &message));
-                }
-                ParamError { path, message }
-            })?
-            .build()
+        let parsed = parsed.map_err(|e| {
+            let mut path: Vec<String> = e
+                .path()
+                .iter()
+                .filter_map(|seg| match seg {
+                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                    serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let message = e.into_inner().to_string();
+            if path.is_empty() {
+                path.extend(flattened_culprit::<P>(&params, &message));
+            }
+            ParamError { path, message }
+        })?;
+        let resolved = serde_json::to_value(&parsed).map_err(|e| ParamError {
+            path: Vec::new(),
+            message: format!("the parameters cannot be written back as JSON: {e}"),
+        })?;
+        Ok(Built {
+            operator: parsed.build()?,
+            params: resolved,
+        })
     }
 }
 
@@ -222,14 +282,14 @@ mod tests {
 
     use super::*;
 
-    #[derive(Deserialize, JsonSchema)]
+    #[derive(Deserialize, serde::Serialize, JsonSchema)]
     struct Shared {
         path: String,
         #[serde(default)]
         limit: Option<u32>,
     }
 
-    #[derive(Deserialize, JsonSchema)]
+    #[derive(Deserialize, serde::Serialize, JsonSchema)]
     struct Flattened {
         #[serde(flatten)]
         shared: Shared,

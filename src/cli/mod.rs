@@ -1,6 +1,7 @@
 //! Subcommands, one file each: each turns its clap arguments into library
 //! calls. Exit codes: 0 success, 1 the run failed, 2 invalid pipeline or usage.
 
+mod cache;
 mod ops;
 mod plan;
 mod run;
@@ -50,6 +51,8 @@ enum Command {
     Run(run::RunArgs),
     /// List the operators, or describe one with its parameters.
     Ops(ops::OpsArgs),
+    /// Inspect and prune the cache of node outputs.
+    Cache(cache::CacheCommand),
 }
 
 /// The pipeline file and parameter values, shared by validate, plan and run.
@@ -109,6 +112,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::plan(args),
         Command::Run(args) => run::run(args),
         Command::Ops(args) => ops::ops(args),
+        Command::Cache(args) => cache::run(args),
     }
 }
 
@@ -126,6 +130,16 @@ pub fn init_tracing(verbose: u8, format: LogFormat) {
     match format {
         LogFormat::Text => fmt.init(),
         LogFormat::Json => fmt.json().init(),
+    }
+}
+
+/// Writes `text` to stdout. `quiver plan … | head` closing the pipe early
+/// is not an error.
+pub fn print(text: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 

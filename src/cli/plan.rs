@@ -3,12 +3,18 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use super::PipelineArgs;
+use super::cache::CacheArgs;
+use quiver::cache;
 use quiver::render::{self, Format};
 
 #[derive(Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pipeline: PipelineArgs,
+    /// What a run would do with each node, from the cache: with
+    /// --no-cache, the graph alone.
+    #[command(flatten)]
+    cache: CacheArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
@@ -33,14 +39,16 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         FormatArg::Mermaid => Format::Mermaid,
         FormatArg::Json => Format::Json,
     };
-    let mut out = render::render(&plan, format);
+    let forecast = match args.cache.forecast(&plan) {
+        Ok(f) => f,
+        Err(code) => return Ok(code),
+    };
+    let notes = forecast
+        .as_ref()
+        .map(|(_, forecast)| cache::annotations(&plan, forecast));
+    let mut out = render::render_with(&plan, format, notes.as_ref());
     if !out.ends_with('\n') {
         out.push('\n');
     }
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(out.as_bytes()) {
-        // `quiver plan … | head` closing the pipe early is not an error.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    super::print(&out)
 }

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use super::cache::CacheArgs;
 use super::{EXIT_FAILED, PipelineArgs};
+use quiver::cache;
 use quiver::exec::{Executor, ProgressMode, RunOptions};
 
 /// The exit code of a run stopped by Ctrl-C (128 + SIGINT).
@@ -14,6 +16,8 @@ const EXIT_INTERRUPTED: u8 = 130;
 pub struct RunArgs {
     #[command(flatten)]
     pipeline: PipelineArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// Compute nodes running at once (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     max_workers: Option<u16>,
@@ -38,6 +42,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
+    let cached = match args.cache.forecast(&plan) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let run_plan = cached
+        .as_ref()
+        .map(|(store, forecast)| cache::run_plan(&plan, forecast, store));
+    if let Some((_, forecast)) = &cached
+        && !args.quiet
+    {
+        eprintln!("{}", cache::summary(&plan, forecast));
+    }
     let path = args.report.unwrap_or_else(default_report_path);
     let mut options = RunOptions {
         sequential: args.sequential,
@@ -58,13 +74,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let executor = Executor::new(options).context("cannot start the compute runtime")?;
-    let report = runtime.block_on(executor.run_until(&plan, async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No signal handler: never cancel.
-            std::future::pending::<()>().await;
-        }
-    }));
+    let report = runtime.block_on(
+        executor.run_until(run_plan.as_ref().unwrap_or(&plan), async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No signal handler: never cancel.
+                std::future::pending::<()>().await;
+            }
+        }),
+    );
     drop(executor);
+    if let Some((store, forecast)) = &cached {
+        cache::record(&plan, forecast, &report, store);
+    }
 
     eprint!("{report}");
     if let Some(e) = &report.save_error {

@@ -30,6 +30,16 @@ enum InputKey {
     All(String, Vec<(String, usize)>),
 }
 
+/// An operator built from a node's parameters, and those parameters as it
+/// reads them.
+#[derive(Clone)]
+struct Prepared {
+    operator: Arc<dyn Operator>,
+    resolved: Arc<Json>,
+    /// `resolved` as text: what merging compares.
+    text: Arc<str>,
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum State {
     New,
@@ -44,7 +54,7 @@ pub struct Merger<'a> {
     stack: Vec<usize>,
     seen: HashMap<NodeKey, NodeIndex>,
     /// Built operators, shared by nodes with equal op and parameters.
-    operators: HashMap<(String, String), Arc<dyn Operator>>,
+    operators: HashMap<(String, String), Prepared>,
     param_names: HashMap<String, Vec<String>>,
     registry: &'a Registry,
     pub graph: DiGraph<PlanNode, ()>,
@@ -186,9 +196,12 @@ impl<'a> Merger<'a> {
         let def = self.registry.get(&decl.op)?;
         let params_json = canonical(decl.params.to_json());
         let params_text = params_json.to_string();
+        // Merged on the parameters as the operator reads them, so a default
+        // written out and one left out are the same node.
+        let prepared = self.build(d, &params_text, params_json.clone())?;
         let key = NodeKey {
             op: decl.op.clone(),
-            params: params_text.clone(),
+            params: prepared.text.to_string(),
             inputs: keys,
         };
         let pure = def.effect() == Effect::Pure;
@@ -197,8 +210,6 @@ impl<'a> Merger<'a> {
             *self.stats.merged.entry(decl.op.clone()).or_insert(0) += 1;
             return Some(n);
         }
-
-        let operator = self.build(d, &params_text, params_json.clone())?;
         // Hashed from the inputs' identities, not their graph indexes, which
         // depend on the order nodes were written in: the same node has the
         // same identity in every compile.
@@ -224,12 +235,15 @@ impl<'a> Merger<'a> {
             aliases: Vec::new(),
             op: decl.op.clone(),
             params: params_json,
-            operator,
+            resolved: prepared.resolved,
+            version: def.version(),
+            operator: prepared.operator,
             effect: def.effect(),
             workload: def.workload(),
             inputs: inputs.clone(),
             policy: decl.policy.clone(),
             identity,
+            reuse: Default::default(),
         });
         for input in &inputs {
             for m in input.source.nodes() {
@@ -243,7 +257,7 @@ impl<'a> Merger<'a> {
     }
 
     /// Builds the runtime operator, reporting bad parameters at their place.
-    fn build(&mut self, d: usize, params_text: &str, params: Json) -> Option<Arc<dyn Operator>> {
+    fn build(&mut self, d: usize, params_text: &str, params: Json) -> Option<Prepared> {
         let decl = &self.decls[d];
         let def = self.registry.get(&decl.op)?;
         let arity = def.arity();
@@ -315,10 +329,16 @@ impl<'a> Merger<'a> {
         if bad {
             return None;
         }
-        match def.build(params) {
-            Ok(op) => {
-                self.operators.insert(cache_key, op.clone());
-                Some(op)
+        match def.prepare(params) {
+            Ok(built) => {
+                let resolved = canonical(built.params);
+                let prepared = Prepared {
+                    operator: built.operator,
+                    text: resolved.to_string().into(),
+                    resolved: Arc::new(resolved),
+                };
+                self.operators.insert(cache_key, prepared.clone());
+                Some(prepared)
             }
             Err(e) => {
                 let at = find(&decl.params, &e.path);

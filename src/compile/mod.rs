@@ -12,7 +12,7 @@ pub mod params;
 pub mod policy;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -134,6 +134,7 @@ pub fn compile_str_with(
         resources,
         graph: Arc::new(graph),
         stats,
+        cache_dir: spec.cache.map(|c| PathBuf::from(c.dir)),
     })
 }
 

@@ -13,10 +13,12 @@ use serde_json::Value as Json;
 use super::interp::{Scope, interpolate};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::plan::{
-    AttemptPolicy, BreakerPolicy, NodePolicy, OnError, Rate, Require, ResourcePolicy, RetryPolicy,
+    AttemptPolicy, BreakerPolicy, CacheSetting, NodePolicy, OnError, Rate, Require, ResourcePolicy,
+    RetryPolicy,
 };
 use crate::spec::{
-    NodeSpec, OnError as OnErrorSpec, Require as RequireSpec, ResourceSpec, RetrySpec, Yaml,
+    CacheSpec, NodeSpec, OnError as OnErrorSpec, Require as RequireSpec, ResourceSpec, RetrySpec,
+    Yaml,
 };
 
 /// A resource's limits as the executor reads them.
@@ -96,6 +98,12 @@ pub fn node(
         require: match spec.require {
             Some(RequireSpec::All) => Require::All,
             Some(RequireSpec::Any) | None => Require::Any,
+        },
+        cache: match &spec.cache {
+            None => CacheSetting::Operator,
+            Some(CacheSpec::Enabled(false)) => CacheSetting::Off,
+            Some(CacheSpec::Enabled(true)) => CacheSetting::Forever,
+            Some(CacheSpec::Ttl(t)) => CacheSetting::Ttl(t.ttl.0),
         },
     }
 }

@@ -140,6 +140,13 @@ impl Progress {
                     }
                 }
             }
+            // Nodes the cache or the selection spared are in the summary,
+            // not a line each.
+            ProgressMode::Lines
+                if matches!(
+                    report.status,
+                    NodeStatus::Cached | NodeStatus::UpToDate | NodeStatus::Unselected
+                ) => {}
             ProgressMode::Lines => {
                 let status = match report.status {
                     NodeStatus::Succeeded => "done",
@@ -147,6 +154,9 @@ impl Progress {
                     NodeStatus::Skipped => "skipped",
                     NodeStatus::Defaulted => "defaulted",
                     NodeStatus::Cancelled => "cancelled",
+                    NodeStatus::Cached => "cached",
+                    NodeStatus::UpToDate => "uptodate",
+                    NodeStatus::Unselected => "unselected",
                     NodeStatus::NotRun | NodeStatus::Running => "?",
                 };
                 let retries = match report.attempts {

@@ -24,12 +24,35 @@ pub enum NodeStatus {
     Defaulted,
     /// Stopped by Ctrl-C.
     Cancelled,
+    /// Not run: its output came from the cache (loaded for a consumer, or
+    /// left there because nothing that ran needed it).
+    Cached,
+    /// A sink not run: its target already holds what it would write.
+    UpToDate,
+    /// Not run: outside `--select`.
+    Unselected,
 }
 
 impl NodeStatus {
     /// Whether the node left an output for its consumers.
     pub fn produced(self) -> bool {
-        matches!(self, NodeStatus::Succeeded | NodeStatus::Defaulted)
+        matches!(
+            self,
+            NodeStatus::Succeeded | NodeStatus::Defaulted | NodeStatus::Cached
+        )
+    }
+
+    /// Whether the node ended as it should: ran, or had no need to.
+    pub fn ok(self) -> bool {
+        matches!(
+            self,
+            NodeStatus::Succeeded
+                | NodeStatus::Skipped
+                | NodeStatus::Defaulted
+                | NodeStatus::Cached
+                | NodeStatus::UpToDate
+                | NodeStatus::Unselected
+        )
     }
 }
 
@@ -135,6 +158,12 @@ pub struct Totals {
     pub retries: u32,
     pub failures: usize,
     pub skipped: usize,
+    /// Nodes whose output came from the cache (loaded or left there).
+    pub cached: usize,
+    /// Sinks whose target already held what they would write.
+    pub up_to_date: usize,
+    /// Nodes outside `--select`.
+    pub unselected: usize,
     pub wall: Duration,
     /// The chain of nodes that decided the run's length, first to last.
     pub critical_path: Vec<String>,
@@ -200,6 +229,9 @@ impl Totals {
             retries: nodes.iter().map(|n| n.attempts.saturating_sub(1)).sum(),
             failures: with(NodeStatus::Failed),
             skipped: with(NodeStatus::Skipped),
+            cached: with(NodeStatus::Cached),
+            up_to_date: with(NodeStatus::UpToDate),
+            unselected: with(NodeStatus::Unselected),
             wall: tally.wall,
             critical_path: critical_path(graph, nodes),
             peak_output_bytes: tally.peak_output_bytes,
@@ -238,13 +270,7 @@ pub struct ReportSnapshot<'a> {
 impl RunReport {
     /// True when no node failed and the run was not cancelled.
     pub fn succeeded(&self) -> bool {
-        !self.totals.cancelled
-            && self.nodes.iter().all(|n| {
-                matches!(
-                    n.status,
-                    NodeStatus::Succeeded | NodeStatus::Skipped | NodeStatus::Defaulted
-                )
-            })
+        !self.totals.cancelled && self.nodes.iter().all(|n| n.status.ok())
     }
 
     pub fn failures(&self) -> impl Iterator<Item = &NodeReport> {
@@ -346,13 +372,27 @@ impl fmt::Display for RunReport {
             Some(bytes) => format!(", peak resident {:.1} MiB", mib(bytes as f64)),
             None => String::new(),
         };
+        let mut reused = String::new();
+        if t.cached > 0 {
+            reused.push_str(&format!("; {} cached", t.cached));
+        }
+        if t.up_to_date > 0 {
+            reused.push_str(&format!("; {} sinks up to date", t.up_to_date));
+        }
+        if t.unselected > 0 {
+            reused.push_str(&format!("; {} not selected", t.unselected));
+        }
         writeln!(
             f,
-            "{}: executed {} nodes in {:.2?} ({}); {} duplicate executions avoided by merging; {} retries, {} failed, {} skipped; peak outputs {:.1} MiB{resident}",
+            "{}: executed {} nodes in {:.2?}{}{reused}; {} duplicate executions avoided by merging; {} retries, {} failed, {} skipped; peak outputs {:.1} MiB{resident}",
             self.pipeline,
             t.executed,
             t.wall,
-            by_op.join(", "),
+            if by_op.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by_op.join(", "))
+            },
             t.merged_avoided,
             t.retries,
             t.failures,

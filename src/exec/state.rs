@@ -10,14 +10,14 @@ use std::time::Instant;
 
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
-use quiver_operators::{Input, Inputs, OpError, Table, Workload};
+use quiver_operators::{Effect, Input, Inputs, OpError, Table, Workload};
 
 use super::attempt::Outcome;
 use super::fanin::fan_in;
 use super::memory::LiveBuffers;
 use super::progress::Progress;
 use super::report::{NodeError, NodeReport, NodeStatus};
-use crate::plan::{Graph, OnError, Require, Source};
+use crate::plan::{Graph, OnError, Require, Reuse, Source};
 
 /// A node's state while the run goes.
 enum Slot {
@@ -116,16 +116,34 @@ impl RunState {
             slotted: Heap::new(),
             free: Heap::new(),
         };
+        let mut reports: Vec<NodeReport> = graph.node_weights().map(NodeReport::pending).collect();
+        let mut slots: Vec<Slot> = (0..n).map(|_| Slot::Waiting).collect();
+        let mut progress = progress;
+        // Nodes the run leaves alone (see `Reuse`) end before it starts;
+        // the run plan gave them no inputs and no consumers.
+        for (i, node) in graph.node_weights().enumerate() {
+            let status = match node.reuse {
+                Reuse::None | Reuse::Load => continue,
+                Reuse::Kept if node.effect == Effect::Sink => NodeStatus::UpToDate,
+                Reuse::Kept => NodeStatus::Cached,
+                Reuse::Unselected => NodeStatus::Unselected,
+            };
+            reports[i].status = status;
+            slots[i] = Slot::Nothing;
+            progress.finished(i, &reports[i]);
+        }
         for (i, _) in waiting.iter().enumerate().filter(|(_, w)| **w == 0) {
-            ready.push(i);
+            if matches!(slots[i], Slot::Waiting) {
+                ready.push(i);
+            }
         }
         Self {
             started: Instant::now(),
-            slots: (0..n).map(|_| Slot::Waiting).collect(),
+            slots,
             waiting,
             consumers_left,
             ready,
-            reports: graph.node_weights().map(NodeReport::pending).collect(),
+            reports,
             progress,
             memory: LiveBuffers::default(),
             graph,
@@ -244,6 +262,12 @@ impl RunState {
         report.attempts = outcome.attempts;
         report.wait = outcome.wait;
         let output = match outcome.result {
+            Ok(table) if node.reuse == Reuse::Load => {
+                // Read from the cache: not an execution.
+                report.status = NodeStatus::Cached;
+                report.attempts = 0;
+                Arc::new(table)
+            }
             Ok(table) => {
                 report.status = NodeStatus::Succeeded;
                 Arc::new(table)

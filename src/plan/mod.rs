@@ -13,7 +13,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use quiver_operators::{Effect, Operator, Workload};
 
 pub use policy::{
-    AttemptPolicy, BreakerPolicy, NodePolicy, OnError, Rate, Require, ResourcePolicy, RetryPolicy,
+    AttemptPolicy, BreakerPolicy, CacheSetting, NodePolicy, OnError, Rate, Require, ResourcePolicy,
+    RetryPolicy,
 };
 
 /// A compiled pipeline, ready to render or run.
@@ -30,6 +31,8 @@ pub struct Plan {
     /// executor's tasks can read it without copying.
     pub graph: Arc<Graph>,
     pub stats: Stats,
+    /// The cache folder the pipeline names (`cache: {dir: …}`), if any.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The nodes of a plan and the edges from producers to consumers.
@@ -43,8 +46,13 @@ pub struct PlanNode {
     /// Every other declared name merged into this node.
     pub aliases: Vec<String>,
     pub op: String,
-    /// The operator's parameters, canonical (keys sorted).
+    /// The operator's parameters as written, canonical (keys sorted).
     pub params: serde_json::Value,
+    /// The parameters as the operator reads them, every default filled in
+    /// (keys sorted): what identity and the cache key are made of.
+    pub resolved: Arc<serde_json::Value>,
+    /// The operator's version (see [`quiver_operators::OperatorDef::version`]).
+    pub version: u32,
     pub operator: Arc<dyn Operator>,
     pub effect: Effect,
     pub workload: Workload,
@@ -54,6 +62,24 @@ pub struct PlanNode {
     /// A hash of the operator, its parameters and its inputs' identities:
     /// equal identity means equal output.
     pub identity: u64,
+    /// What the run does with the node around its operator: set by
+    /// [`crate::cache`] for a run plan, `Reuse::None` as compiled.
+    pub reuse: Reuse,
+}
+
+/// What a run does with a node instead of running its operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reuse {
+    /// Its operator runs.
+    #[default]
+    None,
+    /// Its operator reads its stored output from the cache.
+    Load,
+    /// It does not run: its output is in the cache and nothing that runs
+    /// needs it; for a sink, its target already holds what it would write.
+    Kept,
+    /// It does not run: it is outside the selection.
+    Unselected,
 }
 
 impl PlanNode {

@@ -133,6 +133,22 @@ pub struct NodePolicy {
     pub attempts: AttemptPolicy,
     pub on_error: OnError,
     pub require: Require,
+    /// The node's `cache:` setting.
+    pub cache: CacheSetting,
+}
+
+/// What a node's `cache:` says; the operator decides when it says nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheSetting {
+    /// The operator's own freshness (for good, or a TTL for live sources).
+    #[default]
+    Operator,
+    /// `cache: false`: always run.
+    Off,
+    /// `cache: true`: reused for good.
+    Forever,
+    /// `cache: {ttl: …}`.
+    Ttl(Duration),
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-use super::Summary;
+use super::{Annotations, Summary};
 use crate::plan::Plan;
 
-pub struct Dot<'a>(pub &'a Plan);
+pub struct Dot<'a>(pub &'a Plan, pub Option<&'a Annotations>);
 
 /// Escapes text for a double-quoted DOT string.
 fn esc(s: &str) -> String {
@@ -22,6 +22,9 @@ impl fmt::Display for Dot<'_> {
             esc(&plan.name),
             esc(&Summary(&plan.stats).to_string())
         )?;
+        if let Some(notes) = self.1 {
+            writeln!(f, "  // {}", esc(&notes.summary))?;
+        }
         writeln!(f, "  labelloc=t;")?;
         writeln!(f, "  rankdir=LR;")?;
         writeln!(f, "  node [shape=box, fontname=\"Helvetica\"];")?;
@@ -30,14 +33,26 @@ impl fmt::Display for Dot<'_> {
                 0 => String::new(),
                 n => format!("\\n(+{n} merged)"),
             };
-            let style = if node.aliases.is_empty() {
-                ""
+            let mut style = if node.aliases.is_empty() {
+                String::new()
             } else {
-                ", style=bold"
+                ", style=bold".to_string()
             };
+            let mut status = String::new();
+            if let Some(notes) = self.1 {
+                status = format!("\\n{}", esc(&notes.line(i.index())));
+                // Cached nodes grey, nodes that run filled.
+                let fill = match notes.actions[i.index()] {
+                    "run" => "#fff2cc",
+                    "unselected" => "#ffffff",
+                    _ => "#e6e6e6",
+                };
+                let bold = if node.aliases.is_empty() { "" } else { ",bold" };
+                style = format!(", style=\"filled{bold}\", fillcolor=\"{fill}\"");
+            }
             writeln!(
                 f,
-                "  n{} [label=\"{}\\n{}{merged}\"{style}];",
+                "  n{} [label=\"{}\\n{}{merged}{status}\"{style}];",
                 i.index(),
                 esc(&node.id),
                 esc(&node.op)

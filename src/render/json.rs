@@ -2,14 +2,14 @@
 
 use serde_json::{Value, json};
 
-use super::input_sources;
+use super::{Annotations, input_sources};
 use crate::plan::{Plan, Source};
 
 /// `{pipeline, params, stats: {declared, unique, merged, merged_total}, nodes: [...]}`.
-pub fn to_json(plan: &Plan) -> Value {
+pub fn to_json(plan: &Plan, notes: Option<&Annotations>) -> Value {
     let nodes: Vec<Value> = plan
         .nodes()
-        .map(|(_, node)| {
+        .map(|(i, node)| {
             let inputs: Vec<Value> = node
                 .inputs
                 .iter()
@@ -21,17 +21,25 @@ pub fn to_json(plan: &Plan) -> Value {
                     v
                 })
                 .collect();
-            json!({
+            let mut v = json!({
                 "id": node.id,
                 "op": node.op,
                 "params": node.params,
                 "inputs": inputs,
                 "aliases": node.aliases,
                 "identity": format!("{:016x}", node.identity),
-            })
+            });
+            if let Some(notes) = notes {
+                v["cache"] = json!({
+                    "action": notes.actions[i.index()],
+                    "state": notes.states[i.index()],
+                    "key": notes.keys[i.index()],
+                });
+            }
+            v
         })
         .collect();
-    json!({
+    let mut out = json!({
         "pipeline": plan.name,
         "params": plan.params,
         "stats": {
@@ -42,5 +50,9 @@ pub fn to_json(plan: &Plan) -> Value {
             "unique_by_op": plan.count_by_op(),
         },
         "nodes": nodes,
-    })
+    });
+    if let Some(notes) = notes {
+        out["forecast"] = json!(notes.summary);
+    }
+    out
 }

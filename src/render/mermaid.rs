@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-use super::Summary;
+use super::{Annotations, Summary};
 use crate::plan::Plan;
 
-pub struct Mermaid<'a>(pub &'a Plan);
+pub struct Mermaid<'a>(pub &'a Plan, pub Option<&'a Annotations>);
 
 /// Mermaid labels are double-quoted; quotes inside become `#quot;`.
 fn esc(s: &str) -> String {
@@ -24,14 +24,30 @@ impl fmt::Display for Mermaid<'_> {
         )?;
         writeln!(f, "---")?;
         writeln!(f, "flowchart LR")?;
+        if let Some(notes) = self.1 {
+            writeln!(f, "  %% {}", notes.summary)?;
+            writeln!(f, "  classDef run fill:#fff2cc")?;
+            writeln!(f, "  classDef cached fill:#e6e6e6")?;
+        }
         for (i, node) in plan.nodes() {
             let merged = match node.aliases.len() {
                 0 => String::new(),
                 n => format!("<br/>+{n} merged"),
             };
+            let (status, class) = match self.1 {
+                Some(notes) => (
+                    format!("<br/>{}", esc(&notes.line(i.index()))),
+                    match notes.actions[i.index()] {
+                        "run" => ":::run",
+                        "unselected" => "",
+                        _ => ":::cached",
+                    },
+                ),
+                None => (String::new(), ""),
+            };
             writeln!(
                 f,
-                "  n{}[\"{}<br/><i>{}</i>{merged}\"]",
+                "  n{}[\"{}<br/><i>{}</i>{merged}{status}\"]{class}",
                 i.index(),
                 esc(&node.id),
                 esc(&node.op)

@@ -24,15 +24,40 @@ pub enum Format {
     Json,
 }
 
+/// What a run would do with each node, shown beside it: made by
+/// [`crate::cache`] from its forecast.
+#[derive(Debug, Clone, Default)]
+pub struct Annotations {
+    /// The first line: `127 nodes: 90 cached, 37 to run`.
+    pub summary: String,
+    /// Per node: what the run does (`run`, `load`, `keep`, `unselected`).
+    pub actions: Vec<&'static str>,
+    /// Per node: whether it is cached, and why not (`stale: …`).
+    pub states: Vec<String>,
+    /// Per node: its cache key (short).
+    pub keys: Vec<String>,
+}
+
+impl Annotations {
+    /// `run · stale: parameter end: … → …`, for node `i`.
+    fn line(&self, i: usize) -> String {
+        format!("{} · {}", self.actions[i], self.states[i])
+    }
+}
+
 /// Renders `plan` in `format`.
 pub fn render(plan: &Plan, format: Format) -> String {
+    render_with(plan, format, None)
+}
+
+/// Renders `plan` in `format`, each node with what a run would do.
+pub fn render_with(plan: &Plan, format: Format, notes: Option<&Annotations>) -> String {
     match format {
-        Format::Text => Text(plan).to_string(),
-        Format::Dot => Dot(plan).to_string(),
-        Format::Mermaid => Mermaid(plan).to_string(),
-        Format::Json => {
-            serde_json::to_string_pretty(&to_json(plan)).expect("JSON values always serialize")
-        }
+        Format::Text => Text(plan, notes).to_string(),
+        Format::Dot => Dot(plan, notes).to_string(),
+        Format::Mermaid => Mermaid(plan, notes).to_string(),
+        Format::Json => serde_json::to_string_pretty(&to_json(plan, notes))
+            .expect("JSON values always serialize"),
     }
 }
 

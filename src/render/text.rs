@@ -3,14 +3,17 @@
 
 use std::fmt;
 
-use super::{Summary, describe_input};
+use super::{Annotations, Summary, describe_input};
 use crate::plan::Plan;
 
-pub struct Text<'a>(pub &'a Plan);
+pub struct Text<'a>(pub &'a Plan, pub Option<&'a Annotations>);
 
 impl fmt::Display for Text<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plan = self.0;
+        if let Some(notes) = self.1 {
+            writeln!(f, "{}", notes.summary)?;
+        }
         writeln!(f, "{}", Summary(&plan.stats))?;
         writeln!(f, "pipeline {} ({})", plan.name, plan.file.display())?;
         let width = plan.nodes().map(|(_, n)| n.op.len()).max().unwrap_or(0);
@@ -33,6 +36,9 @@ impl fmt::Display for Text<'_> {
                     node.aliases[..2].join(", "),
                     n - 2
                 )?,
+            }
+            if let Some(notes) = self.1 {
+                write!(f, "  — {}", notes.line(i.index()))?;
             }
             writeln!(f)?;
         }

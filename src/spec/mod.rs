@@ -31,6 +31,18 @@ pub struct PipelineSpec {
     pub resources: Option<Yaml>,
     /// The nodes, `name: {op | use, with, inputs, foreach, …}`.
     pub nodes: Yaml,
+    /// Where the pipeline's cached outputs live: `{dir: .quiver/cache}`.
+    #[serde(default)]
+    pub cache: Option<PipelineCache>,
+}
+
+/// The pipeline's cache settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineCache {
+    /// The cache folder, relative to where quiver runs. `--cache-dir`
+    /// overrides it.
+    pub dir: String,
 }
 
 /// A fragment file, included by a node with `use:`.
@@ -134,6 +146,25 @@ pub struct NodeSpec {
     /// For fan-ins: `all` fails the node when any instance is missing.
     #[serde(default)]
     pub require: Option<Require>,
+    /// Whether the node's output is reused from the cache: `false`, `true`
+    /// (for good, even for a live source), or `{ttl: 5m}`.
+    #[serde(default)]
+    pub cache: Option<CacheSpec>,
+}
+
+/// `cache: false`, `cache: true` or `cache: {ttl: 5m}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CacheSpec {
+    Enabled(bool),
+    Ttl(CacheTtl),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheTtl {
+    /// How long a stored output is reused, e.g. `5m`, `1h`, `7d`.
+    pub ttl: DurationSpec,
 }
 
 /// `retries: 3`, or a policy.
@@ -222,9 +253,10 @@ impl DurationSpec {
             "s" => n,
             "m" | "min" => n * 60.0,
             "h" => n * 3600.0,
+            "d" => n * 86400.0,
             other => {
                 return Err(format!(
-                    "unknown unit '{other}' in '{text}'; use one of us, ms, s, m, h"
+                    "unknown unit '{other}' in '{text}'; use one of us, ms, s, m, h, d"
                 ));
             }
         };
@@ -291,10 +323,14 @@ mod tests {
             Duration::from_secs(120)
         );
         assert!(DurationSpec::parse("10").unwrap_err().contains("no unit"));
+        assert_eq!(
+            DurationSpec::parse("7d").unwrap().0,
+            Duration::from_secs(7 * 86400)
+        );
         assert!(
-            DurationSpec::parse("10d")
+            DurationSpec::parse("10w")
                 .unwrap_err()
-                .contains("unknown unit 'd'")
+                .contains("unknown unit 'w'")
         );
     }
 

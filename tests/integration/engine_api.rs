@@ -15,7 +15,7 @@ use quiver::operators::{
     Arity, ExecContext, Inputs, OpError, OpParams, Operator, ParamError, Registry, Table, Workload,
 };
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[path = "../../examples/custom_operator/range.rs"]
 mod range;
@@ -134,7 +134,7 @@ nodes:
 
 /// `test.probe`: CPU work that asks for `threads` threads and records the
 /// most threads of the run's budget it ever saw taken.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 struct ProbeParams {
     threads: usize,
     #[serde(default)]
@@ -352,7 +352,14 @@ fn max_workers_1_keeps_the_process_on_one_core() {
     std::fs::write(&pipeline, HEAVY).unwrap();
     let report_file = dir.path().join("report.json");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(["run", "--quiet", "--max-workers", "1", "--report"])
+        .args([
+            "run",
+            "--quiet",
+            "--no-cache",
+            "--max-workers",
+            "1",
+            "--report",
+        ])
         .arg(&report_file)
         .arg(&pipeline)
         .status()

@@ -230,7 +230,7 @@ fn a_killed_run_leaves_a_report_of_what_finished() {
     std::fs::write(&pipeline, slow_pipeline("60s")).unwrap();
     let file = dir.path().join("report.json");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(["run", "--quiet", "--report"])
+        .args(["run", "--quiet", "--no-cache", "--report"])
         .arg(&file)
         .arg(&pipeline)
         .stderr(std::process::Stdio::null())

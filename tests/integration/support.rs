@@ -132,6 +132,8 @@ pub fn plan_of(nodes: Vec<(&str, Test, Vec<Source>)>) -> Plan {
             aliases: Vec::new(),
             op: op.name().to_string(),
             params: serde_json::Value::Null,
+            resolved: Default::default(),
+            version: 1,
             workload: op.workload(),
             operator: Arc::new(op),
             effect: Effect::Pure,
@@ -145,6 +147,7 @@ pub fn plan_of(nodes: Vec<(&str, Test, Vec<Source>)>) -> Plan {
                 .collect(),
             policy: Default::default(),
             identity: i as u64,
+            reuse: Default::default(),
         });
         for source in inputs {
             for p in source.nodes() {
@@ -163,5 +166,6 @@ pub fn plan_of(nodes: Vec<(&str, Test, Vec<Source>)>) -> Plan {
             ..Stats::default()
         },
         graph: Arc::new(graph),
+        cache_dir: None,
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::shared::atomic::{self, Outcome, WriteMode};
 use crate::shared::hive::PartitionedWrite;
@@ -19,7 +19,7 @@ use crate::{ExecContext, Inputs, OpError, Operator, ParamError, Table};
 
 /// Where to write and what to do about data already there: the parameters
 /// the file sinks share, flattened into each sink's own.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct FileSinkParams {
     /// Where to write: the file, or with `partition_by` the folder holding
     /// the partitions. `sink.csv` gzip-compresses a file whose name ends in

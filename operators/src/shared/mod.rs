@@ -4,6 +4,7 @@ pub(crate) mod atomic;
 pub(crate) mod calendar;
 pub(crate) mod csv_dialect;
 pub(crate) mod file_sink;
+pub(crate) mod fingerprint;
 pub(crate) mod hive;
 pub(crate) mod scan;
 pub(crate) mod session;

@@ -28,14 +28,14 @@ use datafusion::prelude::ident;
 use futures::TryStreamExt;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::shared::{hive, session};
 use crate::{ExecContext, OpError, ParamError, Table};
 
 /// What to read and which rows and columns to keep: the parameters
 /// `fetch.csv` and `fetch.parquet` share.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct ScanParams {
     /// What to read: one file, a glob (`data/*.parquet`, `data/2024-*.csv.gz`)
     /// or a folder of files of the operator's format (for CSV, its `.csv`

@@ -14,7 +14,7 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, TimeZone};
 use crate::shared::calendar;
 use datafusion::arrow::array::timezone::Tz;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub(crate) const NANOS_PER_SECOND: i64 = 1_000_000_000;
 const SECONDS_PER_DAY: i64 = 86_400;
@@ -23,7 +23,7 @@ const NANOS_PER_DAY: i64 = SECONDS_PER_DAY * NANOS_PER_SECOND;
 const UNIX_EPOCH_DAY_CE: i64 = 719_163;
 
 /// The exchange whose trading sessions bars are laid out on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Exchange {
     /// Ho Chi Minh City Stock Exchange: 09:15–11:30 and 13:00–14:45
@@ -105,7 +105,7 @@ impl Exchange {
 }
 
 /// A bar length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub enum Interval {
     #[serde(rename = "1m")]
     M1,

@@ -13,7 +13,7 @@ use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::operator::OpParams;
 use crate::shared::atomic::{self, WriteMode};
@@ -26,7 +26,7 @@ const NAME: &str = "sink.csv";
 
 /// Parameters of `sink.csv`: where and how to write (shared with
 /// `sink.parquet`) and how the text is laid out.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct CsvSinkParams {
     #[serde(flatten)]
     pub file: FileSinkParams,

@@ -52,7 +52,7 @@ impl ParquetCompression {
 
 /// Parameters of `sink.parquet`: where and how to write (shared with
 /// `sink.csv`) and how to compress.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct ParquetSinkParams {
     #[serde(flatten)]
     pub file: FileSinkParams,

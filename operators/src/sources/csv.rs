@@ -12,16 +12,17 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use futures::TryStreamExt;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::operator::OpParams;
 use crate::shared::csv_dialect;
+use crate::shared::fingerprint;
 use crate::shared::scan::{ScanFormat, ScanParams, ScanSpec, is_gzip};
 use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
 
 /// Parameters of `fetch.csv`: what to read (shared with `fetch.parquet`)
 /// and how the text is laid out.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct CsvParams {
     #[serde(flatten)]
     pub scan: ScanParams,
@@ -89,6 +90,10 @@ struct CsvScan {
 impl Operator for CsvFetch {
     async fn execute(&self, ctx: &ExecContext, _inputs: Inputs) -> Result<Table, OpError> {
         Ok(self.spec.scan(ctx, &self.format).await?.0)
+    }
+
+    fn fingerprint(&self) -> Result<Option<String>, OpError> {
+        fingerprint::files(&self.spec.path).map(Some)
     }
 }
 

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::operator::OpParams;
-use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
+use crate::{
+    Arity, ExecContext, Freshness, Inputs, OpError, Operator, ParamError, Table, Workload,
+};
 
 const NAME: &str = "fetch.http";
 
@@ -39,7 +41,7 @@ const BATCH_ROWS: usize = 8192;
 const SNIPPET_CHARS: usize = 200;
 
 /// Parameters of `fetch.http`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpParams {
     /// The URL to GET, `http://` or `https://`. `${…}` placeholders are
@@ -377,6 +379,12 @@ fn client() -> Result<&'static reqwest::Client, OpError> {
 
 #[async_trait]
 impl Operator for HttpFetch {
+    /// A live API can answer differently a minute later: its responses
+    /// are reused for five minutes unless the node says otherwise.
+    fn freshness(&self) -> Freshness {
+        Freshness::For(Duration::from_secs(5 * 60))
+    }
+
     async fn execute(&self, ctx: &ExecContext, _inputs: Inputs) -> Result<Table, OpError> {
         let response = client()?
             .get(self.url.clone())

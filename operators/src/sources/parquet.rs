@@ -11,16 +11,17 @@ use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::operator::OpParams;
+use crate::shared::fingerprint;
 use crate::shared::scan::{ScanFormat, ScanParams, ScanSpec};
 use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
 
 /// Parameters of `fetch.parquet`: what to read, as `fetch.csv` takes it.
 /// Parquet files also let the filters skip row groups and pages whose
 /// statistics rule them out.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct ParquetParams {
     #[serde(flatten)]
     pub scan: ScanParams,
@@ -52,6 +53,10 @@ struct ParquetFetch {
 impl Operator for ParquetFetch {
     async fn execute(&self, ctx: &ExecContext, _inputs: Inputs) -> Result<Table, OpError> {
         Ok(self.spec.scan(ctx, &ParquetScan).await?.0)
+    }
+
+    fn fingerprint(&self) -> Result<Option<String>, OpError> {
+        fingerprint::files(&self.spec.path).map(Some)
     }
 }
 

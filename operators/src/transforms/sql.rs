@@ -13,7 +13,7 @@ use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::parser::ParserError;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::operator::OpParams;
 use crate::shared::session::{MAX_PARTITIONS, Purpose, new_session};
@@ -29,7 +29,7 @@ fn query_only() -> SQLOptions {
 }
 
 /// Parameters of `transform.sql`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlParams {
     /// One SQL query (SELECT, WITH … SELECT or VALUES) in DataFusion's

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::operator::OpParams;
 use crate::shared::calendar;
@@ -21,7 +21,7 @@ use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Wo
 use generate::{EPOCH, LAST_DAY, Rng, STREAM_FAILURE};
 
 /// Which data set `fetch.synthetic` generates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Dataset {
     /// Intraday trades: `symbol`, `ts` (timestamp, ms, +07:00), `price`,
@@ -47,7 +47,7 @@ impl fmt::Display for Dataset {
 }
 
 /// Parameters of `fetch.synthetic`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyntheticParams {
     /// What to generate: `ticks` (intraday trades), `prices` (daily bars that

@@ -16,7 +16,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::util::display::array_value_to_string;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::operator::OpParams;
 use crate::{Arity, ExecContext, Input, Inputs, OpError, Operator, ParamError, Table, Workload};
@@ -25,7 +25,7 @@ use crate::{Arity, ExecContext, Input, Inputs, OpError, Operator, ParamError, Ta
 const CALENDAR_INPUT: &str = "calendar";
 
 /// Parameters of `align.timestamps`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlignParams {
     /// The column naming each row's symbol. An input without this column
@@ -111,7 +111,7 @@ pub struct AlignParams {
 }
 
 /// Forward fill settings.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ffill {
     /// The most times one row is repeated after its own time (the longest
@@ -125,7 +125,7 @@ pub struct Ffill {
 }
 
 /// The output's shape.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     #[default]
@@ -134,7 +134,7 @@ pub enum Layout {
 }
 
 /// Which times make the timeline.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Join {
     Inner,

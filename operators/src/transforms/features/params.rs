@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::FeaturesOp;
 use crate::operator::OpParams;
 use crate::{Arity, Operator, ParamError, Workload};
 
 /// Parameters of `features.compute`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesParams {
     /// The time column that orders each series: Date32, Date64 or a
@@ -101,7 +101,7 @@ pub struct FeaturesParams {
 }
 
 /// One column name, or a list of them.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ColumnList {
     One(String),
@@ -134,7 +134,7 @@ fn default_volume() -> String {
 }
 
 /// One feature to compute.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
     /// What to compute; each kind's description gives its formula, default
@@ -189,7 +189,7 @@ pub struct FeatureSpec {
 
 /// The kinds of feature. Rows count from 0 within each partition; "null
 /// before row r" means rows 0..r are null.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureKind {
     /// Simple return over k rows, (x[t] - x[t-k]) / x[t-k] (TA-Lib ROCP).

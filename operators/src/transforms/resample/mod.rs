@@ -14,7 +14,7 @@ use datafusion::arrow::compute::{CastOptions, cast, cast_with_options, take};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, TimeUnit};
 use datafusion::arrow::row::{RowConverter, SortField};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::operator::OpParams;
 use crate::shared::sessions::{
@@ -26,7 +26,7 @@ use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Wo
 const BAR_COLUMNS: [&str; 7] = ["open", "high", "low", "close", "volume", "trades", "vwap"];
 
 /// Parameters of `transform.resample`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResampleParams {
     /// The bar length: `1m`, `5m`, `15m`, `30m`, `1h` or `1d`. Intraday bars
@@ -139,7 +139,7 @@ pub struct ResampleParams {
 }
 
 /// What to do with trades outside the sessions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outside {
     #[default]
@@ -149,7 +149,7 @@ pub enum Outside {
 }
 
 /// What to do with bars that have no trades.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fill {
     #[default]

@@ -1,0 +1,377 @@
+//! What a run will do, decided before it starts: for every node, whether
+//! its output is in the cache (and why not), and what the run does with
+//! it — run it, load it for a consumer that runs, leave it in the cache,
+//! or leave it out of the selection. `quiver plan` shows this; `quiver run`
+//! executes exactly this, so the forecast is what happens.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use petgraph::Direction;
+use quiver_operators::{Effect, Freshness};
+
+use super::key::{Key, Parts};
+use super::store::{Made, Manifest, Receipt, Store, Unusable, now_ms};
+use crate::plan::{CacheSetting, Plan, PlanNode};
+
+/// Whether a node's output is in the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// A valid stored output (for a sink: its target holds what it would
+    /// write).
+    Cached,
+    /// Nothing usable is stored for the node's key; why.
+    Stale(String),
+    /// Never computed (not under this name, with any key).
+    New,
+    /// Never stored: why (`cache: false`, …).
+    Uncached(String),
+}
+
+/// What the run does with a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Run,
+    /// Its stored output is loaded for a consumer that runs.
+    Load,
+    /// Left in the cache: nothing that runs needs it (a sink: its target is
+    /// up to date).
+    Keep,
+    /// Outside `--select`, and nothing selected needs it.
+    Unselected,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeForecast {
+    pub state: State,
+    pub action: Action,
+    pub key: Key,
+    /// What the key is made of (kept for the pipeline's manifest).
+    pub parts: Parts,
+    /// What consumers' keys are made from.
+    pub token: String,
+    /// How long the output may be reused; `Never` is not stored.
+    pub freshness: Freshness,
+    /// Why a node outside the selection runs anyway.
+    pub note: Option<String>,
+}
+
+/// Which nodes to consider and which to recompute regardless.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--select`: the nodes wanted (all when `None`).
+    pub selected: Option<Vec<bool>>,
+    /// `--force NODE`: these run even when cached.
+    pub force: HashSet<usize>,
+    /// `--force-all`.
+    pub force_all: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Forecast {
+    pub nodes: Vec<NodeForecast>,
+    /// Warnings found on the way (corrupt entries).
+    pub warnings: Vec<String>,
+}
+
+impl Forecast {
+    /// Decides every node of `plan` against the cache in `store`.
+    pub fn new(plan: &Plan, store: &Store, options: &Options) -> Forecast {
+        let manifest = store.manifest(&plan.name);
+        let nonce = format!("{}-{}", now_ms(), std::process::id());
+        let mut warnings = Vec::new();
+        let mut tokens: Vec<String> = Vec::with_capacity(plan.graph.node_count());
+        let mut nodes: Vec<NodeForecast> = Vec::with_capacity(plan.graph.node_count());
+
+        // Keys and states, inputs first (node indexes are a topological order).
+        for (i, node) in plan.nodes() {
+            let forced = options.force_all || options.force.contains(&i.index());
+            let freshness = freshness(node);
+            let (fingerprint, fingerprint_error) = match node.operator.fingerprint() {
+                Ok(f) => (f, None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let parts = Parts::of(node, fingerprint.as_deref(), &tokens);
+            let key = parts.key();
+            let fresh_token = || format!("{}@{nonce}", key.hex());
+            let (state, token) = if let Some(e) = fingerprint_error {
+                (
+                    State::Uncached(format!("what it reads cannot be checked: {e}")),
+                    fresh_token(),
+                )
+            } else if node.effect == Effect::Sink {
+                let state = sink_state(store, node, &key, &parts, &manifest, forced);
+                let token = if state == State::Cached {
+                    key.hex()
+                } else {
+                    fresh_token()
+                };
+                (state, token)
+            } else if freshness == Freshness::Never {
+                (State::Uncached("cache: false".into()), fresh_token())
+            } else {
+                let deterministic = freshness == Freshness::Forever;
+                let token = if deterministic {
+                    key.hex()
+                } else {
+                    fresh_token()
+                };
+                match store.find(&key) {
+                    Ok(_) if forced => (State::Stale("forced".into()), token),
+                    Ok(found) => match freshness {
+                        Freshness::For(ttl) if found.header.age() > ttl => (
+                            State::Stale(format!(
+                                "stored {} ago, older than its TTL of {}",
+                                age_text(found.header.age()),
+                                age_text(ttl)
+                            )),
+                            token,
+                        ),
+                        // An output whose token consumers' keys take must
+                        // be sound now: checked in full.
+                        _ if !deterministic => match store.verify(&key) {
+                            Ok(()) => (State::Cached, found.header.token),
+                            Err(why) => {
+                                let why = corrupt(&mut warnings, node, why);
+                                (State::Stale(why), token)
+                            }
+                        },
+                        _ => (State::Cached, found.header.token),
+                    },
+                    Err(Unusable::Missing) => (why_not(&manifest, node, &key, &parts), token),
+                    Err(why) => {
+                        let why = corrupt(&mut warnings, node, why);
+                        (State::Stale(why), token)
+                    }
+                }
+            };
+            tokens.push(token.clone());
+            nodes.push(NodeForecast {
+                state,
+                action: Action::Run,
+                key,
+                parts,
+                token,
+                freshness,
+                note: None,
+            });
+        }
+
+        // Actions, consumers first.
+        for i in plan.graph.node_indices().rev() {
+            let node = &plan.graph[i];
+            let selected = options.selected.as_ref().is_none_or(|s| s[i.index()]);
+            let needed_by = plan
+                .graph
+                .neighbors_directed(i, Direction::Outgoing)
+                .find(|c| nodes[c.index()].action == Action::Run)
+                .map(|c| plan.graph[c].id.clone());
+            let f = &mut nodes[i.index()];
+            let cached = f.state == State::Cached;
+            f.action = match (&needed_by, cached, selected) {
+                (None, true, true) => Action::Keep,
+                (None, _, false) => Action::Unselected,
+                (None, false, true) => Action::Run,
+                (Some(_), true, _) if node.effect != Effect::Sink => match store.verify(&f.key) {
+                    Ok(()) => Action::Load,
+                    Err(why) => {
+                        f.state = State::Stale(corrupt(&mut warnings, node, why));
+                        Action::Run
+                    }
+                },
+                (Some(_), _, _) => Action::Run,
+            };
+            if !selected && f.action == Action::Run {
+                f.note = needed_by.map(|c| format!("not selected; runs because {c} needs it"));
+            }
+        }
+        Forecast { nodes, warnings }
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.nodes.iter().filter(|n| n.action == action).count()
+    }
+
+    /// The manifest after a run: the nodes that ran and succeeded (by
+    /// `ran`) recorded with what made their keys, earlier records kept.
+    pub fn manifest(
+        &self,
+        plan: &Plan,
+        mut old: Manifest,
+        ran: impl Fn(usize) -> bool,
+    ) -> Manifest {
+        for (i, node) in plan.nodes() {
+            let f = &self.nodes[i.index()];
+            if f.action == Action::Run && ran(i.index()) {
+                old.nodes.insert(node.id.clone(), made(f));
+            }
+        }
+        old
+    }
+}
+
+fn made(f: &NodeForecast) -> Made {
+    Made {
+        key: f.key.hex(),
+        op: f.parts.op.clone(),
+        version: f.parts.version,
+        params: serde_json::from_str(&f.parts.params).unwrap_or_default(),
+        fingerprint: f.parts.fingerprint.clone(),
+        inputs: f.parts.inputs.clone(),
+    }
+}
+
+/// A node's freshness: its `cache:` setting, else its operator's.
+pub fn freshness(node: &PlanNode) -> Freshness {
+    match node.policy.cache {
+        CacheSetting::Operator => node.operator.freshness(),
+        CacheSetting::Off => Freshness::Never,
+        CacheSetting::Forever => Freshness::Forever,
+        CacheSetting::Ttl(d) => Freshness::For(d),
+    }
+}
+
+fn sink_state(
+    store: &Store,
+    node: &PlanNode,
+    key: &Key,
+    parts: &Parts,
+    manifest: &Manifest,
+    forced: bool,
+) -> State {
+    if forced {
+        return State::Stale("forced".into());
+    }
+    let Some(target) = node.operator.sink_target() else {
+        return State::Uncached("the sink names no target to check".into());
+    };
+    match store.receipt(key) {
+        None => why_not(manifest, node, key, parts),
+        Some(receipt) => match Receipt::of(&target) {
+            Ok(now) if now == receipt => State::Cached,
+            Ok(_) => State::Stale(format!("{target} changed since it was written")),
+            Err(e) => State::Stale(format!("{target} cannot be read: {e}")),
+        },
+    }
+}
+
+/// Why nothing is stored for `key`: what changed since the node's last
+/// recorded key, or that it never ran.
+fn why_not(manifest: &Manifest, node: &PlanNode, key: &Key, parts: &Parts) -> State {
+    let Some(before) = manifest.nodes.get(&node.id) else {
+        return State::New;
+    };
+    if before.key == key.hex() {
+        return State::Stale("its stored output is gone".into());
+    }
+    if before.op != parts.op {
+        return State::Stale(format!("its operator was {}", before.op));
+    }
+    if before.version != parts.version {
+        return State::Stale(format!(
+            "operator version {} → {}",
+            before.version, parts.version
+        ));
+    }
+    let params: serde_json::Value = serde_json::from_str(&parts.params).unwrap_or_default();
+    if before.params != params {
+        return State::Stale(changed_params(&before.params, &params));
+    }
+    if before.fingerprint != parts.fingerprint {
+        return State::Stale("the files it reads changed".into());
+    }
+    let changed: Vec<&str> = parts
+        .inputs
+        .iter()
+        .filter(|(name, token)| !before.inputs.iter().any(|(n, t)| n == name && t == token))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    match changed.as_slice() {
+        [] => State::Stale("its inputs changed".into()),
+        [one] => State::Stale(format!("input {one} changed")),
+        [first, rest @ ..] => {
+            State::Stale(format!("inputs {first} and {} more changed", rest.len()))
+        }
+    }
+}
+
+/// `parameter end: "2024-01-19" → "2024-01-20"`, for the first changes.
+fn changed_params(before: &serde_json::Value, now: &serde_json::Value) -> String {
+    let empty = serde_json::Map::new();
+    let (b, n) = (
+        before.as_object().unwrap_or(&empty),
+        now.as_object().unwrap_or(&empty),
+    );
+    let mut names: Vec<&String> = b.keys().chain(n.keys()).collect();
+    names.sort();
+    names.dedup();
+    let changes: Vec<String> = names
+        .into_iter()
+        .filter(|k| b.get(*k) != n.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| {
+                let text = v.map_or("(none)".to_string(), |v| v.to_string());
+                if text.chars().count() > 40 {
+                    format!("{}…", text.chars().take(39).collect::<String>())
+                } else {
+                    text
+                }
+            };
+            format!("parameter {k}: {} → {}", show(b.get(k)), show(n.get(k)))
+        })
+        .collect();
+    match changes.len() {
+        0 => "its parameters changed".into(),
+        1..=2 => changes.join("; "),
+        n => format!("{}; and {} more", changes[..2].join("; "), n - 2),
+    }
+}
+
+fn corrupt(warnings: &mut Vec<String>, node: &PlanNode, why: Unusable) -> String {
+    let why = match why {
+        Unusable::Missing => "its stored output is gone".to_string(),
+        Unusable::Corrupt(how) => format!("its stored output is corrupt: {how}"),
+    };
+    warnings.push(format!("{}: {why}; computing it again", node.id));
+    why
+}
+
+/// `6m 12s`, `3h 5m`, `2d 4h`, `7d`, `850ms`.
+pub fn age_text(d: Duration) -> String {
+    fn two(a: u64, ua: &str, b: u64, ub: &str) -> String {
+        if b == 0 {
+            format!("{a}{ua}")
+        } else {
+            format!("{a}{ua} {b}{ub}")
+        }
+    }
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        1..60 => format!("{s}s"),
+        60..3600 => two(s / 60, "m", s % 60, "s"),
+        3600..86400 => two(s / 3600, "h", (s % 3600) / 60, "m"),
+        _ => two(s / 86400, "d", (s % 86400) / 3600, "h"),
+    }
+}
+
+impl NodeForecast {
+    /// `cached`, `stale: …`, `new`, `not cached: …`.
+    pub fn state_text(&self) -> String {
+        match &self.state {
+            State::Cached => "cached".into(),
+            State::Stale(why) => format!("stale: {why}"),
+            State::New => "new".into(),
+            State::Uncached(why) => format!("not cached: {why}"),
+        }
+    }
+
+    pub fn action_text(&self) -> &'static str {
+        match self.action {
+            Action::Run => "run",
+            Action::Load => "load",
+            Action::Keep => "keep",
+            Action::Unselected => "unselected",
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Reruns that recompute only what changed.
+//!
+//! Every node has a key ([`key`]): a hash of its operator and version, its
+//! parameters with defaults filled in, what it reads besides its inputs,
+//! and its inputs' tokens. Outputs are stored under their keys in a cache
+//! folder ([`store`]). Before a run, a [`Forecast`] decides each node: in
+//! the cache or not (and why not), and whether the run runs it, loads it
+//! for a consumer, or leaves it. [`run_plan`] turns that into the plan the
+//! executor runs: loaded nodes read the cache instead of their inputs,
+//! nodes that run store what they compute, sinks record what they write.
+//!
+//! The executor knows none of this beyond [`crate::plan::Reuse`].
+
+pub mod forecast;
+pub mod key;
+pub mod select;
+pub mod store;
+mod wrap;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use petgraph::graph::DiGraph;
+use quiver_operators::{Effect, Freshness, Workload};
+
+pub use forecast::{Action, Forecast, NodeForecast, Options, State};
+pub use key::Key;
+pub use store::Store;
+
+use crate::exec::RunReport;
+use crate::plan::{NodePolicy, Plan, PlanNode, Reuse};
+use store::EntryHeader;
+
+/// The cache folder when neither `--cache-dir` nor the pipeline names one.
+pub const DEFAULT_DIR: &str = ".quiver/cache";
+
+/// The cache folder for `plan`: `flag` (`--cache-dir`), else the
+/// pipeline's `cache: {dir: …}`, else [`DEFAULT_DIR`].
+pub fn dir_for(plan: &Plan, flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| plan.cache_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+}
+
+/// The plan a run executes for `forecast`: the same nodes, in the same
+/// order, each marked with what the run does with it. Loaded nodes read
+/// the cache and have no inputs; nodes that stay in the cache or outside
+/// the selection have neither inputs nor consumers left; nodes that run
+/// store their output (or, for sinks, what they wrote).
+pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
+    let mut graph = DiGraph::with_capacity(plan.graph.node_count(), plan.graph.edge_count());
+    for (i, node) in plan.nodes() {
+        let f = &forecast.nodes[i.index()];
+        let (operator, reuse, workload, inputs, policy) = match f.action {
+            forecast::Action::Run => {
+                let operator: Arc<dyn quiver_operators::Operator> = match node.effect {
+                    Effect::Sink => Arc::new(wrap::Receipted {
+                        inner: node.operator.clone(),
+                        store: store.clone(),
+                        key: f.key,
+                        node: node.id.clone(),
+                    }),
+                    Effect::Pure if f.freshness != Freshness::Never => Arc::new(wrap::Stored {
+                        inner: node.operator.clone(),
+                        store: store.clone(),
+                        header: EntryHeader {
+                            key: f.key.hex(),
+                            pipeline: plan.name.clone(),
+                            node: node.id.clone(),
+                            op: node.op.clone(),
+                            token: f.token.clone(),
+                            created_ms: 0,
+                            rows: 0,
+                        },
+                    }),
+                    Effect::Pure => node.operator.clone(),
+                };
+                (
+                    operator,
+                    Reuse::None,
+                    node.workload,
+                    node.inputs.clone(),
+                    node.policy.clone(),
+                )
+            }
+            forecast::Action::Load => (
+                Arc::new(wrap::Load {
+                    store: store.clone(),
+                    key: f.key,
+                }) as Arc<dyn quiver_operators::Operator>,
+                Reuse::Load,
+                Workload::Io,
+                Vec::new(),
+                NodePolicy::default(),
+            ),
+            forecast::Action::Keep | forecast::Action::Unselected => (
+                node.operator.clone(),
+                if f.action == forecast::Action::Keep {
+                    Reuse::Kept
+                } else {
+                    Reuse::Unselected
+                },
+                node.workload,
+                Vec::new(),
+                node.policy.clone(),
+            ),
+        };
+        let n = graph.add_node(PlanNode {
+            id: node.id.clone(),
+            aliases: node.aliases.clone(),
+            op: node.op.clone(),
+            params: node.params.clone(),
+            resolved: node.resolved.clone(),
+            version: node.version,
+            operator,
+            effect: node.effect,
+            workload,
+            inputs,
+            policy,
+            identity: node.identity,
+            reuse,
+        });
+        for input in &graph[n].inputs.clone() {
+            for m in input.source.nodes() {
+                graph.update_edge(m, n, ());
+            }
+        }
+    }
+    Plan {
+        name: plan.name.clone(),
+        file: plan.file.clone(),
+        params: plan.params.clone(),
+        resources: plan.resources.clone(),
+        graph: Arc::new(graph),
+        stats: plan.stats.clone(),
+        cache_dir: plan.cache_dir.clone(),
+    }
+}
+
+/// Records, after a run, what made the keys of the nodes that ran and
+/// succeeded, so the next forecast can say what changed.
+pub fn record(plan: &Plan, forecast: &Forecast, report: &RunReport, store: &Store) {
+    let old = store.manifest(&plan.name);
+    let manifest = forecast.manifest(plan, old, |i| {
+        report.nodes[i].status == crate::exec::NodeStatus::Succeeded
+    });
+    if let Err(e) = store.put_manifest(&plan.name, &manifest) {
+        tracing::warn!(error = %e, "Could not record the run in the cache folder");
+    }
+}
+
+/// The first line of a forecast: `127 nodes: 90 cached, 37 to run`.
+pub fn summary(plan: &Plan, forecast: &Forecast) -> String {
+    let run = forecast.count(Action::Run);
+    let cached = forecast.count(Action::Keep) + forecast.count(Action::Load);
+    let unselected = forecast.count(Action::Unselected);
+    let mut text = format!(
+        "{} nodes: {cached} cached, {run} to run",
+        plan.graph.node_count()
+    );
+    if unselected > 0 {
+        text.push_str(&format!(", {unselected} not selected"));
+    }
+    let mut by_op: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (i, node) in plan.nodes() {
+        if forecast.nodes[i.index()].action == Action::Run {
+            *by_op.entry(node.op.as_str()).or_default() += 1;
+        }
+    }
+    if !by_op.is_empty() && run > 0 {
+        let parts: Vec<String> = by_op.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
+        text.push_str(&format!(" ({})", parts.join(", ")));
+    }
+    text
+}
+
+/// The forecast as the renderers show it beside each node.
+pub fn annotations(plan: &Plan, forecast: &Forecast) -> crate::render::Annotations {
+    crate::render::Annotations {
+        summary: summary(plan, forecast),
+        actions: forecast.nodes.iter().map(|n| n.action_text()).collect(),
+        states: forecast
+            .nodes
+            .iter()
+            .map(|n| match &n.note {
+                Some(note) => format!("{}; {note}", n.state_text()),
+                None => n.state_text(),
+            })
+            .collect(),
+        keys: forecast.nodes.iter().map(|n| n.key.short()).collect(),
+    }
+}
