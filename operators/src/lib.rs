@@ -29,6 +29,13 @@ pub use datafusion::arrow;
 
 pub use context::{CancelToken, ExecContext, ThreadBudget, Threads, human_bytes};
 pub use error::{Fault, OpError, ParamError};
-pub use operator::{Arity, Built, Effect, Freshness, OpParams, Operator, OperatorDef, Workload};
+pub use operator::{
+    Arity, Built, DateRange, Effect, Freshness, OpParams, Operator, OperatorDef, Workload,
+};
+
+/// Trading days, for date partitions.
+pub mod calendar {
+    pub use crate::shared::calendar::{next_date, trading_dates};
+}
 pub use registry::{DuplicateOperator, Registry, registry};
 pub use table::{Input, Inputs, Table};

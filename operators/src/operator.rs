@@ -105,6 +105,17 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// The parameters that bound a source's date range, so that the engine can
+/// split the range into one node per trading day (`partition_by: date`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateRange {
+    pub start: &'static str,
+    pub end: &'static str,
+    /// Whether the day named by `end` is in the range (`fetch.synthetic`)
+    /// or the range stops before it (`[start, end)`, the file sources).
+    pub end_inclusive: bool,
+}
+
 /// How long a cached output stays valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
@@ -137,6 +148,10 @@ pub trait OperatorDef: Send + Sync {
     /// inputs changes, so that outputs cached by an older version are not
     /// reused.
     fn version(&self) -> u32;
+    /// The parameters bounding the operator's date range, if it reads one.
+    fn date_range(&self) -> Option<DateRange> {
+        None
+    }
     /// The JSON schema of the operator's `with:` parameters; field docs
     /// become `quiver ops NAME` help.
     fn params_schema(&self) -> schemars::Schema;
@@ -171,6 +186,8 @@ pub trait OpParams: DeserializeOwned + Serialize + JsonSchema + 'static {
     /// (a fixed bug, a new column): cached outputs of older versions are
     /// then recomputed rather than reused.
     const VERSION: u32 = 1;
+    /// The parameters that bound the dates it reads, for `partition_by: date`.
+    const DATE_RANGE: Option<DateRange> = None;
 
     /// Checks what the types alone cannot and builds the operator.
     fn build(self) -> Result<Arc<dyn Operator>, ParamError>;
@@ -203,6 +220,9 @@ impl<P: OpParams> OperatorDef for Def<P> {
     }
     fn version(&self) -> u32 {
         P::VERSION
+    }
+    fn date_range(&self) -> Option<DateRange> {
+        P::DATE_RANGE
     }
     fn params_schema(&self) -> schemars::Schema {
         schemars::schema_for!(P)

@@ -30,7 +30,7 @@ impl Registry {
     pub fn builtins() -> Self {
         use crate::{sinks, sources, transforms};
         let mut r = Self::empty();
-        let defs: [Arc<dyn OperatorDef>; 10] = [
+        let defs: [Arc<dyn OperatorDef>; 11] = [
             def::<sources::synthetic::SyntheticParams>(),
             def::<sources::csv::CsvParams>(),
             def::<sources::parquet::ParquetParams>(),
@@ -39,6 +39,7 @@ impl Registry {
             def::<transforms::resample::ResampleParams>(),
             def::<transforms::align::AlignParams>(),
             def::<transforms::features::FeaturesParams>(),
+            def::<transforms::concat::ConcatParams>(),
             def::<sinks::parquet::ParquetSinkParams>(),
             def::<sinks::csv::CsvSinkParams>(),
         ];

@@ -59,6 +59,12 @@ impl CacheArgs {
                 .ok_or_else(|| bad(format!("--force {name}: no node has that name")))?;
             force.insert(at.index());
         }
+        // A node forced is a node asked for.
+        if let Some(mask) = &mut options.selected {
+            for &i in &force {
+                mask[i] = true;
+            }
+        }
         options.force = force;
         if self.no_cache && options.selected.is_none() {
             return Ok(None);

@@ -44,6 +44,9 @@ pub struct Decl {
     pub inputs: Vec<DeclInput>,
     pub policy: NodePolicy,
     pub origin: Origin,
+    /// `partition_by: date`: split into one node per trading day (see
+    /// [`super::partition`]).
+    pub partition: bool,
 }
 
 #[derive(Debug)]
@@ -363,7 +366,21 @@ impl<'d> Expander<'d> {
             self.resources,
             self.diags,
         );
+        let partition = match step.spec.partition_by.as_deref() {
+            None => false,
+            Some("date") => true,
+            Some(other) => {
+                self.error(
+                    file,
+                    step.pos_of("partition_by"),
+                    format!("{path}.partition_by"),
+                    format!("cannot partition by '{other}'; the one partitioning is 'date'"),
+                );
+                false
+            }
+        };
         self.decls.push(Decl {
+            partition,
             name: step.name.to_string(),
             op: op.to_string(),
             unresolved: params.is_none(),

@@ -9,6 +9,7 @@ pub mod dedupe;
 pub mod expand;
 pub mod interp;
 pub mod params;
+pub mod partition;
 pub mod policy;
 
 use std::collections::HashMap;
@@ -119,7 +120,8 @@ pub fn compile_str_with(
     let root = interp::Scope::new(&params);
     expander.expand_nodes(&file, &spec.nodes, "", &root, 0);
     expander.resolve_refs();
-    let decls = std::mem::take(&mut expander.decls);
+    let mut decls = std::mem::take(&mut expander.decls);
+    partition::split(&mut decls, registry, &mut diags);
 
     let (graph, stats) = dedupe::Merger::new(&decls, registry, &mut diags).run();
     check_sinks(&graph, &decls, &mut diags);

@@ -377,7 +377,8 @@ impl fmt::Display for RunReport {
             reused.push_str(&format!("; {} cached", t.cached));
         }
         if t.up_to_date > 0 {
-            reused.push_str(&format!("; {} sinks up to date", t.up_to_date));
+            let sinks = if t.up_to_date == 1 { "sink" } else { "sinks" };
+            reused.push_str(&format!("; {} {sinks} up to date", t.up_to_date));
         }
         if t.unselected > 0 {
             reused.push_str(&format!("; {} not selected", t.unselected));

@@ -150,6 +150,11 @@ pub struct NodeSpec {
     /// (for good, even for a live source), or `{ttl: 5m}`.
     #[serde(default)]
     pub cache: Option<CacheSpec>,
+    /// `date`: one node per trading day of the node's date range (a
+    /// source's start and end) or of its partitioned inputs, each cached on
+    /// its own; consumers read the days concatenated in order.
+    #[serde(default)]
+    pub partition_by: Option<String>,
 }
 
 /// `cache: false`, `cache: true` or `cache: {ttl: 5m}`.

@@ -26,7 +26,7 @@ fn compile(text: &str) -> Plan {
 
 /// Forecasts `plan` against the cache in `dir`, runs what it says, and
 /// records the run, as `quiver run` does.
-fn run_cached(plan: &Plan, dir: &Path, options: &Options) -> (Forecast, RunReport) {
+pub(crate) fn run_cached(plan: &Plan, dir: &Path, options: &Options) -> (Forecast, RunReport) {
     let store = Store::new(dir);
     let forecast = Forecast::new(plan, &store, options);
     let run_plan = cache::run_plan(plan, &forecast, &store);
@@ -221,7 +221,7 @@ fn a_second_run_executes_nothing_and_a_changed_parameter_says_which() {
 }
 
 /// Every node's status in `report` is what `forecast` said it would be.
-fn assert_forecast_held(plan: &Plan, forecast: &Forecast, report: &RunReport) {
+pub(crate) fn assert_forecast_held(plan: &Plan, forecast: &Forecast, report: &RunReport) {
     for (i, node) in plan.nodes() {
         let status = report.nodes[i.index()].status;
         let expected = match forecast.nodes[i.index()].action {

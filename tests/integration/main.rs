@@ -4,6 +4,7 @@ mod cache;
 mod engine_api;
 mod executor;
 mod fixtures;
+mod partitions;
 mod plans;
 mod properties;
 mod reports;

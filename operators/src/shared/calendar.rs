@@ -69,6 +69,42 @@ pub(crate) fn trading_days(from: i32, to: i32) -> impl Iterator<Item = i32> {
     (from..=to).filter(|&d| is_trading_day(d))
 }
 
+/// The civil date of days since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+pub(crate) fn civil_from_days(days: i32) -> (i32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = (z - era * 146_097) as u32; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe as i32 + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `YYYY-MM-DD`.
+pub(crate) fn format_date(days: i32) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The trading days from `start` to `end`, both `YYYY-MM-DD` and
+/// inclusive, as `YYYY-MM-DD`; an error names a date that is not one.
+pub fn trading_dates(start: &str, end: &str) -> Result<Vec<String>, String> {
+    let parse = |what: &str, text: &str| {
+        parse_date(text).ok_or_else(|| format!("{what} '{text}' is not a date like 2026-01-05"))
+    };
+    let (from, to) = (parse("start", start)?, parse("end", end)?);
+    Ok(trading_days(from, to).map(format_date).collect())
+}
+
+/// The day after `date` (`YYYY-MM-DD`), for exclusive range ends.
+pub fn next_date(date: &str) -> Option<String> {
+    parse_date(date).map(|d| format_date(d + 1))
+}
+
 /// The UTC epoch milliseconds of `local_ms` after local midnight on `days`.
 pub(crate) fn local_to_utc_ms(days: i32, local_ms: i64) -> i64 {
     i64::from(days) * DAY_MS + local_ms - UTC_OFFSET_MS
@@ -104,6 +140,25 @@ mod tests {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
         assert!(parse_date("2024-02-29").is_some());
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        for days in [0, 10_959, 19_782, 20_460, -1, 11_016, 30_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(format_date(20_460), "2026-01-07");
+        assert_eq!(next_date("2024-02-28").as_deref(), Some("2024-02-29"));
+        assert_eq!(
+            trading_dates("2026-01-08", "2026-01-13").unwrap(),
+            ["2026-01-08", "2026-01-09", "2026-01-12", "2026-01-13"]
+        );
+        assert!(
+            trading_dates("2026-01-08", "soon")
+                .unwrap_err()
+                .contains("'soon'")
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ use crate::operator::OpParams;
 use crate::shared::csv_dialect;
 use crate::shared::fingerprint;
 use crate::shared::scan::{ScanFormat, ScanParams, ScanSpec, is_gzip};
-use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
+use crate::{
+    Arity, DateRange, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload,
+};
 
 /// Parameters of `fetch.csv`: what to read (shared with `fetch.parquet`)
 /// and how the text is laid out.
@@ -56,6 +58,12 @@ impl OpParams for CsvParams {
         [start, end); on partition columns they skip whole files. Takes no inputs.";
     const WORKLOAD: Workload = Workload::Io;
     const INPUTS: Arity = Arity::None;
+
+    const DATE_RANGE: Option<DateRange> = Some(DateRange {
+        start: "start",
+        end: "end",
+        end_inclusive: false,
+    });
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
         let spec = ScanSpec::new(Self::NAME, self.scan);

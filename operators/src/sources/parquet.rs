@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::operator::OpParams;
 use crate::shared::fingerprint;
 use crate::shared::scan::{ScanFormat, ScanParams, ScanSpec};
-use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
+use crate::{
+    Arity, DateRange, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload,
+};
 
 /// Parameters of `fetch.parquet`: what to read, as `fetch.csv` takes it.
 /// Parquet files also let the filters skip row groups and pages whose
@@ -35,6 +37,12 @@ impl OpParams for ParquetParams {
         row groups and pages that cannot match. Strings are read as Utf8. Takes no inputs.";
     const WORKLOAD: Workload = Workload::Io;
     const INPUTS: Arity = Arity::None;
+
+    const DATE_RANGE: Option<DateRange> = Some(DateRange {
+        start: "start",
+        end: "end",
+        end_inclusive: false,
+    });
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
         let spec = ScanSpec::new(Self::NAME, self.scan);

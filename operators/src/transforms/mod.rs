@@ -1,6 +1,7 @@
 //! Operators that turn tables into tables.
 
 pub(crate) mod align;
+pub(crate) mod concat;
 pub(crate) mod features;
 pub(crate) mod resample;
 pub(crate) mod sql;

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::operator::OpParams;
 use crate::shared::calendar;
-use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
+use crate::{
+    Arity, DateRange, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload,
+};
 use generate::{EPOCH, LAST_DAY, Rng, STREAM_FAILURE};
 
 /// Which data set `fetch.synthetic` generates.
@@ -119,6 +121,12 @@ impl OpParams for SyntheticParams {
         API.";
     const WORKLOAD: Workload = Workload::Io;
     const INPUTS: Arity = Arity::None;
+
+    const DATE_RANGE: Option<DateRange> = Some(DateRange {
+        start: "start",
+        end: "end",
+        end_inclusive: true,
+    });
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
         check_symbol(&self.symbol)?;

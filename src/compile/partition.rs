@@ -1,0 +1,256 @@
+//! Date partitions: a node with `partition_by: date` becomes one node per
+//! trading day, each cached on its own, and a `transform.concat` of those
+//! days in its place, so that consumers reading the whole range get the
+//! days in order.
+//!
+//! - A source splits its own range: the day partitions are the node with
+//!   its operator's start and end parameters set to one day.
+//! - A stage with inputs is day-local: day `d` reads day `d` of each
+//!   partitioned input (inputs that are not partitioned, like reference
+//!   data, whole).
+//!
+//! So extending a pipeline's end date by one day adds one node per
+//! partitioned source and stage; every other day keeps its key, and its
+//! cached output.
+
+use std::collections::BTreeSet;
+
+use quiver_operators::Registry;
+use quiver_operators::calendar::{next_date, trading_dates};
+
+use super::expand::{Decl, DeclInput, Target};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::plan::NodePolicy;
+use crate::spec::{Value, Yaml};
+
+/// The operator that stands in for a partitioned node.
+const CONCAT: &str = "transform.concat";
+
+/// Splits every declared node marked `partition_by: date`, appending the
+/// day partitions to `decls`.
+pub fn split(decls: &mut Vec<Decl>, registry: &Registry, diags: &mut Diagnostics) {
+    // Per declared node: its day partitions, (date, index), once split.
+    let mut days: Vec<Option<Vec<(String, usize)>>> = vec![None; decls.len()];
+    for d in order(decls) {
+        if !decls[d].partition || decls[d].unresolved {
+            continue;
+        }
+        let split = if decls[d].inputs.is_empty() {
+            split_source(decls, d, registry)
+        } else {
+            split_stage(decls, d, &days)
+        };
+        match split {
+            Ok(parts) => days[d] = Some(parts),
+            Err(message) => {
+                let o = &decls[d].origin;
+                diags.push(Diagnostic::new(
+                    &o.file,
+                    Some(o.pos),
+                    format!("{}.partition_by", o.path),
+                    message,
+                ));
+                continue;
+            }
+        }
+        // The node itself becomes the days, concatenated in order.
+        let parts = days[d].as_ref().expect("just split");
+        let decl = &mut decls[d];
+        decl.inputs = parts
+            .iter()
+            .map(|(date, i)| DeclInput {
+                name: date.clone(),
+                target: Target::One(*i),
+                origin: decl.origin.clone(),
+            })
+            .collect();
+        decl.op = CONCAT.to_string();
+        decl.params = Yaml::new(Value::Map(Vec::new()), decl.params.pos);
+        decl.policy = NodePolicy::default();
+        days.resize(decls.len(), None);
+    }
+}
+
+/// One node per trading day of the source's range.
+fn split_source(
+    decls: &mut Vec<Decl>,
+    d: usize,
+    registry: &Registry,
+) -> Result<Vec<(String, usize)>, String> {
+    let decl = &decls[d];
+    let range = registry
+        .get(&decl.op)
+        .and_then(|def| def.date_range())
+        .ok_or_else(|| {
+            format!(
+                "operator '{}' reads no date range, and the node has no inputs to take days \
+                 from; partition_by: date splits a source with start and end dates, or a stage \
+                 over partitioned inputs",
+                decl.op
+            )
+        })?;
+    let param = |name: &str| -> Result<String, String> {
+        decl.params
+            .get(name)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .ok_or_else(|| format!("partition_by: date needs the '{name}' date in with:"))
+    };
+    let (start, end) = (param(range.start)?, param(range.end)?);
+    let mut dates = trading_dates(&start, &end)?;
+    if !range.end_inclusive {
+        // `[start, end)`: `end` itself is not read.
+        dates.retain(|date| *date != end);
+    }
+    if dates.is_empty() {
+        return Err(format!("{start} to {end} holds no trading day"));
+    }
+    let mut out = Vec::with_capacity(dates.len());
+    for date in dates {
+        let end_value = if range.end_inclusive {
+            date.clone()
+        } else {
+            next_date(&date).expect("a trading date is a date")
+        };
+        let mut part = copy(&decls[d], &date);
+        set(&mut part.params, range.start, &date);
+        set(&mut part.params, range.end, &end_value);
+        decls.push(part);
+        out.push((date, decls.len() - 1));
+    }
+    Ok(out)
+}
+
+/// One node per day of the partitioned inputs, reading that day of each.
+fn split_stage(
+    decls: &mut Vec<Decl>,
+    d: usize,
+    days: &[Option<Vec<(String, usize)>>],
+) -> Result<Vec<(String, usize)>, String> {
+    let targets = |t: &Target| -> Vec<usize> {
+        match t {
+            Target::One(i) => vec![*i],
+            Target::All { members, .. } => members.iter().map(|(_, i)| *i).collect(),
+            _ => Vec::new(),
+        }
+    };
+    // The days are those of the partitioned inputs, which must agree.
+    let mut dates: Option<BTreeSet<String>> = None;
+    for input in &decls[d].inputs {
+        for i in targets(&input.target) {
+            if let Some(parts) = &days[i] {
+                let these: BTreeSet<String> = parts.iter().map(|(date, _)| date.clone()).collect();
+                match &dates {
+                    None => dates = Some(these),
+                    Some(known) if *known != these => {
+                        return Err(format!(
+                            "its partitioned inputs cover different days ({} and {} of them); \
+                             give them the same dates",
+                            known.len(),
+                            these.len()
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    let dates = dates.ok_or_else(|| {
+        "none of its inputs is partitioned by date; partition a source it reads first".to_string()
+    })?;
+    let day_of = |i: usize, date: &str| -> usize {
+        days[i]
+            .as_ref()
+            .and_then(|parts| parts.iter().find(|(day, _)| day == date))
+            .map_or(i, |(_, part)| *part)
+    };
+    let mut out = Vec::with_capacity(dates.len());
+    for date in dates {
+        let mut part = copy(&decls[d], &date);
+        for input in &mut part.inputs {
+            input.target = match &input.target {
+                Target::One(i) => Target::One(day_of(*i, &date)),
+                Target::All { key, members } => Target::All {
+                    key: key.clone(),
+                    members: members
+                        .iter()
+                        .map(|(k, i)| (k.clone(), day_of(*i, &date)))
+                        .collect(),
+                },
+                other => other.clone(),
+            };
+        }
+        decls.push(part);
+        out.push((date, decls.len() - 1));
+    }
+    Ok(out)
+}
+
+/// The declared node `decl` for one day: `name@2026-01-05`.
+fn copy(decl: &Decl, date: &str) -> Decl {
+    Decl {
+        name: format!("{}@{date}", decl.name),
+        op: decl.op.clone(),
+        params: decl.params.clone(),
+        unresolved: false,
+        inputs: decl
+            .inputs
+            .iter()
+            .map(|i| DeclInput {
+                name: i.name.clone(),
+                target: i.target.clone(),
+                origin: i.origin.clone(),
+            })
+            .collect(),
+        policy: decl.policy.clone(),
+        origin: decl.origin.clone(),
+        partition: false,
+    }
+}
+
+/// Sets `key` of the mapping `params` to the text `value`.
+fn set(params: &mut Yaml, key: &str, value: &str) {
+    if let Value::Map(entries) = &mut params.value {
+        for (k, v) in entries.iter_mut() {
+            if k.scalar_text() == key {
+                *v = Yaml::new(Value::Str(value.to_string()), v.pos);
+                return;
+            }
+        }
+    }
+}
+
+/// The declared nodes, inputs before the nodes that read them.
+fn order(decls: &[Decl]) -> Vec<usize> {
+    let mut state = vec![0u8; decls.len()]; // 0 new, 1 visiting, 2 done
+    let mut out = Vec::with_capacity(decls.len());
+    for root in 0..decls.len() {
+        let mut stack = vec![(root, 0usize)];
+        while let Some((d, k)) = stack.pop() {
+            if k == 0 {
+                if state[d] != 0 {
+                    continue;
+                }
+                state[d] = 1;
+            }
+            let deps: Vec<usize> = decls[d]
+                .inputs
+                .iter()
+                .flat_map(|i| match &i.target {
+                    Target::One(t) => vec![*t],
+                    Target::All { members, .. } => members.iter().map(|(_, t)| *t).collect(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            if let Some(&next) = deps.get(k) {
+                stack.push((d, k + 1));
+                if state[next] == 0 {
+                    stack.push((next, 0));
+                }
+            } else {
+                state[d] = 2;
+                out.push(d);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,205 @@
+//! Date partitions: one node per trading day, so that one more day costs
+//! one more day of work per symbol, and the days together are the range.
+
+use std::path::Path;
+
+use crate::cache::{assert_forecast_held, run_cached};
+use crate::support::run;
+use quiver::cache::{Action, Forecast, Options, Store};
+use quiver::compile::{Override, compile_str};
+use quiver::plan::Plan;
+
+const PIPELINE: &str = r#"
+pipeline: parts
+params:
+  symbols: {type: list, default: [FPT, VNM, HPG]}
+  start: {type: date, default: 2026-01-05}
+  end: {type: date, default: 2026-01-30}
+  out: {type: string, required: true}
+nodes:
+  ticks:
+    foreach: symbol in ${symbols}
+    op: fetch.synthetic
+    partition_by: date
+    with: {dataset: ticks, symbol: "${symbol}", start: "${start}", end: "${end}"}
+  prices:
+    foreach: symbol in ${symbols}
+    op: fetch.synthetic
+    partition_by: date
+    with: {dataset: prices, symbol: "${symbol}", start: "${start}", end: "${end}"}
+  info:
+    foreach: symbol in ${symbols}
+    op: fetch.synthetic
+    with: {dataset: stock_info, symbol: "${symbol}"}
+  day:
+    foreach: symbol in ${symbols}
+    op: transform.sql
+    partition_by: date
+    inputs: {ticks: "ticks[${symbol}]", prices: "prices[${symbol}]", info: "info[${symbol}]"}
+    with:
+      query: >
+        SELECT p.symbol, p.date, p.close, sum(t.price * t.volume) / sum(t.volume) AS vwap,
+               max(i.free_float) AS free_float
+        FROM prices p JOIN ticks t ON p.symbol = t.symbol JOIN info i ON i.symbol = p.symbol
+        GROUP BY p.symbol, p.date, p.close
+  history:
+    op: transform.sql
+    inputs: {day: "day[*]"}
+    with: {query: "SELECT symbol, count(*) AS days, avg(vwap) AS vwap FROM day GROUP BY symbol ORDER BY symbol"}
+  save: {op: sink.csv, inputs: [history], with: {path: "${out}"}}
+"#;
+
+fn compile(out: &Path, end: &str) -> Plan {
+    let set = |text: String| Override::parse_set(&text).unwrap();
+    compile_str(
+        Path::new("parts.yaml"),
+        PIPELINE,
+        &[
+            set(format!("out={}", out.display())),
+            set(format!("end={end}")),
+        ],
+    )
+    .unwrap_or_else(|d| panic!("{d}"))
+}
+
+#[test]
+fn one_more_day_fetches_one_day_per_symbol_and_the_plan_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("history.csv");
+    let cache = dir.path().join("cache");
+
+    // 2026-01-05 to 2026-01-30: 20 trading days.
+    let twenty = compile(&out, "2026-01-30");
+    let days = twenty
+        .nodes()
+        .filter(|(_, n)| n.id.starts_with("ticks[FPT]@"))
+        .count();
+    assert_eq!(days, 20);
+    let (_, first) = run_cached(&twenty, &cache, &Options::default());
+    assert!(first.succeeded(), "{first}");
+    assert_eq!(
+        first.totals.executions_by_op["fetch.synthetic"],
+        3 * 20 * 2 + 3
+    );
+
+    // 2026-02-02 is the next trading day (a Monday).
+    let more = compile(&out, "2026-02-02");
+    let forecast = Forecast::new(&more, &Store::new(&cache), &Options::default());
+    let mut to_fetch: Vec<&str> = more
+        .nodes()
+        .filter(|(i, n)| {
+            n.op == "fetch.synthetic" && forecast.nodes[i.index()].action == Action::Run
+        })
+        .map(|(_, n)| n.id.as_str())
+        .collect();
+    to_fetch.sort();
+    assert_eq!(
+        to_fetch,
+        [
+            "prices[FPT]@2026-02-02",
+            "prices[HPG]@2026-02-02",
+            "prices[VNM]@2026-02-02",
+            "ticks[FPT]@2026-02-02",
+            "ticks[HPG]@2026-02-02",
+            "ticks[VNM]@2026-02-02",
+        ]
+    );
+    assert_eq!(to_fetch.len(), 6, "{to_fetch:?}");
+    let summary = quiver::cache::summary(&more, &forecast);
+    assert!(summary.contains("fetch.synthetic ×6"), "{summary}");
+
+    let (forecast, second) = run_cached(&more, &cache, &Options::default());
+    assert!(second.succeeded(), "{second}");
+    assert_forecast_held(&more, &forecast, &second);
+    assert_eq!(second.totals.executions_by_op["fetch.synthetic"], 6);
+    // One new day-local stage per symbol, and what reads the whole range.
+    assert_eq!(second.totals.executions_by_op["transform.sql"], 3 + 1);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains(",21,")).count(),
+        3,
+        "{text}"
+    );
+}
+
+#[test]
+fn the_days_together_are_the_whole_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("check.csv");
+    let plan = compile_str(
+        Path::new("check.yaml"),
+        &format!(
+            r#"
+pipeline: check
+nodes:
+  days: {{op: fetch.synthetic, partition_by: date, with: {{dataset: ticks, symbol: VNM, start: 2026-01-07, end: 2026-01-13}}}}
+  whole: {{op: fetch.synthetic, with: {{dataset: ticks, symbol: VNM, start: 2026-01-07, end: 2026-01-13}}}}
+  check:
+    op: transform.sql
+    inputs: [days, whole]
+    with:
+      query: >
+        SELECT (SELECT count(*) FROM days) AS n_days, (SELECT count(*) FROM whole) AS n_whole,
+               (SELECT count(*) FROM (SELECT * FROM days EXCEPT ALL SELECT * FROM whole)) AS extra,
+               (SELECT count(*) FROM (SELECT * FROM whole EXCEPT ALL SELECT * FROM days)) AS lacking
+  save: {{op: sink.csv, inputs: [check], with: {{path: "{}"}}}}
+"#,
+            out.display()
+        ),
+        &[],
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    // 07, 08, 09, 12, 13: five days.
+    assert_eq!(
+        plan.nodes()
+            .filter(|(_, n)| n.id.starts_with("days@"))
+            .count(),
+        5
+    );
+    let report = run(&plan);
+    assert!(report.succeeded(), "{report}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row[0], row[1], "{text}");
+    assert!(row[0].parse::<u64>().unwrap() > 1000, "{text}");
+    assert_eq!(&row[2..], ["0", "0"], "{text}");
+}
+
+#[test]
+fn what_cannot_be_partitioned_is_a_diagnostic() {
+    let bad = |node: &str| {
+        let text = format!(
+            "pipeline: bad\nnodes:\n  src: {{op: fetch.synthetic, with: {{dataset: prices, symbol: FPT, start: 2026-01-05, end: 2026-01-09}}}}\n  {node}\n"
+        );
+        compile_str(Path::new("bad.yaml"), &text, &[])
+            .unwrap_err()
+            .to_string()
+    };
+    let e = bad(
+        "n: {op: fetch.synthetic, partition_by: hour, with: {dataset: prices, symbol: FPT, start: 2026-01-05, end: 2026-01-09}}",
+    );
+    assert!(
+        e.contains("bad.yaml:4:") && e.contains("nodes.n.partition_by: cannot partition by 'hour'"),
+        "{e}"
+    );
+    let e = bad(
+        "n: {op: fetch.synthetic, partition_by: date, with: {dataset: stock_info, symbol: FPT}}",
+    );
+    assert!(
+        e.contains("nodes.n.partition_by: partition_by: date needs the 'start' date"),
+        "{e}"
+    );
+    let e =
+        bad("n: {op: transform.sql, partition_by: date, inputs: [src], with: {query: SELECT 1}}");
+    assert!(
+        e.contains("none of its inputs is partitioned by date"),
+        "{e}"
+    );
+    let e = bad(
+        "n: {op: fetch.synthetic, partition_by: date, with: {dataset: prices, symbol: FPT, start: 2026-01-10, end: 2026-01-11}}",
+    );
+    assert!(
+        e.contains("2026-01-10 to 2026-01-11 holds no trading day"),
+        "{e}"
+    );
+}
