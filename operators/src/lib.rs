@@ -35,7 +35,7 @@ pub use operator::{
 
 /// Trading days, for date partitions.
 pub mod calendar {
-    pub use crate::shared::calendar::{next_date, trading_dates};
+    pub use crate::shared::calendar::{Calendar, next_date};
 }
 pub use registry::{DuplicateOperator, Registry, registry};
 pub use table::{Input, Inputs, Table};

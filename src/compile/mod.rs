@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+use quiver_operators::calendar::Calendar;
 use quiver_operators::{Effect, Registry};
 
 use crate::diag::{Diagnostic, Diagnostics};
@@ -121,7 +122,9 @@ pub fn compile_str_with(
     expander.expand_nodes(&file, &spec.nodes, "", &root, 0);
     expander.resolve_refs();
     let mut decls = std::mem::take(&mut expander.decls);
-    partition::split(&mut decls, registry, &mut diags);
+    if let Some(calendar) = calendar(&file, &doc, spec.calendar.as_ref(), &mut diags) {
+        partition::split(&mut decls, registry, &calendar, &mut diags);
+    }
 
     let (graph, stats) = dedupe::Merger::new(&decls, registry, &mut diags).run();
     check_sinks(&graph, &decls, &mut diags);
@@ -138,6 +141,32 @@ pub fn compile_str_with(
         stats,
         cache_dir: spec.cache.map(|c| PathBuf::from(c.dir)),
     })
+}
+
+/// The trading calendar the pipeline names (HOSE when it names none).
+fn calendar(
+    file: &Arc<Path>,
+    doc: &Yaml,
+    spec: Option<&crate::spec::CalendarSpec>,
+    diags: &mut Diagnostics,
+) -> Option<Calendar> {
+    use crate::spec::CalendarSpec;
+    let (name, extra): (&str, &[String]) = match spec {
+        None => return Some(Calendar::hose().clone()),
+        Some(CalendarSpec::Exchange(name)) => (name, &[]),
+        Some(CalendarSpec::Extended(e)) => (&e.exchange, &e.holidays),
+    };
+    let pos = doc.get("calendar").map(|c| c.pos);
+    let found = Calendar::named(name)
+        .ok_or_else(|| format!("unknown exchange '{name}'; the calendars are hose and nyse"))
+        .and_then(|c| c.with_holidays(extra));
+    match found {
+        Ok(c) => Some(c),
+        Err(message) => {
+            diags.push(Diagnostic::new(file, pos, "calendar", message));
+            None
+        }
+    }
 }
 
 /// A YAML document that could not be read: a syntax error, or a duplicate

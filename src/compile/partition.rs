@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 
 use quiver_operators::Registry;
-use quiver_operators::calendar::{next_date, trading_dates};
+use quiver_operators::calendar::{Calendar, next_date};
 
 use super::expand::{Decl, DeclInput, Target};
 use crate::diag::{Diagnostic, Diagnostics};
@@ -28,7 +28,12 @@ const CONCAT: &str = "transform.concat";
 
 /// Splits every declared node marked `partition_by: date`, appending the
 /// day partitions to `decls`.
-pub fn split(decls: &mut Vec<Decl>, registry: &Registry, diags: &mut Diagnostics) {
+pub fn split(
+    decls: &mut Vec<Decl>,
+    registry: &Registry,
+    calendar: &Calendar,
+    diags: &mut Diagnostics,
+) {
     // Per declared node: its day partitions, (date, index), once split.
     let mut days: Vec<Option<Vec<(String, usize)>>> = vec![None; decls.len()];
     for d in order(decls) {
@@ -36,7 +41,7 @@ pub fn split(decls: &mut Vec<Decl>, registry: &Registry, diags: &mut Diagnostics
             continue;
         }
         let split = if decls[d].inputs.is_empty() {
-            split_source(decls, d, registry)
+            split_source(decls, d, registry, calendar)
         } else {
             split_stage(decls, d, &days)
         };
@@ -76,6 +81,7 @@ fn split_source(
     decls: &mut Vec<Decl>,
     d: usize,
     registry: &Registry,
+    calendar: &Calendar,
 ) -> Result<Vec<(String, usize)>, String> {
     let decl = &decls[d];
     let range = registry
@@ -96,13 +102,16 @@ fn split_source(
             .ok_or_else(|| format!("partition_by: date needs the '{name}' date in with:"))
     };
     let (start, end) = (param(range.start)?, param(range.end)?);
-    let mut dates = trading_dates(&start, &end)?;
+    let mut dates = calendar.trading_dates(&start, &end)?;
     if !range.end_inclusive {
         // `[start, end)`: `end` itself is not read.
         dates.retain(|date| *date != end);
     }
     if dates.is_empty() {
-        return Err(format!("{start} to {end} holds no trading day"));
+        return Err(format!(
+            "{start} to {end} holds no {} trading day",
+            calendar.name()
+        ));
     }
     let mut out = Vec::with_capacity(dates.len());
     for date in dates {

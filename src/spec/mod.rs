@@ -34,6 +34,27 @@ pub struct PipelineSpec {
     /// Where the pipeline's cached outputs live: `{dir: .quiver/cache}`.
     #[serde(default)]
     pub cache: Option<PipelineCache>,
+    /// The trading calendar date partitions use: `hose` (the default),
+    /// `nyse`, or `{exchange: hose, holidays: [2027-02-05, …]}`.
+    #[serde(default)]
+    pub calendar: Option<CalendarSpec>,
+}
+
+/// `calendar: nyse`, or an exchange's calendar with more holidays.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CalendarSpec {
+    Exchange(String),
+    Extended(ExtendedCalendar),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendedCalendar {
+    pub exchange: String,
+    /// Closed days to add, `YYYY-MM-DD`.
+    #[serde(default)]
+    pub holidays: Vec<String>,
 }
 
 /// The pipeline's cache settings.

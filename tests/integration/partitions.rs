@@ -199,7 +199,48 @@ fn what_cannot_be_partitioned_is_a_diagnostic() {
         "n: {op: fetch.synthetic, partition_by: date, with: {dataset: prices, symbol: FPT, start: 2026-01-10, end: 2026-01-11}}",
     );
     assert!(
-        e.contains("2026-01-10 to 2026-01-11 holds no trading day"),
+        e.contains("2026-01-10 to 2026-01-11 holds no HOSE trading day"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_pipeline_names_its_calendar_and_may_add_holidays() {
+    let days = |calendar: &str, start: &str, end: &str| -> Result<Vec<String>, String> {
+        let text = format!(
+            "pipeline: cal\n{calendar}\nnodes:\n  p: {{op: fetch.synthetic, partition_by: date, with: {{dataset: prices, symbol: FPT, start: {start}, end: {end}}}}}\n"
+        );
+        compile_str(Path::new("cal.yaml"), &text, &[])
+            .map(|plan| {
+                plan.nodes()
+                    .filter_map(|(_, n)| n.id.strip_prefix("p@").map(str::to_string))
+                    .collect()
+            })
+            .map_err(|d| d.to_string())
+    };
+    // HOSE by default: Tết 2026 closes 16 to 20 February.
+    assert_eq!(
+        days("", "2026-02-13", "2026-02-23").unwrap(),
+        ["2026-02-13", "2026-02-23"]
+    );
+    // NYSE: Good Friday 2026.
+    assert_eq!(
+        days("calendar: nyse", "2026-04-02", "2026-04-06").unwrap(),
+        ["2026-04-02", "2026-04-06"]
+    );
+    assert_eq!(
+        days(
+            "calendar: {exchange: hose, holidays: [2027-02-05]}",
+            "2027-02-04",
+            "2027-02-08"
+        )
+        .unwrap(),
+        ["2027-02-04", "2027-02-08"]
+    );
+    let e = days("calendar: lse", "2026-04-02", "2026-04-06").unwrap_err();
+    assert!(
+        e.contains("cal.yaml:2:")
+            && e.contains("calendar: unknown exchange 'lse'; the calendars are hose and nyse"),
         "{e}"
     );
 }

@@ -1,7 +1,16 @@
 //! The one trading calendar: civil dates as days since 1970-01-01 (Arrow's
 //! `Date32`) and which of them the exchanges trade, without a date library
-//! (the arithmetic is a few lines). Used by the synthetic source and by the
-//! exchange sessions that resample and features place bars in.
+//! (the arithmetic is a few lines). Used by the synthetic source, by the
+//! exchange sessions that resample and features place bars in, and by date
+//! partitions.
+//!
+//! An exchange trades Monday to Friday except on its holidays, which come
+//! from `operators/calendars/` (HOSE and NYSE, 2000–2026; its README says
+//! where they come from and `make.py` writes them). After the last year a
+//! calendar covers, it knows weekdays only; a pipeline adds holidays of its
+//! own with `calendar: {exchange: hose, holidays: [...]}`.
+
+use std::sync::OnceLock;
 
 /// Milliseconds in a day.
 pub(crate) const DAY_MS: i64 = 86_400_000;
@@ -57,14 +66,103 @@ pub(crate) fn weekday(days: i32) -> i32 {
     (days + 3).rem_euclid(7)
 }
 
-/// HOSE and NYSE trade Monday to Friday. Exchange holidays (Tết, Reunification Day,
-/// …) are not modelled: they move every year and a synthetic source gains
-/// nothing from a holiday table that would go stale.
-pub(crate) fn is_trading_day(days: i32) -> bool {
-    weekday(days) < 5
+/// An exchange's trading days: Monday to Friday, less its holidays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Calendar {
+    name: String,
+    /// Closed weekdays, as days since 1970-01-01, sorted.
+    holidays: Vec<i32>,
+    /// The last year whose holidays are all known.
+    last_year: i32,
 }
 
-/// The trading days in `from..=to`.
+impl Calendar {
+    /// The Ho Chi Minh City Stock Exchange.
+    pub fn hose() -> &'static Calendar {
+        static HOSE: OnceLock<Calendar> = OnceLock::new();
+        HOSE.get_or_init(|| Calendar::from_csv("HOSE", include_str!("../../calendars/hose.csv")))
+    }
+
+    /// The New York Stock Exchange.
+    pub fn nyse() -> &'static Calendar {
+        static NYSE: OnceLock<Calendar> = OnceLock::new();
+        NYSE.get_or_init(|| Calendar::from_csv("NYSE", include_str!("../../calendars/nyse.csv")))
+    }
+
+    /// `hose` or `nyse`, in any case.
+    pub fn named(name: &str) -> Option<&'static Calendar> {
+        match name.to_ascii_lowercase().as_str() {
+            "hose" => Some(Self::hose()),
+            "nyse" => Some(Self::nyse()),
+            _ => None,
+        }
+    }
+
+    fn from_csv(name: &str, text: &str) -> Calendar {
+        let mut holidays: Vec<i32> = text
+            .lines()
+            .skip(1)
+            .filter_map(|line| parse_date(line.split(',').next()?))
+            .collect();
+        holidays.sort_unstable();
+        let last_year = holidays.last().map_or(1970, |&d| civil_from_days(d).0);
+        Calendar {
+            name: name.to_string(),
+            holidays,
+            last_year,
+        }
+    }
+
+    /// This calendar with more closed days (`YYYY-MM-DD`); an error names
+    /// one that is not a date.
+    pub fn with_holidays(&self, extra: &[String]) -> Result<Calendar, String> {
+        let mut out = self.clone();
+        for text in extra {
+            let day = parse_date(text)
+                .ok_or_else(|| format!("holiday '{text}' is not a date like 2027-02-08"))?;
+            out.holidays.push(day);
+            out.last_year = out.last_year.max(civil_from_days(day).0);
+        }
+        out.holidays.sort_unstable();
+        out.holidays.dedup();
+        Ok(out)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The last year whose holidays the calendar knows.
+    pub fn last_year(&self) -> i32 {
+        self.last_year
+    }
+
+    pub(crate) fn is_trading_day(&self, days: i32) -> bool {
+        weekday(days) < 5 && self.holidays.binary_search(&days).is_err()
+    }
+
+    /// The trading days in `from..=to`.
+    pub(crate) fn trading_days(&self, from: i32, to: i32) -> impl Iterator<Item = i32> + '_ {
+        (from..=to).filter(move |&d| self.is_trading_day(d))
+    }
+
+    /// The trading days from `start` to `end`, both `YYYY-MM-DD` and
+    /// inclusive, as `YYYY-MM-DD`; an error names a date that is not one.
+    pub fn trading_dates(&self, start: &str, end: &str) -> Result<Vec<String>, String> {
+        let parse = |what: &str, text: &str| {
+            parse_date(text).ok_or_else(|| format!("{what} '{text}' is not a date like 2026-01-05"))
+        };
+        let (from, to) = (parse("start", start)?, parse("end", end)?);
+        Ok(self.trading_days(from, to).map(format_date).collect())
+    }
+}
+
+/// Whether HOSE trades on `days`: the synthetic source's calendar.
+pub(crate) fn is_trading_day(days: i32) -> bool {
+    Calendar::hose().is_trading_day(days)
+}
+
+/// The HOSE trading days in `from..=to`.
 pub(crate) fn trading_days(from: i32, to: i32) -> impl Iterator<Item = i32> {
     (from..=to).filter(|&d| is_trading_day(d))
 }
@@ -88,16 +186,6 @@ pub(crate) fn civil_from_days(days: i32) -> (i32, u32, u32) {
 pub(crate) fn format_date(days: i32) -> String {
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// The trading days from `start` to `end`, both `YYYY-MM-DD` and
-/// inclusive, as `YYYY-MM-DD`; an error names a date that is not one.
-pub fn trading_dates(start: &str, end: &str) -> Result<Vec<String>, String> {
-    let parse = |what: &str, text: &str| {
-        parse_date(text).ok_or_else(|| format!("{what} '{text}' is not a date like 2026-01-05"))
-    };
-    let (from, to) = (parse("start", start)?, parse("end", end)?);
-    Ok(trading_days(from, to).map(format_date).collect())
 }
 
 /// The day after `date` (`YYYY-MM-DD`), for exclusive range ends.
@@ -150,15 +238,95 @@ mod tests {
         }
         assert_eq!(format_date(20_460), "2026-01-07");
         assert_eq!(next_date("2024-02-28").as_deref(), Some("2024-02-29"));
+        let hose = Calendar::hose();
         assert_eq!(
-            trading_dates("2026-01-08", "2026-01-13").unwrap(),
+            hose.trading_dates("2026-01-08", "2026-01-13").unwrap(),
             ["2026-01-08", "2026-01-09", "2026-01-12", "2026-01-13"]
         );
         assert!(
-            trading_dates("2026-01-08", "soon")
+            hose.trading_dates("2026-01-08", "soon")
                 .unwrap_err()
                 .contains("'soon'")
         );
+    }
+
+    #[test]
+    fn tet_and_the_other_holidays_are_closed() {
+        let hose = Calendar::hose();
+        // Tết 2024: HOSE announcement 1943/TB-SGDHCM closes Feb 8 to Feb 14.
+        assert_eq!(
+            hose.trading_dates("2024-02-05", "2024-02-16").unwrap(),
+            [
+                "2024-02-05",
+                "2024-02-06",
+                "2024-02-07",
+                "2024-02-15",
+                "2024-02-16"
+            ]
+        );
+        // 30 April, 1 May and the day swapped for a Saturday, 2025.
+        assert_eq!(
+            hose.trading_dates("2025-04-29", "2025-05-05").unwrap(),
+            ["2025-04-29", "2025-05-05"]
+        );
+        let nyse = Calendar::nyse();
+        // Good Friday 2026, and the four days after 11 September 2001.
+        assert_eq!(
+            nyse.trading_dates("2026-04-02", "2026-04-06").unwrap(),
+            ["2026-04-02", "2026-04-06"]
+        );
+        assert_eq!(
+            nyse.trading_dates("2001-09-10", "2001-09-17").unwrap(),
+            ["2001-09-10", "2001-09-17"]
+        );
+        assert_eq!(hose.last_year(), 2026);
+        let extended = hose.with_holidays(&["2027-02-05".into()]).unwrap();
+        assert_eq!(
+            extended.trading_dates("2027-02-04", "2027-02-08").unwrap(),
+            ["2027-02-04", "2027-02-08"]
+        );
+        assert!(
+            hose.with_holidays(&["tet".into()])
+                .unwrap_err()
+                .contains("'tet'")
+        );
+    }
+
+    /// Every weekday of 2000-03-01 to 2013-03-01 on which the real daily
+    /// prices in shared/ have no AAPL row is an NYSE holiday, and the
+    /// other way round.
+    #[test]
+    fn nyse_holidays_are_the_days_the_real_data_did_not_trade() {
+        use std::io::Read;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/stocks-daily/stocks.csv.gz"
+        );
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        let traded: std::collections::BTreeSet<i32> = text
+            .lines()
+            .filter(|l| l.starts_with("AAPL,"))
+            .filter_map(|l| parse_date(l.split(',').nth(1)?))
+            .collect();
+        let (from, to) = (*traded.first().unwrap(), *traded.last().unwrap());
+        let nyse = Calendar::nyse();
+        let expected: std::collections::BTreeSet<i32> = nyse.trading_days(from, to).collect();
+        let missing: Vec<String> = expected
+            .difference(&traded)
+            .map(|&d| format_date(d))
+            .collect();
+        let extra: Vec<String> = traded
+            .difference(&expected)
+            .map(|&d| format_date(d))
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "missing {missing:?}, extra {extra:?}"
+        );
+        assert_eq!(traded.len(), 3270);
     }
 
     #[test]

@@ -260,12 +260,12 @@ impl BarClock {
                 }
             }
             (_, None) => {
-                for &day in days.iter().filter(|d| is_weekday(**d)) {
+                for &day in days.iter().filter(|d| is_trading_day(self.exchange, **d)) {
                     slots.push(self.local_to_utc(day, self.day_open()));
                 }
             }
             (_, Some(step)) => {
-                for &day in days.iter().filter(|d| is_weekday(**d)) {
+                for &day in days.iter().filter(|d| is_trading_day(self.exchange, **d)) {
                     for segment in self.exchange.segments() {
                         let mut bar = segment.start;
                         while bar < segment.end {
@@ -287,7 +287,7 @@ impl BarClock {
             return Some((0, SECONDS_PER_DAY, true));
         }
         let segments = self.exchange.segments();
-        if is_weekday(day)
+        if is_trading_day(self.exchange, day)
             && let Some(s) = segments.iter().find(|s| {
                 s.start * NANOS_PER_SECOND <= time_of_day && time_of_day <= s.end * NANOS_PER_SECOND
             })
@@ -297,7 +297,7 @@ impl BarClock {
         if !self.include_outside {
             return None;
         }
-        if !is_weekday(day) {
+        if !is_trading_day(self.exchange, day) {
             return Some((0, SECONDS_PER_DAY, false));
         }
         let start = segments
@@ -365,11 +365,15 @@ pub fn utc_to_wall(zone: &Tz, instant: i64) -> i64 {
         + i64::from(zone.offset_from_utc_datetime(&utc).fix().local_minus_utc()) * NANOS_PER_SECOND
 }
 
-/// Whether the exchanges trade on `day`: the one trading calendar, shared
-/// with the synthetic source.
-fn is_weekday(day: NaiveDate) -> bool {
-    let days = day.num_days_from_ce() as i64 - UNIX_EPOCH_DAY_CE;
-    calendar::is_trading_day(days as i32)
+/// Whether `exchange` trades on `day`: the one trading calendar, shared
+/// with the synthetic source and date partitions.
+fn is_trading_day(exchange: Exchange, day: NaiveDate) -> bool {
+    let days = (day.num_days_from_ce() as i64 - UNIX_EPOCH_DAY_CE) as i32;
+    match exchange {
+        Exchange::Hose => calendar::Calendar::hose().is_trading_day(days),
+        Exchange::Nyse => calendar::Calendar::nyse().is_trading_day(days),
+        Exchange::None => true,
+    }
 }
 
 fn day_from_number(days_since_epoch: i64) -> NaiveDate {

@@ -122,6 +122,8 @@ impl OpParams for SyntheticParams {
     const WORKLOAD: Workload = Workload::Io;
     const INPUTS: Arity = Arity::None;
 
+    /// 2: the days generated are HOSE's trading days, holidays left out.
+    const VERSION: u32 = 2;
     const DATE_RANGE: Option<DateRange> = Some(DateRange {
         start: "start",
         end: "end",
