@@ -86,7 +86,6 @@ pub fn compile_str_with(
         }
     };
 
-    let resources = read_resources(&file, spec.resources.as_ref(), &mut diags);
     let before_params = diags.len();
     let params = params::resolve(
         &file,
@@ -101,6 +100,17 @@ pub fn compile_str_with(
         // unresolved references that are not the user's mistake.
         return Err(diags.sorted());
     }
+    // Resources may name parameters (`concurrency: ${parallel_dates}`).
+    let resources_spec = spec.resources.as_ref().map(|section| {
+        let mut unresolved = Vec::new();
+        let scope = interp::Scope::new(&params);
+        let value = interp::interpolate(section, "resources", &scope, &mut unresolved);
+        for (path, pos, e) in unresolved {
+            diags.push(Diagnostic::new(&file, Some(pos), path, e.to_string()));
+        }
+        value
+    });
+    let resources = read_resources(&file, resources_spec.as_ref(), &mut diags);
     let no_nodes = match &spec.nodes.value {
         Value::Null => true,
         Value::Map(m) => m.is_empty(),

@@ -1,5 +1,6 @@
 //! Integration tests, in one binary so DataFusion is linked once.
 
+mod backfill;
 mod cache;
 mod engine_api;
 mod executor;

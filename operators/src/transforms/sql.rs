@@ -45,6 +45,23 @@ pub struct SqlParams {
     ///   FROM prices
     /// ```
     pub query: String,
+
+    /// How many partitions the query may spread over when the run has
+    /// threads free, 1 to 4. The default, 1, gives the same bytes on every
+    /// run. With more, a large query can finish sooner, but sums, averages
+    /// and other aggregates over floats may differ in their last digits
+    /// from run to run: partial results are combined in the order they
+    /// finish.
+    ///
+    /// ```yaml
+    /// partitions: 4
+    /// ```
+    #[serde(default = "one")]
+    pub partitions: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl OpParams for SqlParams {
@@ -60,7 +77,19 @@ impl OpParams for SqlParams {
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
         check_query(&self.query)?;
-        Ok(Arc::new(SqlTransform { query: self.query }))
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(ParamError::new(
+                &["partitions"],
+                format!(
+                    "partitions is {}; give 1 (the same bytes every run) to {MAX_PARTITIONS}",
+                    self.partitions
+                ),
+            ));
+        }
+        Ok(Arc::new(SqlTransform {
+            query: self.query,
+            partitions: self.partitions,
+        }))
     }
 }
 
@@ -115,13 +144,16 @@ fn parser_message(e: &DataFusionError) -> String {
 #[derive(Debug)]
 struct SqlTransform {
     query: String,
+    /// The most partitions the query spreads over.
+    partitions: usize,
 }
 
 #[async_trait]
 impl Operator for SqlTransform {
     async fn execute(&self, exec: &ExecContext, inputs: Inputs) -> Result<Table, OpError> {
-        // The node holds one thread; the query spreads over more when free.
-        let threads = exec.threads(MAX_PARTITIONS).await;
+        // The node holds one thread; the query spreads over more when free
+        // and asked for.
+        let threads = exec.threads(self.partitions).await;
         let ctx = new_session(exec, threads.count(), Purpose::Query);
         let mut names = HashSet::new();
         for input in inputs.iter() {
@@ -193,6 +225,7 @@ mod tests {
     fn sql(query: &str) -> Arc<dyn Operator> {
         SqlParams {
             query: query.into(),
+            partitions: 1,
         }
         .build()
         .unwrap()
@@ -339,9 +372,26 @@ mod tests {
     }
 
     #[test]
+    fn partitions_are_one_to_four() {
+        let err = SqlParams {
+            query: "SELECT 1".into(),
+            partitions: 0,
+        }
+        .build()
+        .unwrap_err();
+        assert_eq!(err.path, ["partitions"]);
+        assert!(
+            err.message
+                .contains("give 1 (the same bytes every run) to 4"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn a_syntax_error_is_a_param_error_with_the_parser_message() {
         let err = SqlParams {
             query: "SELECT \"Ticker\" FRM prices".into(),
+            partitions: 1,
         }
         .build()
         .unwrap_err();
@@ -366,6 +416,7 @@ mod tests {
         ] {
             let err = SqlParams {
                 query: query.into(),
+                partitions: 1,
             }
             .build()
             .unwrap_err();
@@ -378,7 +429,8 @@ mod tests {
         ] {
             assert!(
                 SqlParams {
-                    query: query.into()
+                    query: query.into(),
+                    partitions: 1,
                 }
                 .build()
                 .is_ok(),

@@ -69,7 +69,7 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
+    pub(super) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
@@ -315,6 +315,10 @@ pub(super) fn generate(
             prices(seed, symbol, &model, from, to)?
         }
         Dataset::StockInfo => stock_info(symbol, &model.listing)?,
+        Dataset::Positions => {
+            let (from, to) = range()?;
+            super::positions::positions(seed, symbol, from, to)?
+        }
     };
     let rows = batch.num_rows();
     // Each batch gets buffers of its own size: a slice would keep the whole

@@ -105,6 +105,11 @@ const VN30: [Row; 30] = [
     ("VRE", "Vincom Retail Joint Stock Company", "Real Estate", 28_000, 2_270 * M, 0.40),
 ];
 
+/// The VN30 tickers, in alphabetical order.
+pub(super) fn vn30_symbols() -> impl Iterator<Item = &'static str> {
+    VN30.iter().map(|row| row.0)
+}
+
 /// Sectors drawn for symbols outside the VN30.
 const SECTORS: [&str; 8] = [
     "Banking",

@@ -4,6 +4,7 @@
 
 mod generate;
 mod market;
+mod positions;
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub enum Dataset {
     /// One row of reference data: `symbol`, `name`, `sector`, `exchange`,
     /// `shares_outstanding`, `free_float`.
     StockInfo,
+    /// The holdings of the portfolio named by `symbol` (e.g. `P1`) on each
+    /// trading day: `date`, `portfolio`, `symbol` (8 VN30 stocks),
+    /// `quantity` (whole lots of 100, rebalanced weekly).
+    Positions,
 }
 
 impl fmt::Display for Dataset {
@@ -44,6 +49,7 @@ impl fmt::Display for Dataset {
             Dataset::Ticks => "ticks",
             Dataset::Prices => "prices",
             Dataset::StockInfo => "stock_info",
+            Dataset::Positions => "positions",
         })
     }
 }
@@ -53,8 +59,8 @@ impl fmt::Display for Dataset {
 #[serde(deny_unknown_fields)]
 pub struct SyntheticParams {
     /// What to generate: `ticks` (intraday trades), `prices` (daily bars that
-    /// equal the aggregate of those trades) or `stock_info` (one row of
-    /// reference data).
+    /// equal the aggregate of those trades), `stock_info` (one row of
+    /// reference data) or `positions` (a portfolio's holdings per day).
     ///
     /// ```yaml
     /// dataset: ticks
@@ -113,11 +119,12 @@ pub struct SyntheticParams {
 impl OpParams for SyntheticParams {
     const NAME: &'static str = "fetch.synthetic";
     const DOC: &'static str = "Generates deterministic, realistic market data for HOSE stocks \
-        without network: intraday trades (`ticks`), daily bars consistent with them (`prices`) \
-        or reference data (`stock_info`). The same seed, symbol and day always give the same \
+        without network: intraday trades (`ticks`), daily bars consistent with them (`prices`), \
+        reference data (`stock_info`), or the daily holdings of a made-up portfolio \
+        (`positions`, its name in `symbol`). The same seed, symbol and day always give the same \
         rows, whatever range is fetched. Prices are in VND on HOSE tick sizes within the ±7% \
-        daily band; times are Asia/Ho_Chi_Minh (+07:00); trading days are Monday to Friday \
-        (exchange holidays are not modelled). `latency` and `fail_rate` simulate a slow, flaky \
+        daily band; times are Asia/Ho_Chi_Minh (+07:00); trading days are HOSE's (Monday to \
+        Friday, less its holidays). `latency` and `fail_rate` simulate a slow, flaky \
         API.";
     const WORKLOAD: Workload = Workload::Io;
     const INPUTS: Arity = Arity::None;
@@ -147,7 +154,7 @@ impl OpParams for SyntheticParams {
                 }
                 None
             }
-            Dataset::Ticks | Dataset::Prices => {
+            Dataset::Ticks | Dataset::Prices | Dataset::Positions => {
                 let start = date_param("start", self.start.as_deref(), self.dataset)?;
                 let end = date_param("end", self.end.as_deref(), self.dataset)?;
                 if end < start {
@@ -326,6 +333,7 @@ impl Operator for SyntheticFetch {
             Dataset::Ticks => generate::ticks_schema(),
             Dataset::Prices => generate::prices_schema(),
             Dataset::StockInfo => generate::stock_info_schema(),
+            Dataset::Positions => positions::positions_schema(),
         })
     }
 }
