@@ -149,27 +149,75 @@ pub fn record(plan: &Plan, forecast: &Forecast, report: &RunReport, store: &Stor
     }
 }
 
-/// The first line of a forecast: `127 nodes: 90 cached, 37 to run`.
+/// The first line of a forecast: `127 nodes: 90 cached, 37 to run
+/// (…); fetch.synthetic: 30 of 3,000 partitions to run`.
 pub fn summary(plan: &Plan, forecast: &Forecast) -> String {
-    let run = forecast.count(Action::Run);
-    let cached = forecast.count(Action::Keep) + forecast.count(Action::Load);
-    let unselected = forecast.count(Action::Unselected);
-    let mut text = format!(
-        "{} nodes: {cached} cached, {run} to run",
-        plan.graph.node_count()
-    );
-    if unselected > 0 {
-        text.push_str(&format!(", {unselected} not selected"));
-    }
-    let mut by_op: std::collections::BTreeMap<&str, usize> = Default::default();
+    let outcome = |i: usize| match forecast.nodes[i].action {
+        Action::Run => Outcome::Runs,
+        Action::Load | Action::Keep => Outcome::Cached,
+        Action::Unselected => Outcome::Unselected,
+    };
+    tally(plan, outcome, "to run")
+}
+
+/// The same line, counted from what a run did: `127 nodes: 90 cached, 37
+/// ran (…); …`. Equal to the forecast's when the run went as forecast.
+pub fn ran(plan: &Plan, report: &RunReport) -> String {
+    use crate::exec::NodeStatus;
+    let outcome = |i: usize| match report.nodes[i].status {
+        NodeStatus::Cached | NodeStatus::UpToDate => Outcome::Cached,
+        NodeStatus::Unselected => Outcome::Unselected,
+        NodeStatus::NotRun | NodeStatus::Cancelled => Outcome::Other,
+        _ => Outcome::Runs,
+    };
+    tally(plan, outcome, "ran")
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Runs,
+    Cached,
+    Unselected,
+    Other,
+}
+
+fn tally(plan: &Plan, outcome: impl Fn(usize) -> Outcome, verb: &str) -> String {
+    use std::collections::BTreeMap;
+    let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
+    let mut by_op: BTreeMap<&str, usize> = BTreeMap::new();
+    // Per operator: partitions (`node@date`) in all, and those that run.
+    let mut partitions: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (i, node) in plan.nodes() {
-        if forecast.nodes[i.index()].action == Action::Run {
+        let o = outcome(i.index());
+        *counts.entry(o).or_default() += 1;
+        if o == Outcome::Runs {
             *by_op.entry(node.op.as_str()).or_default() += 1;
         }
+        if node.id.contains('@') {
+            let slot = partitions.entry(node.op.as_str()).or_default();
+            slot.0 += 1;
+            slot.1 += usize::from(o == Outcome::Runs);
+        }
     }
-    if !by_op.is_empty() && run > 0 {
+    let count = |o: Outcome| counts.get(&o).copied().unwrap_or(0);
+    let mut text = format!(
+        "{} nodes: {} cached, {} {verb}",
+        plan.graph.node_count(),
+        count(Outcome::Cached),
+        count(Outcome::Runs)
+    );
+    if !by_op.is_empty() {
         let parts: Vec<String> = by_op.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
         text.push_str(&format!(" ({})", parts.join(", ")));
+    }
+    if count(Outcome::Unselected) > 0 {
+        text.push_str(&format!(", {} not selected", count(Outcome::Unselected)));
+    }
+    if count(Outcome::Other) > 0 {
+        text.push_str(&format!(", {} not run", count(Outcome::Other)));
+    }
+    for (op, (all, runs)) in &partitions {
+        text.push_str(&format!("; {op}: {runs} of {all} partitions {verb}"));
     }
     text
 }

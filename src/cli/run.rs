@@ -88,6 +88,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     eprint!("{report}");
+    if cached.is_some() && !args.quiet {
+        eprintln!("{}", cache::ran(&plan, &report));
+    }
     if let Some(e) = &report.save_error {
         anyhow::bail!("{e}");
     }

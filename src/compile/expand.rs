@@ -47,6 +47,8 @@ pub struct Decl {
     /// `partition_by: date`: split into one node per trading day (see
     /// [`super::partition`]).
     pub partition: bool,
+    /// With `partition`: the trading days before each day it also reads.
+    pub lookback: usize,
 }
 
 #[derive(Debug)]
@@ -379,8 +381,17 @@ impl<'d> Expander<'d> {
                 false
             }
         };
+        if step.spec.lookback.is_some() && !partition {
+            self.error(
+                file,
+                step.pos_of("lookback"),
+                format!("{path}.lookback"),
+                "lookback: is the history a date-partitioned stage reads; add partition_by: date",
+            );
+        }
         self.decls.push(Decl {
             partition,
+            lookback: step.spec.lookback.unwrap_or(0) as usize,
             name: step.name.to_string(),
             op: op.to_string(),
             unresolved: params.is_none(),

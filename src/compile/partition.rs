@@ -166,23 +166,59 @@ fn split_stage(
     let dates = dates.ok_or_else(|| {
         "none of its inputs is partitioned by date; partition a source it reads first".to_string()
     })?;
-    let day_of = |i: usize, date: &str| -> usize {
-        days[i]
-            .as_ref()
-            .and_then(|parts| parts.iter().find(|(day, _)| day == date))
-            .map_or(i, |(_, part)| *part)
+    let lookback = decls[d].lookback;
+    // What day `date` of input `i` is: its partition, or with a lookback
+    // the days from `lookback` before it to it, concatenated (one node per
+    // input and day, shared by whatever reads the same window).
+    let mut windows: std::collections::HashMap<(usize, String), usize> = Default::default();
+    let mut day_of = |decls: &mut Vec<Decl>, i: usize, date: &str| -> usize {
+        let Some(parts) = days[i].as_ref() else {
+            return i;
+        };
+        let Some(at) = parts.iter().position(|(day, _)| day == date) else {
+            return i;
+        };
+        if lookback == 0 {
+            return parts[at].1;
+        }
+        if let Some(&w) = windows.get(&(i, date.to_string())) {
+            return w;
+        }
+        let origin = decls[i].origin.clone();
+        let first = &parts[at.saturating_sub(lookback)].0;
+        let window = Decl {
+            name: format!("{}@{first}..{date}", decls[i].name),
+            op: CONCAT.to_string(),
+            params: Yaml::new(Value::Map(Vec::new()), origin.pos),
+            unresolved: false,
+            inputs: parts[at.saturating_sub(lookback)..=at]
+                .iter()
+                .map(|(day, part)| DeclInput {
+                    name: day.clone(),
+                    target: Target::One(*part),
+                    origin: origin.clone(),
+                })
+                .collect(),
+            policy: NodePolicy::default(),
+            origin,
+            partition: false,
+            lookback: 0,
+        };
+        decls.push(window);
+        windows.insert((i, date.to_string()), decls.len() - 1);
+        decls.len() - 1
     };
     let mut out = Vec::with_capacity(dates.len());
     for date in dates {
         let mut part = copy(&decls[d], &date);
         for input in &mut part.inputs {
             input.target = match &input.target {
-                Target::One(i) => Target::One(day_of(*i, &date)),
+                Target::One(i) => Target::One(day_of(decls, *i, &date)),
                 Target::All { key, members } => Target::All {
                     key: key.clone(),
                     members: members
                         .iter()
-                        .map(|(k, i)| (k.clone(), day_of(*i, &date)))
+                        .map(|(k, i)| (k.clone(), day_of(decls, *i, &date)))
                         .collect(),
                 },
                 other => other.clone(),
@@ -213,6 +249,7 @@ fn copy(decl: &Decl, date: &str) -> Decl {
         policy: decl.policy.clone(),
         origin: decl.origin.clone(),
         partition: false,
+        lookback: 0,
     }
 }
 

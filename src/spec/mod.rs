@@ -176,6 +176,11 @@ pub struct NodeSpec {
     /// its own; consumers read the days concatenated in order.
     #[serde(default)]
     pub partition_by: Option<String>,
+    /// With `partition_by: date` over partitioned inputs: day d also reads
+    /// the N trading days before it from each of them (a rolling window's
+    /// history). The query keeps the rows of day d itself.
+    #[serde(default)]
+    pub lookback: Option<u32>,
 }
 
 /// `cache: false`, `cache: true` or `cache: {ttl: 5m}`.

@@ -107,10 +107,19 @@ fn one_more_day_fetches_one_day_per_symbol_and_the_plan_says_so() {
     assert_eq!(to_fetch.len(), 6, "{to_fetch:?}");
     let summary = quiver::cache::summary(&more, &forecast);
     assert!(summary.contains("fetch.synthetic ×6"), "{summary}");
+    assert!(
+        summary.contains("; fetch.synthetic: 6 of 126 partitions to run; transform.sql: 3 of 63 partitions to run"),
+        "{summary}"
+    );
 
     let (forecast, second) = run_cached(&more, &cache, &Options::default());
     assert!(second.succeeded(), "{second}");
     assert_forecast_held(&more, &forecast, &second);
+    // What the run says it did is what the plan said it would do.
+    assert_eq!(
+        quiver::cache::ran(&more, &second),
+        summary.replace("to run", "ran")
+    );
     assert_eq!(second.totals.executions_by_op["fetch.synthetic"], 6);
     // One new day-local stage per symbol, and what reads the whole range.
     assert_eq!(second.totals.executions_by_op["transform.sql"], 3 + 1);
@@ -241,6 +250,90 @@ fn the_pipeline_names_its_calendar_and_may_add_holidays() {
     assert!(
         e.contains("cal.yaml:2:")
             && e.contains("calendar: unknown exchange 'lse'; the calendars are hose and nyse"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_rolling_stage_reads_its_lookback_and_equals_the_whole_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("check.csv");
+    let cache = dir.path().join("cache");
+    let text = |end: &str| {
+        format!(
+            r#"
+pipeline: rolling
+nodes:
+  prices: {{op: fetch.synthetic, partition_by: date, with: {{dataset: prices, symbol: FPT, start: 2026-01-05, end: {end}}}}}
+  avg3:
+    op: transform.sql
+    partition_by: date
+    lookback: 2
+    inputs: [prices]
+    with:
+      query: >
+        SELECT date, avg(close) OVER (ORDER BY date ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS avg3
+        FROM prices ORDER BY date DESC LIMIT 1
+  whole: {{op: fetch.synthetic, with: {{dataset: prices, symbol: FPT, start: 2026-01-05, end: {end}}}}}
+  check:
+    op: transform.sql
+    inputs: [avg3, whole]
+    with:
+      query: >
+        WITH w AS (SELECT date, avg(close) OVER (ORDER BY date ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS avg3
+                   FROM whole)
+        SELECT count(*) AS days, sum(CASE WHEN a.avg3 = w.avg3 THEN 1 ELSE 0 END) AS equal
+        FROM avg3 a JOIN w USING (date)
+  save: {{op: sink.csv, inputs: [check], with: {{path: "{}"}}}}
+"#,
+            out.display()
+        )
+    };
+    let compile = |end: &str| {
+        compile_str(Path::new("rolling.yaml"), &text(end), &[]).unwrap_or_else(|d| panic!("{d}"))
+    };
+    let plan = compile("2026-01-16");
+    let (_, report) = run_cached(&plan, &cache, &Options::default());
+    assert!(report.succeeded(), "{report}");
+    // 10 trading days, each day's average equal to the whole range's.
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "days,equal\n10,10\n"
+    );
+
+    // One more day: one fetch, one window, one average.
+    let more = compile("2026-01-19");
+    let (forecast, report) = run_cached(&more, &cache, &Options::default());
+    assert_forecast_held(&more, &forecast, &report);
+    let ran: Vec<&str> = more
+        .nodes()
+        .filter(|(i, n)| {
+            n.id.contains("2026-01-19") && forecast.nodes[i.index()].action == Action::Run
+        })
+        .map(|(_, n)| n.id.as_str())
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            "prices@2026-01-19",
+            "prices@2026-01-15..2026-01-19",
+            "avg3@2026-01-19"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "days,equal\n11,11\n"
+    );
+
+    let e = compile_str(
+        Path::new("bad.yaml"),
+        "pipeline: bad\nnodes:\n  n: {op: transform.sql, lookback: 3, with: {query: SELECT 1}}\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("nodes.n.lookback: lookback: is the history a date-partitioned stage reads"),
         "{e}"
     );
 }
