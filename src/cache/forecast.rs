@@ -100,13 +100,10 @@ impl Forecast {
                     fresh_token(),
                 )
             } else if node.effect == Effect::Sink {
+                // What a sink outputs (what it wrote where) follows from its
+                // key, written again or not.
                 let state = sink_state(store, node, &key, &parts, &manifest, forced);
-                let token = if state == State::Cached {
-                    key.hex()
-                } else {
-                    fresh_token()
-                };
-                (state, token)
+                (state, key.hex())
             } else if freshness == Freshness::Never {
                 (State::Uncached("cache: false".into()), fresh_token())
             } else {
@@ -172,8 +169,10 @@ impl Forecast {
                 (None, true, true) => Action::Keep,
                 (None, _, false) => Action::Unselected,
                 (None, false, true) => Action::Run,
-                (Some(_), true, _) if node.effect != Effect::Sink => match store.verify(&f.key) {
+                // A sink up to date hands on what it wrote last time.
+                (Some(_), true, _) => match store.verify(&f.key) {
                     Ok(()) => Action::Load,
+                    Err(_) if node.effect == Effect::Sink => Action::Run,
                     Err(why) => {
                         f.state = State::Stale(corrupt(&mut warnings, node, why));
                         Action::Run
@@ -247,12 +246,20 @@ fn sink_state(
     };
     match store.receipt(key) {
         None => why_not(manifest, node, key, parts),
-        Some(receipt) => match Receipt::of(&target) {
+        Some(receipt) => match Receipt::of(&target, partition_day(node)) {
             Ok(now) if now == receipt => State::Cached,
             Ok(_) => State::Stale(format!("{target} changed since it was written")),
             Err(e) => State::Stale(format!("{target} cannot be read: {e}")),
         },
     }
+}
+
+/// The day of a node split by `partition_by: date` (`save@2026-01-05`).
+pub fn partition_day(node: &PlanNode) -> Option<&str> {
+    node.id
+        .rsplit_once('@')
+        .map(|(_, day)| day)
+        .filter(|day| day.len() == 10 && day.as_bytes()[4] == b'-')
 }
 
 /// Why nothing is stored for `key`: what changed since the node's last

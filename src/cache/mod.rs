@@ -53,15 +53,9 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
         let f = &forecast.nodes[i.index()];
         let (operator, reuse, workload, inputs, policy) = match f.action {
             forecast::Action::Run => {
-                let operator: Arc<dyn quiver_operators::Operator> = match node.effect {
-                    Effect::Sink => Arc::new(wrap::Receipted {
-                        inner: node.operator.clone(),
-                        store: store.clone(),
-                        key: f.key,
-                        node: node.id.clone(),
-                    }),
-                    Effect::Pure if f.freshness != Freshness::Never => Arc::new(wrap::Stored {
-                        inner: node.operator.clone(),
+                let stored = |inner: Arc<dyn quiver_operators::Operator>| {
+                    Arc::new(wrap::Stored {
+                        inner,
                         store: store.clone(),
                         header: EntryHeader {
                             key: f.key.hex(),
@@ -72,7 +66,21 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
                             created_ms: 0,
                             rows: 0,
                         },
-                    }),
+                    })
+                };
+                let operator: Arc<dyn quiver_operators::Operator> = match node.effect {
+                    // A sink records what it wrote, and keeps its summary
+                    // for consumers of a later run that finds it up to date.
+                    Effect::Sink => stored(Arc::new(wrap::Receipted {
+                        inner: node.operator.clone(),
+                        store: store.clone(),
+                        key: f.key,
+                        node: node.id.clone(),
+                        day: forecast::partition_day(node).map(str::to_string),
+                    })),
+                    Effect::Pure if f.freshness != Freshness::Never => {
+                        stored(node.operator.clone())
+                    }
                     Effect::Pure => node.operator.clone(),
                 };
                 (

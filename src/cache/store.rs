@@ -288,8 +288,10 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    /// The files under `target` (one file, or a folder) as they are now.
-    pub fn of(target: &str) -> std::io::Result<Receipt> {
+    /// The files under `target` (one file, or a folder) as they are now;
+    /// with `day`, only those in a `…=day` folder (what the day of a sink
+    /// partitioned by date writes).
+    pub fn of(target: &str, day: Option<&str>) -> std::io::Result<Receipt> {
         let root = PathBuf::from(target);
         let mut paths = if root.is_dir() {
             files_under(&root)?
@@ -299,6 +301,13 @@ impl Receipt {
             Vec::new()
         };
         paths.retain(|p| !is_temporary(p));
+        if let Some(day) = day {
+            let folder = format!("={day}");
+            paths.retain(|p| {
+                p.components()
+                    .any(|c| c.as_os_str().to_string_lossy().ends_with(&folder))
+            });
+        }
         paths.sort();
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {

@@ -93,6 +93,8 @@ pub struct Receipted {
     pub store: Store,
     pub key: Key,
     pub node: String,
+    /// For the day of a sink partitioned by date: the day.
+    pub day: Option<String>,
 }
 
 #[async_trait]
@@ -100,9 +102,9 @@ impl Operator for Receipted {
     async fn execute(&self, ctx: &ExecContext, inputs: Inputs) -> Result<Table, OpError> {
         let table = self.inner.execute(ctx, inputs).await?;
         if let Some(target) = self.inner.sink_target() {
-            let (store, key) = (self.store.clone(), self.key);
+            let (store, key, day) = (self.store.clone(), self.key, self.day.clone());
             let recorded = tokio::task::spawn_blocking(move || {
-                let receipt = Receipt::of(&target)?;
+                let receipt = Receipt::of(&target, day.as_deref())?;
                 store.put_receipt(&key, &receipt)
             })
             .await;

@@ -250,13 +250,15 @@ fn check_sinks(
 ) {
     let origins: HashMap<&str, &expand::Origin> =
         decls.iter().map(|d| (d.name.as_str(), &d.origin)).collect();
-    let mut by_target: IndexMap<String, Vec<&str>> = IndexMap::new();
+    // The days of a sink partitioned by date write their own folders.
+    let mut by_target: IndexMap<(String, Option<&str>), Vec<&str>> = IndexMap::new();
     for node in graph.node_weights().filter(|n| n.effect == Effect::Sink) {
         if let Some(target) = node.operator.sink_target() {
-            by_target.entry(target).or_default().push(&node.id);
+            let day = node.id.rsplit_once('@').map(|(_, day)| day);
+            by_target.entry((target, day)).or_default().push(&node.id);
         }
     }
-    for (target, sinks) in by_target.iter().filter(|(_, s)| s.len() > 1) {
+    for ((target, _), sinks) in by_target.iter().filter(|(_, s)| s.len() > 1) {
         for (i, name) in sinks.iter().enumerate() {
             let others: Vec<&str> = sinks
                 .iter()

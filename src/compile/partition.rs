@@ -40,7 +40,16 @@ pub fn split(
         if !decls[d].partition || decls[d].unresolved {
             continue;
         }
-        let split = if decls[d].inputs.is_empty() {
+        let sink = registry
+            .get(&decls[d].op)
+            .is_some_and(|def| def.effect() == quiver_operators::Effect::Sink);
+        let split = if sink && decls[d].params.get("partition_by").is_none() {
+            Err(
+                "a sink partitioned by date writes each day into a folder of its own: add \
+                 partition_by: [date] to its with: (or remove partition_by: date)"
+                    .to_string(),
+            )
+        } else if decls[d].inputs.is_empty() {
             split_source(decls, d, registry, calendar)
         } else {
             split_stage(decls, d, &days)

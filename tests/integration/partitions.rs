@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::cache::{assert_forecast_held, run_cached};
 use crate::support::run;
-use quiver::cache::{Action, Forecast, Options, Store};
+use quiver::cache::{Action, Forecast, Options, State, Store};
 use quiver::compile::{Override, compile_str};
 use quiver::plan::Plan;
 
@@ -336,4 +336,82 @@ nodes:
         e.contains("nodes.n.lookback: lookback: is the history a date-partitioned stage reads"),
         "{e}"
     );
+}
+
+#[test]
+fn a_sink_partitioned_by_date_writes_only_the_days_that_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("daily");
+    let cache = dir.path().join("cache");
+    let compile = |end: &str| {
+        let text = format!(
+            r#"
+pipeline: sink_days
+nodes:
+  prices: {{op: fetch.synthetic, partition_by: date, with: {{dataset: prices, symbol: VNM, start: 2026-01-05, end: {end}}}}}
+  save:
+    op: sink.parquet
+    partition_by: date
+    inputs: [prices]
+    with: {{path: "{}", partition_by: [date]}}
+"#,
+            out.display()
+        );
+        compile_str(Path::new("sink_days.yaml"), &text, &[]).unwrap_or_else(|d| panic!("{d}"))
+    };
+    let plan = compile("2026-01-16");
+    let (_, report) = run_cached(&plan, &cache, &Options::default());
+    assert!(report.succeeded(), "{report}");
+    assert_eq!(report.totals.executions_by_op["sink.parquet"], 10);
+    let folders = |dir: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(folders(&out).len(), 10);
+    assert_eq!(folders(&out)[0], "date=2026-01-05");
+
+    // One more day: one more folder written, the others left alone.
+    let more = compile("2026-01-19");
+    let (forecast, report) = run_cached(&more, &cache, &Options::default());
+    assert_forecast_held(&more, &forecast, &report);
+    assert_eq!(report.totals.executions_by_op["sink.parquet"], 1);
+    // The other days hand on what they wrote last time, from the cache.
+    let old_days = more
+        .nodes()
+        .filter(|(i, n)| {
+            n.id.starts_with("save@")
+                && report.nodes[i.index()].status == quiver::exec::NodeStatus::Cached
+        })
+        .count();
+    assert_eq!(old_days, 10);
+    assert_eq!(folders(&out).len(), 11);
+
+    // A day's folder emptied: that day alone is written again.
+    let day = out.join("date=2026-01-08");
+    for f in std::fs::read_dir(&day).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let (forecast, report) = run_cached(&more, &cache, &Options::default());
+    assert_forecast_held(&more, &forecast, &report);
+    assert_eq!(report.totals.executions_by_op["sink.parquet"], 1);
+    let save = more.find("save@2026-01-08").unwrap();
+    assert!(
+        matches!(&forecast.nodes[save.index()].state, State::Stale(w) if w.contains("changed since it was written")),
+        "{:?}",
+        forecast.nodes[save.index()].state
+    );
+    assert_eq!(folders(&day).len(), 1);
+
+    let e = compile_str(
+        Path::new("bad.yaml"),
+        "pipeline: bad\nnodes:\n  p: {op: fetch.synthetic, partition_by: date, with: {dataset: prices, symbol: VNM, start: 2026-01-05, end: 2026-01-09}}\n  s: {op: sink.parquet, partition_by: date, inputs: [p], with: {path: out/x.parquet}}\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("add partition_by: [date] to its with:"), "{e}");
 }
