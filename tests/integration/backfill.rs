@@ -60,15 +60,21 @@ fn valued_days(plan: &Plan, forecast: &Forecast) -> (usize, usize) {
     (cached, all)
 }
 
+/// Every file under `dir`, by its path inside it, with its bytes.
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
-            let bytes = std::fs::read(&p).unwrap();
-            (PathBuf::from(p.file_name().unwrap()), bytes)
-        })
-        .collect();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+            }
+        }
+    }
     out.sort();
     out
 }
@@ -139,7 +145,8 @@ fn an_interrupted_backfill_reruns_only_the_missing_days() {
     let after = Forecast::new(&plan, &store, &Options::default());
     assert_eq!(valued_days(&plan, &after), (120, 120));
     for name in ["values", "risk", "sectors", "stress"] {
-        assert!(out.join(format!("{name}.parquet")).exists(), "{name}");
+        let days = std::fs::read_dir(out.join(name)).unwrap().count();
+        assert_eq!(days, 120, "{name}");
     }
 }
 
@@ -158,6 +165,7 @@ fn parallel_and_sequential_backfills_write_the_same_bytes() {
         .unwrap();
     assert!(ok.success());
     let (a, b) = (files(&par), files(&seq));
-    assert_eq!(a.len(), 4);
+    // Four outputs, a folder of one file per date each.
+    assert_eq!(a.len(), 4 * 20);
     assert!(a == b, "parallel and sequential outputs differ");
 }
