@@ -157,7 +157,19 @@ impl Forecast {
         // Actions, consumers first.
         for i in plan.graph.node_indices().rev() {
             let node = &plan.graph[i];
-            let selected = options.selected.as_ref().is_none_or(|s| s[i.index()]);
+            // The days of a partitioned node together stand in for it; with
+            // nothing reading them together, concatenating them would only
+            // hold every day in memory at once.
+            let idle_union = is_union(node)
+                && plan
+                    .graph
+                    .neighbors_directed(i, Direction::Outgoing)
+                    .next()
+                    .is_none();
+            let selected = match &options.selected {
+                None => !idle_union,
+                Some(s) => s[i.index()],
+            };
             let needed_by = plan
                 .graph
                 .neighbors_directed(i, Direction::Outgoing)
@@ -182,6 +194,8 @@ impl Forecast {
             };
             if !selected && f.action == Action::Run {
                 f.note = needed_by.map(|c| format!("not selected; runs because {c} needs it"));
+            } else if idle_union && f.action == Action::Unselected {
+                f.note = Some("nothing reads its days together".into());
             }
         }
         Forecast { nodes, warnings }
@@ -252,6 +266,17 @@ fn sink_state(
             Err(e) => State::Stale(format!("{target} cannot be read: {e}")),
         },
     }
+}
+
+/// Whether `node` stands for the days of a node split by `partition_by:
+/// date`: their concatenation, its inputs named by the days.
+pub fn is_union(node: &PlanNode) -> bool {
+    node.op == "transform.concat"
+        && !node.inputs.is_empty()
+        && node
+            .inputs
+            .iter()
+            .all(|input| input.name.len() == 10 && input.name.as_bytes()[4] == b'-')
 }
 
 /// The day of a node split by `partition_by: date` (`save@2026-01-05`).

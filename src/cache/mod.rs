@@ -208,6 +208,19 @@ fn tally(plan: &Plan, outcome: impl Fn(usize) -> Outcome, verb: &str) -> String 
         }
     }
     let count = |o: Outcome| counts.get(&o).copied().unwrap_or(0);
+    // Partitioned nodes nothing reads whole stay as their days.
+    let as_days = plan
+        .nodes()
+        .filter(|(i, n)| {
+            outcome(i.index()) == Outcome::Unselected
+                && forecast::is_union(n)
+                && plan
+                    .graph
+                    .neighbors_directed(*i, petgraph::Direction::Outgoing)
+                    .next()
+                    .is_none()
+        })
+        .count();
     let mut text = format!(
         "{} nodes: {} cached, {} {verb}",
         plan.graph.node_count(),
@@ -218,8 +231,14 @@ fn tally(plan: &Plan, outcome: impl Fn(usize) -> Outcome, verb: &str) -> String 
         let parts: Vec<String> = by_op.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
         text.push_str(&format!(" ({})", parts.join(", ")));
     }
-    if count(Outcome::Unselected) > 0 {
-        text.push_str(&format!(", {} not selected", count(Outcome::Unselected)));
+    if count(Outcome::Unselected) > as_days {
+        text.push_str(&format!(
+            ", {} not selected",
+            count(Outcome::Unselected) - as_days
+        ));
+    }
+    if as_days > 0 {
+        text.push_str(&format!(", {as_days} partitioned left as days"));
     }
     if count(Outcome::Other) > 0 {
         text.push_str(&format!(", {} not run", count(Outcome::Other)));
@@ -235,12 +254,31 @@ pub fn annotations(plan: &Plan, forecast: &Forecast) -> crate::render::Annotatio
     crate::render::Annotations {
         summary: summary(plan, forecast),
         actions: forecast.nodes.iter().map(|n| n.action_text()).collect(),
-        states: forecast
-            .nodes
-            .iter()
-            .map(|n| match &n.note {
-                Some(note) => format!("{}; {note}", n.state_text()),
-                None => n.state_text(),
+        states: plan
+            .nodes()
+            .map(|(i, node)| {
+                let n = &forecast.nodes[i.index()];
+                let mut text = n.state_text();
+                if let Some(note) = &n.note {
+                    text.push_str(&format!("; {note}"));
+                }
+                if forecast::is_union(node) {
+                    // Its days: how many the cache has, how many will run.
+                    let days = node.inputs.iter().flat_map(|input| input.source.nodes());
+                    let (mut cached, mut runs, mut all) = (0, 0, 0);
+                    for d in days {
+                        all += 1;
+                        match forecast.nodes[d.index()].action {
+                            Action::Run => runs += 1,
+                            Action::Load | Action::Keep => cached += 1,
+                            Action::Unselected => {}
+                        }
+                    }
+                    text.push_str(&format!(
+                        "; {all} partitions: {cached} cached, {runs} to run"
+                    ));
+                }
+                text
             })
             .collect(),
         keys: forecast.nodes.iter().map(|n| n.key.short()).collect(),

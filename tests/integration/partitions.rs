@@ -379,15 +379,15 @@ nodes:
     let (forecast, report) = run_cached(&more, &cache, &Options::default());
     assert_forecast_held(&more, &forecast, &report);
     assert_eq!(report.totals.executions_by_op["sink.parquet"], 1);
-    // The other days hand on what they wrote last time, from the cache.
-    let old_days = more
-        .nodes()
-        .filter(|(i, n)| {
-            n.id.starts_with("save@")
-                && report.nodes[i.index()].status == quiver::exec::NodeStatus::Cached
-        })
-        .count();
-    assert_eq!(old_days, 10);
+    // The other days are up to date; nothing reads the days' summaries
+    // together, so their concatenation is not made.
+    assert_eq!(report.totals.up_to_date, 10);
+    let save = more.find("save").unwrap();
+    assert_eq!(forecast.nodes[save.index()].action, Action::Unselected);
+    assert_eq!(
+        forecast.nodes[save.index()].note.as_deref(),
+        Some("nothing reads its days together")
+    );
     assert_eq!(folders(&out).len(), 11);
 
     // A day's folder emptied: that day alone is written again.
