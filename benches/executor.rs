@@ -18,13 +18,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod support;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use quiver::compile::compile_str;
-use quiver::exec::{Executor, RunOptions, RunReport};
+use quiver::exec::{RunOptions, RunReport};
 use quiver::operators::{Effect, ExecContext, Inputs, OpError, Operator, Table, Workload};
 use quiver::plan::{Plan, PlanInput, PlanNode, Source, Stats};
 
@@ -118,15 +120,7 @@ fn grid(width: usize, depth: usize, w: Workload) -> Plan {
 }
 
 fn run(plan: &Plan, options: RunOptions) -> (RunReport, Duration) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let executor = Executor::new(options).unwrap();
-    let start = Instant::now();
-    let report = rt.block_on(executor.run(plan));
-    let wall = start.elapsed();
-    drop(executor);
+    let (wall, report) = support::execute(plan, options);
     assert!(report.succeeded(), "{report}");
     (report, wall)
 }

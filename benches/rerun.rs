@@ -11,12 +11,14 @@
 //! prints, along with the outputs being the same bytes. Target: the rerun
 //! at least 50× faster than the first run.
 
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quiver::cache::{self, Forecast, Options, Store};
 use quiver::compile::{Override, compile_file};
-use quiver::exec::{Executor, RunOptions, RunReport};
+use quiver::exec::{RunOptions, RunReport};
 
 fn run_once(out: &Path, cache_dir: &Path) -> (Duration, RunReport) {
     let start = Instant::now();
@@ -25,13 +27,7 @@ fn run_once(out: &Path, cache_dir: &Path) -> (Duration, RunReport) {
     let store = Store::new(cache_dir);
     let forecast = Forecast::new(&plan, &store, &Options::default());
     let run_plan = cache::run_plan(&plan, &forecast, &store);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let executor = Executor::new(RunOptions::default()).unwrap();
-    let report = rt.block_on(executor.run(&run_plan));
-    drop(executor);
+    let (_, report) = support::execute(&run_plan, RunOptions::default());
     cache::record(&plan, &forecast, &report, &store);
     (start.elapsed(), report)
 }

@@ -39,6 +39,9 @@ pub enum Action {
     Keep,
     /// Outside `--select`, and nothing selected needs it.
     Unselected,
+    /// A partitioned node nothing reads whole: its days stand for it, and
+    /// concatenating them would only hold every day in memory at once.
+    AsDays,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +182,7 @@ impl Forecast {
             let cached = f.state == State::Cached;
             f.action = match (&needed_by, cached, selected) {
                 (None, true, true) => Action::Keep,
+                (None, _, false) if idle_union && options.selected.is_none() => Action::AsDays,
                 (None, _, false) => Action::Unselected,
                 (None, false, true) => Action::Run,
                 // A sink up to date hands on what it wrote last time.
@@ -194,7 +198,7 @@ impl Forecast {
             };
             if !selected && f.action == Action::Run {
                 f.note = needed_by.map(|c| format!("not selected; runs because {c} needs it"));
-            } else if idle_union && f.action == Action::Unselected {
+            } else if f.action == Action::AsDays {
                 f.note = Some("nothing reads its days together".into());
             }
         }
@@ -404,6 +408,7 @@ impl NodeForecast {
             Action::Load => "load",
             Action::Keep => "keep",
             Action::Unselected => "unselected",
+            Action::AsDays => "days",
         }
     }
 }

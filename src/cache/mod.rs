@@ -101,12 +101,12 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
                 Vec::new(),
                 NodePolicy::default(),
             ),
-            forecast::Action::Keep | forecast::Action::Unselected => (
+            forecast::Action::Keep | forecast::Action::Unselected | forecast::Action::AsDays => (
                 node.operator.clone(),
-                if f.action == forecast::Action::Keep {
-                    Reuse::Kept
-                } else {
-                    Reuse::Unselected
+                match f.action {
+                    forecast::Action::Keep => Reuse::Kept,
+                    forecast::Action::AsDays => Reuse::AsDays,
+                    _ => Reuse::Unselected,
                 },
                 node.workload,
                 Vec::new(),
@@ -164,6 +164,7 @@ pub fn summary(plan: &Plan, forecast: &Forecast) -> String {
         Action::Run => Outcome::Runs,
         Action::Load | Action::Keep => Outcome::Cached,
         Action::Unselected => Outcome::Unselected,
+        Action::AsDays => Outcome::AsDays,
     };
     tally(plan, outcome, "to run")
 }
@@ -175,6 +176,7 @@ pub fn ran(plan: &Plan, report: &RunReport) -> String {
     let outcome = |i: usize| match report.nodes[i].status {
         NodeStatus::Cached | NodeStatus::UpToDate => Outcome::Cached,
         NodeStatus::Unselected => Outcome::Unselected,
+        NodeStatus::AsDays => Outcome::AsDays,
         NodeStatus::NotRun | NodeStatus::Cancelled => Outcome::Other,
         _ => Outcome::Runs,
     };
@@ -186,6 +188,7 @@ enum Outcome {
     Runs,
     Cached,
     Unselected,
+    AsDays,
     Other,
 }
 
@@ -208,19 +211,7 @@ fn tally(plan: &Plan, outcome: impl Fn(usize) -> Outcome, verb: &str) -> String 
         }
     }
     let count = |o: Outcome| counts.get(&o).copied().unwrap_or(0);
-    // Partitioned nodes nothing reads whole stay as their days.
-    let as_days = plan
-        .nodes()
-        .filter(|(i, n)| {
-            outcome(i.index()) == Outcome::Unselected
-                && forecast::is_union(n)
-                && plan
-                    .graph
-                    .neighbors_directed(*i, petgraph::Direction::Outgoing)
-                    .next()
-                    .is_none()
-        })
-        .count();
+    let as_days = count_of(&counts, Outcome::AsDays);
     let mut text = format!(
         "{} nodes: {} cached, {} {verb}",
         plan.graph.node_count(),
@@ -231,11 +222,8 @@ fn tally(plan: &Plan, outcome: impl Fn(usize) -> Outcome, verb: &str) -> String 
         let parts: Vec<String> = by_op.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
         text.push_str(&format!(" ({})", parts.join(", ")));
     }
-    if count(Outcome::Unselected) > as_days {
-        text.push_str(&format!(
-            ", {} not selected",
-            count(Outcome::Unselected) - as_days
-        ));
+    if count(Outcome::Unselected) > 0 {
+        text.push_str(&format!(", {} not selected", count(Outcome::Unselected)));
     }
     if as_days > 0 {
         text.push_str(&format!(", {as_days} partitioned left as days"));
@@ -247,6 +235,10 @@ fn tally(plan: &Plan, outcome: impl Fn(usize) -> Outcome, verb: &str) -> String 
         text.push_str(&format!("; {op}: {runs} of {all} partitions {verb}"));
     }
     text
+}
+
+fn count_of(counts: &std::collections::BTreeMap<Outcome, usize>, o: Outcome) -> usize {
+    counts.get(&o).copied().unwrap_or(0)
 }
 
 /// The forecast as the renderers show it beside each node.
@@ -271,7 +263,7 @@ pub fn annotations(plan: &Plan, forecast: &Forecast) -> crate::render::Annotatio
                         match forecast.nodes[d.index()].action {
                             Action::Run => runs += 1,
                             Action::Load | Action::Keep => cached += 1,
-                            Action::Unselected => {}
+                            Action::Unselected | Action::AsDays => {}
                         }
                     }
                     text.push_str(&format!(

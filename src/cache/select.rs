@@ -19,38 +19,30 @@ struct Selector {
 }
 
 fn parse(text: &str) -> Result<Selector, String> {
+    // `2+` before the name, `+1` after it: a depth, or every level.
+    let depth = |digits: &str| -> Result<Option<usize>, String> {
+        match digits {
+            "" => Ok(None),
+            d => d
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("bad depth in '{text}'")),
+        }
+    };
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
     let mut rest = text.trim();
     let mut up = None;
     if let Some(plus) = rest.find('+')
-        && rest[..plus].chars().all(|c| c.is_ascii_digit())
-        && !rest[..plus].contains('[')
+        && digits(&rest[..plus])
     {
-        let depth = &rest[..plus];
-        up = Some(if depth.is_empty() {
-            None
-        } else {
-            Some(
-                depth
-                    .parse()
-                    .map_err(|_| format!("bad depth in '{text}'"))?,
-            )
-        });
+        up = Some(depth(&rest[..plus])?);
         rest = &rest[plus + 1..];
     }
     let mut down = None;
     if let Some(plus) = rest.rfind('+')
-        && rest[plus + 1..].chars().all(|c| c.is_ascii_digit())
+        && digits(&rest[plus + 1..])
     {
-        let depth = &rest[plus + 1..];
-        down = Some(if depth.is_empty() {
-            None
-        } else {
-            Some(
-                depth
-                    .parse()
-                    .map_err(|_| format!("bad depth in '{text}'"))?,
-            )
-        });
+        down = Some(depth(&rest[plus + 1..])?);
         rest = &rest[..plus];
     }
     if rest.is_empty() {

@@ -48,7 +48,7 @@ pub struct Decl {
     /// [`super::partition`]).
     pub partition: bool,
     /// With `partition`: the trading days before each day it also reads.
-    pub lookback: usize,
+    pub lookback: super::partition::Lookback,
 }
 
 #[derive(Debug)]
@@ -391,7 +391,7 @@ impl<'d> Expander<'d> {
         }
         self.decls.push(Decl {
             partition,
-            lookback: step.spec.lookback.unwrap_or(0) as usize,
+            lookback: super::partition::Lookback::from(step.spec.lookback.as_ref()),
             name: step.name.to_string(),
             op: op.to_string(),
             unresolved: params.is_none(),

@@ -138,7 +138,41 @@ fn split_source(
     Ok(out)
 }
 
-/// One node per day of the partitioned inputs, reading that day of each.
+/// The trading days before each day that a partitioned stage also reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookback {
+    /// For every partitioned input.
+    pub all: usize,
+    /// For the inputs named, instead.
+    pub inputs: Vec<(String, usize)>,
+}
+
+impl Lookback {
+    pub fn from(spec: Option<&crate::spec::LookbackSpec>) -> Self {
+        use crate::spec::LookbackSpec;
+        match spec {
+            None => Self::default(),
+            Some(LookbackSpec::Days(n)) => Self {
+                all: *n as usize,
+                inputs: Vec::new(),
+            },
+            Some(LookbackSpec::Inputs(map)) => Self {
+                all: 0,
+                inputs: map.iter().map(|(k, v)| (k.clone(), *v as usize)).collect(),
+            },
+        }
+    }
+
+    fn of(&self, input: &str) -> usize {
+        self.inputs
+            .iter()
+            .find(|(name, _)| name == input)
+            .map_or(self.all, |(_, n)| *n)
+    }
+}
+
+/// One node per day its partitioned inputs all have, reading that day of
+/// each (and the days before it, with a lookback).
 fn split_stage(
     decls: &mut Vec<Decl>,
     d: usize,
@@ -151,36 +185,43 @@ fn split_stage(
             _ => Vec::new(),
         }
     };
-    // The days are those of the partitioned inputs, which must agree.
+    // The days are those every partitioned input has (history fetched from
+    // further back serves the lookback, not days of its own).
     let mut dates: Option<BTreeSet<String>> = None;
     for input in &decls[d].inputs {
         for i in targets(&input.target) {
             if let Some(parts) = &days[i] {
                 let these: BTreeSet<String> = parts.iter().map(|(date, _)| date.clone()).collect();
-                match &dates {
-                    None => dates = Some(these),
-                    Some(known) if *known != these => {
-                        return Err(format!(
-                            "its partitioned inputs cover different days ({} and {} of them); \
-                             give them the same dates",
-                            known.len(),
-                            these.len()
-                        ));
-                    }
-                    Some(_) => {}
-                }
+                dates = Some(match dates {
+                    None => these,
+                    Some(known) => known.intersection(&these).cloned().collect(),
+                });
             }
         }
     }
     let dates = dates.ok_or_else(|| {
         "none of its inputs is partitioned by date; partition a source it reads first".to_string()
     })?;
-    let lookback = decls[d].lookback;
+    if dates.is_empty() {
+        return Err("its partitioned inputs have no day in common".to_string());
+    }
+    let lookback = decls[d].lookback.clone();
+    if let Some((name, _)) = lookback
+        .inputs
+        .iter()
+        .find(|(name, _)| !decls[d].inputs.iter().any(|i| i.name == *name))
+    {
+        let names: Vec<&str> = decls[d].inputs.iter().map(|i| i.name.as_str()).collect();
+        return Err(format!(
+            "lookback names input '{name}', which the node does not have; its inputs are {}",
+            names.join(", ")
+        ));
+    }
     // What day `date` of input `i` is: its partition, or with a lookback
     // the days from `lookback` before it to it, concatenated (one node per
     // input and day, shared by whatever reads the same window).
-    let mut windows: std::collections::HashMap<(usize, String), usize> = Default::default();
-    let mut day_of = |decls: &mut Vec<Decl>, i: usize, date: &str| -> usize {
+    let mut windows: std::collections::HashMap<(usize, String, usize), usize> = Default::default();
+    let mut day_of = |decls: &mut Vec<Decl>, i: usize, date: &str, lookback: usize| -> usize {
         let Some(parts) = days[i].as_ref() else {
             return i;
         };
@@ -190,7 +231,7 @@ fn split_stage(
         if lookback == 0 {
             return parts[at].1;
         }
-        if let Some(&w) = windows.get(&(i, date.to_string())) {
+        if let Some(&w) = windows.get(&(i, date.to_string(), lookback)) {
             return w;
         }
         let origin = decls[i].origin.clone();
@@ -211,23 +252,24 @@ fn split_stage(
             policy: NodePolicy::default(),
             origin,
             partition: false,
-            lookback: 0,
+            lookback: Lookback::default(),
         };
         decls.push(window);
-        windows.insert((i, date.to_string()), decls.len() - 1);
+        windows.insert((i, date.to_string(), lookback), decls.len() - 1);
         decls.len() - 1
     };
     let mut out = Vec::with_capacity(dates.len());
     for date in dates {
         let mut part = copy(&decls[d], &date);
         for input in &mut part.inputs {
+            let n = lookback.of(&input.name);
             input.target = match &input.target {
-                Target::One(i) => Target::One(day_of(decls, *i, &date)),
+                Target::One(i) => Target::One(day_of(decls, *i, &date, n)),
                 Target::All { key, members } => Target::All {
                     key: key.clone(),
                     members: members
                         .iter()
-                        .map(|(k, i)| (k.clone(), day_of(decls, *i, &date)))
+                        .map(|(k, i)| (k.clone(), day_of(decls, *i, &date, n)))
                         .collect(),
                 },
                 other => other.clone(),
@@ -258,7 +300,7 @@ fn copy(decl: &Decl, date: &str) -> Decl {
         policy: decl.policy.clone(),
         origin: decl.origin.clone(),
         partition: false,
-        lookback: 0,
+        lookback: Lookback::default(),
     }
 }
 

@@ -145,7 +145,10 @@ impl Progress {
             ProgressMode::Lines
                 if matches!(
                     report.status,
-                    NodeStatus::Cached | NodeStatus::UpToDate | NodeStatus::Unselected
+                    NodeStatus::Cached
+                        | NodeStatus::UpToDate
+                        | NodeStatus::Unselected
+                        | NodeStatus::AsDays
                 ) => {}
             ProgressMode::Lines => {
                 let status = match report.status {
@@ -157,6 +160,7 @@ impl Progress {
                     NodeStatus::Cached => "cached",
                     NodeStatus::UpToDate => "uptodate",
                     NodeStatus::Unselected => "unselected",
+                    NodeStatus::AsDays => "as days",
                     NodeStatus::NotRun | NodeStatus::Running => "?",
                 };
                 let retries = match report.attempts {

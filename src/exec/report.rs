@@ -31,6 +31,8 @@ pub enum NodeStatus {
     UpToDate,
     /// Not run: outside `--select`.
     Unselected,
+    /// Not run: a partitioned node nothing read whole; its days ran.
+    AsDays,
 }
 
 impl NodeStatus {
@@ -52,6 +54,7 @@ impl NodeStatus {
                 | NodeStatus::Cached
                 | NodeStatus::UpToDate
                 | NodeStatus::Unselected
+                | NodeStatus::AsDays
         )
     }
 }

@@ -127,6 +127,7 @@ impl RunState {
                 Reuse::Kept if node.effect == Effect::Sink => NodeStatus::UpToDate,
                 Reuse::Kept => NodeStatus::Cached,
                 Reuse::Unselected => NodeStatus::Unselected,
+                Reuse::AsDays => NodeStatus::AsDays,
             };
             reports[i].status = status;
             slots[i] = Slot::Nothing;

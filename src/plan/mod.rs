@@ -80,6 +80,9 @@ pub enum Reuse {
     Kept,
     /// It does not run: it is outside the selection.
     Unselected,
+    /// It does not run: a partitioned node nothing reads whole, its days
+    /// standing for it.
+    AsDays,
 }
 
 impl PlanNode {

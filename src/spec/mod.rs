@@ -177,10 +177,19 @@ pub struct NodeSpec {
     #[serde(default)]
     pub partition_by: Option<String>,
     /// With `partition_by: date` over partitioned inputs: day d also reads
-    /// the N trading days before it from each of them (a rolling window's
-    /// history). The query keeps the rows of day d itself.
+    /// the N trading days before it (a rolling window's history), from
+    /// every partitioned input (`lookback: 20`) or from those named
+    /// (`lookback: {returns: 59}`). The query keeps the rows of day d.
     #[serde(default)]
-    pub lookback: Option<u32>,
+    pub lookback: Option<LookbackSpec>,
+}
+
+/// `lookback: 20`, or `lookback: {returns: 59}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum LookbackSpec {
+    Days(u32),
+    Inputs(std::collections::BTreeMap<String, u32>),
 }
 
 /// `cache: false`, `cache: true` or `cache: {ttl: 5m}`.

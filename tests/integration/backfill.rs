@@ -2,13 +2,18 @@
 //! rerun computes only the days that were missing; and a parallel run
 //! writes the same bytes as a sequential one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use quiver::cache::{Action, Forecast, Options, State, Store};
 use quiver::compile::{Override, compile_file};
 use quiver::plan::Plan;
+
+// The benchmarks' helper that reads a folder of outputs back.
+#[path = "../../benches/support/mod.rs"]
+mod bench_support;
+use bench_support::files;
 
 /// One portfolio against eight stocks keeps the test short; the dates are
 /// the pipeline's own 120 trading days.
@@ -58,25 +63,6 @@ fn valued_days(plan: &Plan, forecast: &Forecast) -> (usize, usize) {
         }
     }
     (cached, all)
-}
-
-/// Every file under `dir`, by its path inside it, with its bytes.
-fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let bytes = std::fs::read(&p).unwrap();
-                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), bytes));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[cfg(unix)]
@@ -147,6 +133,39 @@ fn an_interrupted_backfill_reruns_only_the_missing_days() {
     for name in ["values", "risk", "sectors", "stress"] {
         let days = std::fs::read_dir(out.join(name)).unwrap().count();
         assert_eq!(days, 120, "{name}");
+    }
+
+    // One more day fetches one more day: 8 stocks' prices and 1 portfolio's
+    // positions, and computes that day alone.
+    let report = dir.path().join("more.json");
+    let status = quiver(
+        &[
+            "--cache-dir",
+            cache_arg,
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        args(&out, &["end=2025-11-19"]),
+    )
+    .status()
+    .unwrap();
+    assert!(status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let by_op = &report["totals"]["executions_by_op"];
+    assert_eq!(by_op["fetch.synthetic"], 9, "{by_op}");
+    assert_eq!(by_op["sink.parquet"], 4, "{by_op}");
+    let ran: Vec<&str> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "succeeded" && n["op"] == "transform.sql")
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert!(ran.iter().all(|id| id.ends_with("@2025-11-19")), "{ran:?}");
+    for name in ["values", "risk", "sectors", "stress"] {
+        let days = std::fs::read_dir(out.join(name)).unwrap().count();
+        assert_eq!(days, 121, "{name}");
     }
 }
 

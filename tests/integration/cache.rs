@@ -230,6 +230,7 @@ pub(crate) fn assert_forecast_held(plan: &Plan, forecast: &Forecast, report: &Ru
             Action::Keep if node.effect == quiver::operators::Effect::Sink => NodeStatus::UpToDate,
             Action::Keep => NodeStatus::Cached,
             Action::Unselected => NodeStatus::Unselected,
+            Action::AsDays => NodeStatus::AsDays,
         };
         assert_eq!(status, expected, "{}", node.id);
     }

@@ -383,7 +383,7 @@ nodes:
     // together, so their concatenation is not made.
     assert_eq!(report.totals.up_to_date, 10);
     let save = more.find("save").unwrap();
-    assert_eq!(forecast.nodes[save.index()].action, Action::Unselected);
+    assert_eq!(forecast.nodes[save.index()].action, Action::AsDays);
     assert_eq!(
         forecast.nodes[save.index()].note.as_deref(),
         Some("nothing reads its days together")

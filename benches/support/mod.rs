@@ -1,0 +1,43 @@
+//! What the benchmarks share: running a plan as `quiver run` does, and
+//! reading a folder of outputs back to compare them.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use quiver::exec::{Executor, RunOptions, RunReport};
+use quiver::plan::Plan;
+
+/// Runs `plan` on a fresh runtime and executor; the time is the run's alone.
+pub fn execute(plan: &Plan, options: RunOptions) -> (Duration, RunReport) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let executor = Executor::new(options).unwrap();
+    let start = Instant::now();
+    let report = rt.block_on(executor.run(plan));
+    let took = start.elapsed();
+    drop(executor);
+    (took, report)
+}
+
+/// Every file under `dir`, by its path inside it, with its bytes.
+pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
