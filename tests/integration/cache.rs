@@ -491,3 +491,66 @@ fn rand_suffix() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+#[test]
+fn the_cache_commands_list_measure_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "pipeline: listed\nnodes:\n  a: {op: fetch.synthetic, with: {dataset: prices, symbol: FPT, start: 2024-01-02, end: 2024-01-10}}\n  b: {op: transform.sql, inputs: [a], with: {query: SELECT count(*) AS n FROM a}}\n",
+    )
+    .unwrap();
+    let quiver = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let cache_dir = cache.to_str().unwrap();
+    let report = dir.path().join("r.json");
+    quiver(&[
+        "run",
+        "--quiet",
+        "--cache-dir",
+        cache_dir,
+        "--report",
+        report.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let ls = quiver(&["cache", "ls", "--cache-dir", cache_dir]);
+    let lines: Vec<&str> = ls.lines().collect();
+    assert!(lines[0].starts_with("KEY"), "{ls}");
+    assert!(
+        ls.contains("fetch.synthetic") && ls.contains("listed") && ls.contains(" a\n"),
+        "{ls}"
+    );
+    assert!(
+        lines.last().unwrap().starts_with("2 stored outputs,"),
+        "{ls}"
+    );
+    let du = quiver(&["cache", "du", "--cache-dir", cache_dir]);
+    assert!(du.contains("1 outputs  listed fetch.synthetic"), "{du}");
+    assert!(du.contains("2 outputs  in all"), "{du}");
+    let gc = quiver(&[
+        "cache",
+        "gc",
+        "--older-than",
+        "7d",
+        "--cache-dir",
+        cache_dir,
+    ]);
+    assert!(gc.starts_with("removed 0 files"), "{gc}");
+    assert!(gc.contains("last used more than 7d ago"), "{gc}");
+    let clear = quiver(&["cache", "clear", "--cache-dir", cache_dir]);
+    assert!(clear.starts_with("removed "), "{clear}");
+    let ls = quiver(&["cache", "ls", "--cache-dir", cache_dir]);
+    assert!(ls.ends_with(": no stored outputs\n"), "{ls}");
+}
