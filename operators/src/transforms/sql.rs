@@ -4,6 +4,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -167,8 +169,7 @@ impl Operator for SqlTransform {
             let table = &input.table;
             // One partition holding every batch; cloning a batch only bumps
             // reference counts. DataFusion repartitions where it helps.
-            let provider =
-                MemTable::try_new(table.schema().clone(), vec![table.batches().to_vec()])?;
+            let provider = MemTable::try_new(table.schema().clone(), vec![fewer_batches(table)?])?;
             // `bare` registers the name exactly as given. A plain `&str` would
             // be parsed as SQL: lower-cased, and split at dots.
             ctx.register_table(
@@ -189,6 +190,52 @@ impl Operator for SqlTransform {
         drop(threads);
         Ok(Table::new(schema, batches))
     }
+}
+
+/// The table's batches, small ones joined: DataFusion pays for every batch
+/// in every operator of a plan, and a table concatenated from many days
+/// (a `lookback` window) is many small batches. Batches of a usual size are
+/// passed on as they are, without copying.
+fn fewer_batches(table: &Table) -> Result<Vec<RecordBatch>, OpError> {
+    const SMALL: usize = 1024;
+    let batches = table.batches();
+    let small = batches.iter().filter(|b| b.num_rows() < SMALL).count();
+    if small < 2 {
+        return Ok(batches.to_vec());
+    }
+    let mut out = Vec::new();
+    let mut run: Vec<&RecordBatch> = Vec::new();
+    let mut rows = 0;
+    for batch in batches {
+        if batch.num_rows() >= SMALL {
+            flush(&mut out, &mut run, &mut rows, table)?;
+            out.push(batch.clone());
+            continue;
+        }
+        run.push(batch);
+        rows += batch.num_rows();
+        if rows >= 8 * SMALL {
+            flush(&mut out, &mut run, &mut rows, table)?;
+        }
+    }
+    flush(&mut out, &mut run, &mut rows, table)?;
+    Ok(out)
+}
+
+fn flush(
+    out: &mut Vec<RecordBatch>,
+    run: &mut Vec<&RecordBatch>,
+    rows: &mut usize,
+    table: &Table,
+) -> Result<(), OpError> {
+    match run.len() {
+        0 => {}
+        1 => out.push(run[0].clone()),
+        _ => out.push(concat_batches(table.schema(), run.iter().copied())?),
+    }
+    run.clear();
+    *rows = 0;
+    Ok(())
 }
 
 /// A query that does not plan against these inputs is the pipeline's fault.
@@ -369,6 +416,33 @@ mod tests {
 | MSFT   | 2024-01-04 | -11.0  |
 +--------+------------+--------+"
         );
+    }
+
+    #[test]
+    fn small_batches_are_joined_and_large_ones_kept() {
+        use datafusion::arrow::array::Int64Array;
+        let batch = |n: i64| {
+            RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from_iter_values(0..n)) as _)])
+                .unwrap()
+        };
+        let schema = batch(1).schema();
+        let table = Table::new(
+            schema,
+            vec![
+                batch(30),
+                batch(30),
+                batch(5000),
+                batch(30),
+                batch(30),
+                batch(30),
+            ],
+        );
+        let rows: Vec<usize> = fewer_batches(&table)
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .collect();
+        assert_eq!(rows, [60, 5000, 90]);
     }
 
     #[test]
