@@ -31,7 +31,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::shared::{hive, session};
-use crate::{ExecContext, OpError, ParamError, Table};
+use crate::{DateRange, ExecContext, OpError, ParamError, Table};
 
 /// What to read and which rows and columns to keep: the parameters
 /// `fetch.csv` and `fetch.parquet` share.
@@ -118,6 +118,14 @@ fn default_symbol_column() -> String {
 fn default_time_column() -> String {
     "ts".into()
 }
+
+/// The dates a scan reads, `[start, end)`: what `partition_by: date`
+/// splits for `fetch.csv` and `fetch.parquet`.
+pub(crate) const SCAN_RANGE: DateRange = DateRange {
+    start: "start",
+    end: "end",
+    end_inclusive: false,
+};
 
 /// A scan ready to run: the parameters and the operator reading them.
 #[derive(Debug, Clone)]

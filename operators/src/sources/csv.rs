@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::operator::OpParams;
 use crate::shared::csv_dialect;
 use crate::shared::fingerprint;
-use crate::shared::scan::{ScanFormat, ScanParams, ScanSpec, is_gzip};
+use crate::shared::scan::{SCAN_RANGE, ScanFormat, ScanParams, ScanSpec, is_gzip};
 use crate::{
     Arity, DateRange, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload,
 };
@@ -59,11 +59,7 @@ impl OpParams for CsvParams {
     const WORKLOAD: Workload = Workload::Io;
     const INPUTS: Arity = Arity::None;
 
-    const DATE_RANGE: Option<DateRange> = Some(DateRange {
-        start: "start",
-        end: "end",
-        end_inclusive: false,
-    });
+    const DATE_RANGE: Option<DateRange> = Some(SCAN_RANGE);
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
         let spec = ScanSpec::new(Self::NAME, self.scan);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::operator::OpParams;
 use crate::shared::fingerprint;
-use crate::shared::scan::{ScanFormat, ScanParams, ScanSpec};
+use crate::shared::scan::{SCAN_RANGE, ScanFormat, ScanParams, ScanSpec};
 use crate::{
     Arity, DateRange, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload,
 };
@@ -38,11 +38,7 @@ impl OpParams for ParquetParams {
     const WORKLOAD: Workload = Workload::Io;
     const INPUTS: Arity = Arity::None;
 
-    const DATE_RANGE: Option<DateRange> = Some(DateRange {
-        start: "start",
-        end: "end",
-        end_inclusive: false,
-    });
+    const DATE_RANGE: Option<DateRange> = Some(SCAN_RANGE);
 
     fn build(self) -> Result<Arc<dyn Operator>, ParamError> {
         let spec = ScanSpec::new(Self::NAME, self.scan);
