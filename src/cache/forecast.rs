@@ -185,6 +185,12 @@ impl Forecast {
                 (None, _, false) if idle_union && options.selected.is_none() => Action::AsDays,
                 (None, _, false) => Action::Unselected,
                 (None, false, true) => Action::Run,
+                // Checked in full already, when its token was taken.
+                (Some(_), true, _)
+                    if node.effect != Effect::Sink && f.freshness != Freshness::Forever =>
+                {
+                    Action::Load
+                }
                 // A sink up to date hands on what it wrote last time.
                 (Some(_), true, _) => match store.verify(&f.key) {
                     Ok(()) => Action::Load,
