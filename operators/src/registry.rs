@@ -30,7 +30,7 @@ impl Registry {
     pub fn builtins() -> Self {
         use crate::{sinks, sources, transforms};
         let mut r = Self::empty();
-        let defs: [Arc<dyn OperatorDef>; 11] = [
+        let defs: [Arc<dyn OperatorDef>; 15] = [
             def::<sources::synthetic::SyntheticParams>(),
             def::<sources::csv::CsvParams>(),
             def::<sources::parquet::ParquetParams>(),
@@ -40,6 +40,10 @@ impl Registry {
             def::<transforms::align::AlignParams>(),
             def::<transforms::features::FeaturesParams>(),
             def::<transforms::concat::ConcatParams>(),
+            def::<transforms::market::intraday::IntradayParams>(),
+            def::<transforms::market::rebalance::RebalanceParams>(),
+            def::<transforms::market::level::LevelParams>(),
+            def::<transforms::market::whale::WhaleParams>(),
             def::<sinks::parquet::ParquetSinkParams>(),
             def::<sinks::csv::CsvSinkParams>(),
         ];

@@ -123,7 +123,7 @@ pub enum Interval {
 
 impl Interval {
     /// The bar length in seconds; `None` for one bar per day.
-    fn seconds(self) -> Option<i64> {
+    pub(crate) fn seconds(self) -> Option<i64> {
         match self {
             Interval::M1 => Some(60),
             Interval::M5 => Some(300),

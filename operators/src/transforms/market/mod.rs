@@ -1,0 +1,229 @@
+//! Market-data operators in the language of the domain: a stock's intraday
+//! candles with its whale footprint (`features.intraday`), the rebalance of
+//! a free-float cap-weighted index (`index.rebalance`), the index's level
+//! path and candles (`index.level`), and the whale flow across the index
+//! (`whale.aggregate`).
+//!
+//! They read trades (`symbol`, `ts`, `price`, `volume`, `side`), daily
+//! prices (`symbol`, `date`, `reference`, `volume`) and stock data
+//! (`symbol`, `shares_outstanding`, `free_float`), as `fetch.synthetic`
+//! produces them, and compute in full float precision.
+
+pub(crate) mod intraday;
+pub(crate) mod level;
+pub(crate) mod rebalance;
+pub(crate) mod whale;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Offset, TimeZone};
+use datafusion::arrow::array::timezone::Tz;
+use datafusion::arrow::array::{
+    Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+
+use crate::shared::sessions::Interval;
+use crate::{Inputs, OpError};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The input `name` as one batch.
+fn input(inputs: &Inputs, op: &str, name: &str) -> Result<RecordBatch, OpError> {
+    let table = inputs.get(name).ok_or_else(|| {
+        OpError::Invalid(format!(
+            "{op} needs an input named '{name}'; name the node's inputs (inputs: {{{name}: …}})"
+        ))
+    })?;
+    Ok(table.concat()?)
+}
+
+/// Column `name` of `batch` (input `input` of `op`) as an array of type `T`.
+fn column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    (op, input): (&str, &str),
+    name: &str,
+    expected: &str,
+) -> Result<&'a T, OpError> {
+    let array = batch.column_by_name(name).ok_or_else(|| {
+        OpError::Invalid(format!(
+            "{op}: input '{input}' has no column '{name}' ({expected}); it has {}",
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    array.as_any().downcast_ref::<T>().ok_or_else(|| {
+        OpError::Invalid(format!(
+            "{op}: column '{name}' of input '{input}' is {}; expected {expected}",
+            array.data_type()
+        ))
+    })
+}
+
+/// Intraday trades, one row each.
+struct Trades {
+    symbol: StringArray,
+    ts: TimestampMillisecondArray,
+    price: Float64Array,
+    volume: Int64Array,
+    side: StringArray,
+    zone: Option<Arc<str>>,
+}
+
+impl Trades {
+    fn read(inputs: &Inputs, op: &str, name: &str) -> Result<Self, OpError> {
+        let batch = input(inputs, op, name)?;
+        let at = (op, name);
+        let ts: &TimestampMillisecondArray = column(&batch, at, "ts", "a millisecond timestamp")?;
+        let zone = match ts.data_type() {
+            DataType::Timestamp(_, zone) => zone.clone(),
+            _ => None,
+        };
+        let trades = Self {
+            symbol: column::<StringArray>(&batch, at, "symbol", "text")?.clone(),
+            ts: ts.clone(),
+            price: column::<Float64Array>(&batch, at, "price", "Float64")?.clone(),
+            volume: column::<Int64Array>(&batch, at, "volume", "Int64")?.clone(),
+            side: column::<StringArray>(&batch, at, "side", "text, B or S")?.clone(),
+            zone,
+        };
+        for (col, nulls) in [
+            ("symbol", trades.symbol.null_count()),
+            ("ts", trades.ts.null_count()),
+            ("price", trades.price.null_count()),
+            ("volume", trades.volume.null_count()),
+        ] {
+            if nulls > 0 {
+                return Err(OpError::Invalid(format!(
+                    "{op}: column '{col}' of input '{name}' holds {nulls} nulls; a trade needs \
+                     a symbol, a time, a price and a volume"
+                )));
+            }
+        }
+        Ok(trades)
+    }
+
+    fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    fn symbol(&self, i: usize) -> &str {
+        self.symbol.value(i)
+    }
+
+    fn ts(&self, i: usize) -> i64 {
+        self.ts.value(i)
+    }
+
+    fn price(&self, i: usize) -> f64 {
+        self.price.value(i)
+    }
+
+    fn volume(&self, i: usize) -> i64 {
+        self.volume.value(i)
+    }
+
+    /// `Some(true)` for a buyer-initiated trade, `Some(false)` for a
+    /// seller-initiated one, `None` when the side is unknown.
+    fn buy(&self, i: usize) -> Option<bool> {
+        if self.side.is_null(i) {
+            return None;
+        }
+        match self.side.value(i) {
+            "B" => Some(true),
+            "S" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The row order by symbol, then time (stable: rows at the same time
+    /// keep their order).
+    fn by_symbol_and_time(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.symbol(a)
+                .cmp(self.symbol(b))
+                .then(self.ts(a).cmp(&self.ts(b)))
+        });
+        order
+    }
+
+    /// The row order by time, then symbol (stable within both).
+    fn by_time(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.ts(a)
+                .cmp(&self.ts(b))
+                .then(self.symbol(a).cmp(self.symbol(b)))
+        });
+        order
+    }
+}
+
+/// Where instants fall: the local trading day and the candle.
+struct Clock {
+    zone: Option<Tz>,
+    interval_ms: i64,
+}
+
+impl Clock {
+    fn new(zone: Option<&str>, interval: Interval, op: &str) -> Result<Self, OpError> {
+        let zone = zone
+            .map(|name| {
+                name.parse::<Tz>().map_err(|e| {
+                    OpError::Invalid(format!("{op}: the trades' time zone '{name}': {e}"))
+                })
+            })
+            .transpose()?;
+        let interval_ms = interval.seconds().map(|s| s * 1000).ok_or_else(|| {
+            OpError::Invalid(format!(
+                "{op}: candles are intraday; use an interval under 1d"
+            ))
+        })?;
+        Ok(Self { zone, interval_ms })
+    }
+
+    fn offset_ms(&self, ts: i64) -> i64 {
+        let Some(zone) = &self.zone else { return 0 };
+        let Some(utc) = DateTime::from_timestamp_millis(ts) else {
+            return 0;
+        };
+        let offset = zone.offset_from_utc_datetime(&utc.naive_utc()).fix();
+        i64::from(offset.local_minus_utc()) * 1000
+    }
+
+    /// The local day of `ts`, as days since 1970-01-01.
+    fn day(&self, ts: i64) -> i32 {
+        (ts + self.offset_ms(ts)).div_euclid(DAY_MS) as i32
+    }
+
+    /// The start of the candle holding `ts`: candles are aligned on local
+    /// time, so 5-minute candles start at 09:15, 09:20, …
+    fn bar(&self, ts: i64) -> i64 {
+        let offset = self.offset_ms(ts);
+        (ts + offset).div_euclid(self.interval_ms) * self.interval_ms - offset
+    }
+}
+
+fn ts_field(name: &str, zone: &Option<Arc<str>>) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Millisecond, zone.clone()),
+        false,
+    )
+}
+
+/// A date for messages: 2026-01-05.
+fn date_text(day: i32) -> String {
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(i64::from(day))))
+        .map_or_else(|| day.to_string(), |d| d.to_string())
+}
