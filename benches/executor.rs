@@ -80,6 +80,8 @@ fn plan(n: usize, edges: impl Iterator<Item = (usize, usize)>, workload: Workloa
         resources: IndexMap::new(),
         graph: Arc::new(graph),
         cache_dir: None,
+        force_all: false,
+        keep_going: false,
         stats: Stats {
             declared: n,
             unique: n,

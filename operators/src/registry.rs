@@ -30,7 +30,7 @@ impl Registry {
     pub fn builtins() -> Self {
         use crate::{sinks, sources, transforms};
         let mut r = Self::empty();
-        let defs: [Arc<dyn OperatorDef>; 15] = [
+        let defs: [Arc<dyn OperatorDef>; 16] = [
             def::<sources::synthetic::SyntheticParams>(),
             def::<sources::csv::CsvParams>(),
             def::<sources::parquet::ParquetParams>(),
@@ -43,6 +43,7 @@ impl Registry {
             def::<transforms::market::intraday::IntradayParams>(),
             def::<transforms::market::rebalance::RebalanceParams>(),
             def::<transforms::market::level::LevelParams>(),
+            def::<transforms::market::carry::CarryParams>(),
             def::<transforms::market::whale::WhaleParams>(),
             def::<sinks::parquet::ParquetSinkParams>(),
             def::<sinks::csv::CsvSinkParams>(),

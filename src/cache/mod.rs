@@ -142,6 +142,8 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
         graph: Arc::new(graph),
         stats: plan.stats.clone(),
         cache_dir: plan.cache_dir.clone(),
+        force_all: plan.force_all,
+        keep_going: plan.keep_going,
     }
 }
 

@@ -29,9 +29,10 @@ pub struct CacheArgs {
     /// come from the cache, or run when they are not in it.
     #[arg(long, value_name = "SELECTOR", num_args = 1..)]
     pub select: Vec<String>,
-    /// Run these nodes even when their output is cached.
-    #[arg(long, value_name = "NODE", num_args = 1..)]
-    pub force: Vec<String>,
+    /// Run these nodes even when their output is cached; with no node
+    /// named, every node (as --force-all).
+    #[arg(long, value_name = "NODE", num_args = 0..)]
+    pub force: Option<Vec<String>>,
     /// Run every node, replacing what the cache holds.
     #[arg(long)]
     pub force_all: bool,
@@ -46,14 +47,17 @@ impl CacheArgs {
             ExitCode::from(EXIT_INVALID)
         };
         let mut options = Options {
-            force_all: self.force_all || self.no_cache,
+            force_all: self.force_all
+                || self.no_cache
+                || plan.force_all
+                || self.force.as_ref().is_some_and(Vec::is_empty),
             ..Options::default()
         };
         if !self.select.is_empty() {
             options.selected = Some(cache::select::select(plan, &self.select).map_err(bad)?);
         }
         let mut force = HashSet::new();
-        for name in &self.force {
+        for name in self.force.iter().flatten() {
             let at = plan
                 .find(name)
                 .ok_or_else(|| bad(format!("--force {name}: no node has that name")))?;

@@ -66,6 +66,10 @@ pub struct PipelineArgs {
     /// A YAML file of parameter values; --set wins over it.
     #[arg(long, value_name = "FILE")]
     pub params: Option<PathBuf>,
+    /// Keep identical nodes apart: every declared node runs, as a
+    /// hand-written pipeline would (with --sequential, to measure against).
+    #[arg(long)]
+    pub no_merge: bool,
 }
 
 impl PipelineArgs {
@@ -90,10 +94,16 @@ impl PipelineArgs {
                 }
             }
         }
-        compile::compile_file(&self.pipeline, &overrides).map_err(|d| {
-            print_diagnostics(&d);
-            ExitCode::from(EXIT_INVALID)
-        })
+        let options = compile::Options {
+            merge: !self.no_merge,
+        };
+        let registry = quiver::operators::registry();
+        compile::compile_file_with_options(&self.pipeline, &overrides, registry, options).map_err(
+            |d| {
+                print_diagnostics(&d);
+                ExitCode::from(EXIT_INVALID)
+            },
+        )
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Merger<'a> {
     operators: HashMap<(String, String), Prepared>,
     param_names: HashMap<String, Vec<String>>,
     registry: &'a Registry,
+    /// Whether identical pure nodes become one (see [`Merger::merging`]).
+    merge: bool,
     pub graph: DiGraph<PlanNode, ()>,
     pub stats: Stats,
     diags: &'a mut Diagnostics,
@@ -72,6 +74,7 @@ impl<'a> Merger<'a> {
             operators: HashMap::new(),
             param_names: HashMap::new(),
             registry,
+            merge: true,
             graph: DiGraph::new(),
             stats: Stats {
                 declared: decls.len(),
@@ -79,6 +82,13 @@ impl<'a> Merger<'a> {
             },
             diags,
         }
+    }
+
+    /// `false`: every declared node stays a node of its own (`--no-merge`),
+    /// its identity told apart by its name.
+    pub fn merging(mut self, merge: bool) -> Self {
+        self.merge = merge;
+        self
     }
 
     /// Merges every declared instance, inputs first.
@@ -205,7 +215,10 @@ impl<'a> Merger<'a> {
             inputs: keys,
         };
         let pure = def.effect() == Effect::Pure;
-        if pure && let Some(&n) = self.seen.get(&key) {
+        if pure
+            && self.merge
+            && let Some(&n) = self.seen.get(&key)
+        {
             self.graph[n].aliases.push(decl.name.clone());
             *self.stats.merged.entry(decl.op.clone()).or_insert(0) += 1;
             return Some(n);
@@ -216,6 +229,9 @@ impl<'a> Merger<'a> {
         let identity = {
             let mut h = Fnv1a::default();
             (&key.op, &key.params).hash(&mut h);
+            if !self.merge {
+                decl.name.hash(&mut h);
+            }
             for input in &inputs {
                 input.name.hash(&mut h);
                 match &input.source {

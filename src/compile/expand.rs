@@ -389,9 +389,21 @@ impl<'d> Expander<'d> {
                 "lookback: is the history a date-partitioned stage reads; add partition_by: date",
             );
         }
+        if step.spec.previous.is_some() && !partition {
+            self.error(
+                file,
+                step.pos_of("previous"),
+                format!("{path}.previous"),
+                "previous: names the input under which each day reads the day before of a \
+                 date-partitioned stage; add partition_by: date",
+            );
+        }
         self.decls.push(Decl {
             partition,
-            lookback: super::partition::Lookback::from(step.spec.lookback.as_ref()),
+            lookback: super::partition::Lookback::from(
+                step.spec.lookback.as_ref(),
+                step.spec.previous.as_deref(),
+            ),
             name: step.name.to_string(),
             op: op.to_string(),
             unresolved: params.is_none(),

@@ -39,9 +39,33 @@ pub fn compile_file_with(
     overrides: &[Override],
     registry: &Registry,
 ) -> Result<Plan, Diagnostics> {
+    compile_file_with_options(path, overrides, registry, Options::default())
+}
+
+/// How a pipeline is compiled.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Merge identical nodes into one (the default). Without merging,
+    /// every declared node runs: the naive way, to measure against.
+    pub merge: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { merge: true }
+    }
+}
+
+/// [`compile_file_with`], with [`Options`].
+pub fn compile_file_with_options(
+    path: &Path,
+    overrides: &[Override],
+    registry: &Registry,
+    options: Options,
+) -> Result<Plan, Diagnostics> {
     let file: Arc<Path> = Arc::from(path);
     match crate::spec::yaml::read_file(path) {
-        Ok(text) => compile_str_with(path, &text, overrides, registry),
+        Ok(text) => compile_str_with_options(path, &text, overrides, registry, options),
         Err(e) => Err(Diagnostics(vec![Diagnostic::new(
             &file,
             None,
@@ -63,6 +87,17 @@ pub fn compile_str_with(
     text: &str,
     overrides: &[Override],
     registry: &Registry,
+) -> Result<Plan, Diagnostics> {
+    compile_str_with_options(path, text, overrides, registry, Options::default())
+}
+
+/// [`compile_str_with`], with [`Options`].
+pub fn compile_str_with_options(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+    registry: &Registry,
+    options: Options,
 ) -> Result<Plan, Diagnostics> {
     let file: Arc<Path> = Arc::from(path);
     let mut diags = Diagnostics::default();
@@ -136,7 +171,14 @@ pub fn compile_str_with(
         partition::split(&mut decls, registry, &calendar, &mut diags);
     }
 
-    let (graph, stats) = dedupe::Merger::new(&decls, registry, &mut diags).run();
+    let force_all = spec
+        .cache
+        .as_ref()
+        .and_then(|c| c.force.as_ref())
+        .is_some_and(|force| cache_force(&file, force, &params, &mut diags));
+    let (graph, stats) = dedupe::Merger::new(&decls, registry, &mut diags)
+        .merging(options.merge)
+        .run();
     check_sinks(&graph, &decls, &mut diags);
 
     if !diags.is_empty() {
@@ -149,8 +191,50 @@ pub fn compile_str_with(
         resources,
         graph: Arc::new(graph),
         stats,
-        cache_dir: spec.cache.map(|c| PathBuf::from(c.dir)),
+        cache_dir: spec.cache.and_then(|c| c.dir).map(PathBuf::from),
+        force_all,
+        keep_going: spec.keep_going.unwrap_or(false),
     })
+}
+
+/// `cache: {force: …}`: a boolean, or a parameter holding one.
+fn cache_force(
+    file: &Arc<Path>,
+    force: &Yaml,
+    params: &IndexMap<String, serde_json::Value>,
+    diags: &mut Diagnostics,
+) -> bool {
+    let mut unresolved = Vec::new();
+    let scope = interp::Scope::new(params);
+    let value = interp::interpolate(force, "cache.force", &scope, &mut unresolved);
+    for (path, pos, e) in &unresolved {
+        diags.push(Diagnostic::new(
+            file,
+            Some(*pos),
+            path.clone(),
+            e.to_string(),
+        ));
+    }
+    if !unresolved.is_empty() {
+        return false;
+    }
+    match &value.value {
+        Value::Bool(b) => *b,
+        Value::Str(s) if s == "true" || s == "false" => s == "true",
+        _ => {
+            diags.push(Diagnostic::new(
+                file,
+                Some(force.pos),
+                "cache.force",
+                format!(
+                    "'{}' is not true or false; write force: true, or a bool parameter: \
+                     force: ${{force_recalculate}}",
+                    value.scalar_text()
+                ),
+            ));
+            false
+        }
+    }
 }
 
 /// The trading calendar the pipeline names (HOSE when it names none).

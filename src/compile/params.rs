@@ -179,9 +179,13 @@ pub fn resolve(
                             at,
                             where_,
                             format!(
-                                "'{}' is not one of the allowed values: {}",
+                                "'{}' is not one of the allowed values: {}{}",
                                 given.scalar_text(),
-                                list.join(", ")
+                                list.join(", "),
+                                decl.because
+                                    .as_deref()
+                                    .map(|why| format!(" — {why}"))
+                                    .unwrap_or_default()
                             ),
                         ));
                         continue;

@@ -145,20 +145,28 @@ pub struct Lookback {
     pub all: usize,
     /// For the inputs named, instead.
     pub inputs: Vec<(String, usize)>,
+    /// The input under which day d reads the node's own day d − 1.
+    pub previous: Option<String>,
 }
 
 impl Lookback {
-    pub fn from(spec: Option<&crate::spec::LookbackSpec>) -> Self {
+    pub fn from(spec: Option<&crate::spec::LookbackSpec>, previous: Option<&str>) -> Self {
         use crate::spec::LookbackSpec;
+        let previous = previous.map(str::to_string);
         match spec {
-            None => Self::default(),
+            None => Self {
+                previous,
+                ..Self::default()
+            },
             Some(LookbackSpec::Days(n)) => Self {
                 all: *n as usize,
                 inputs: Vec::new(),
+                previous,
             },
             Some(LookbackSpec::Inputs(map)) => Self {
                 all: 0,
                 inputs: map.iter().map(|(k, v)| (k.clone(), *v as usize)).collect(),
+                previous,
             },
         }
     }
@@ -217,6 +225,14 @@ fn split_stage(
             names.join(", ")
         ));
     }
+    if let Some(name) = &lookback.previous
+        && decls[d].inputs.iter().any(|i| i.name == *name)
+    {
+        return Err(format!(
+            "previous: '{name}' is already the name of an input; name the day before \
+             something else"
+        ));
+    }
     // What day `date` of input `i` is: its partition, or with a lookback
     // the days from `lookback` before it to it, concatenated (one node per
     // input and day, shared by whatever reads the same window).
@@ -258,7 +274,7 @@ fn split_stage(
         windows.insert((i, date.to_string(), lookback), decls.len() - 1);
         decls.len() - 1
     };
-    let mut out = Vec::with_capacity(dates.len());
+    let mut out: Vec<(String, usize)> = Vec::with_capacity(dates.len());
     for date in dates {
         let mut part = copy(&decls[d], &date);
         for input in &mut part.inputs {
@@ -274,6 +290,14 @@ fn split_stage(
                 },
                 other => other.clone(),
             };
+        }
+        // Day d − 1 of the node itself, under the name `previous:` gives.
+        if let (Some(name), Some((_, before))) = (&lookback.previous, out.last()) {
+            part.inputs.push(DeclInput {
+                name: name.clone(),
+                target: Target::One(*before),
+                origin: part.origin.clone(),
+            });
         }
         decls.push(part);
         out.push((date, decls.len() - 1));

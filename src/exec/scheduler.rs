@@ -127,6 +127,7 @@ impl Scheduler {
             stop,
             graph,
         });
+        scheduler.state.keep_going = plan.keep_going;
         scheduler.write_first_report();
         scheduler
     }

@@ -91,6 +91,8 @@ pub struct RunState {
     pub reports: Vec<NodeReport>,
     pub progress: Progress,
     memory: LiveBuffers,
+    /// A failure stops the run (`false`) or only what needs it (`true`).
+    pub keep_going: bool,
 }
 
 impl RunState {
@@ -147,6 +149,7 @@ impl RunState {
             reports,
             progress,
             memory: LiveBuffers::default(),
+            keep_going: false,
             graph,
         }
     }
@@ -282,7 +285,7 @@ impl RunState {
                         tracing::error!(node = %node.id, op = %node.op, fault = %fault, error = %e, "Node failed");
                         report.status = NodeStatus::Failed;
                         self.slots[i] = Slot::Nothing;
-                        return true;
+                        return !self.keep_going;
                     }
                     OnError::Skip => {
                         tracing::warn!(node = %node.id, fault = %fault, error = %e, "Node failed and is skipped");

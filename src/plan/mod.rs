@@ -33,6 +33,12 @@ pub struct Plan {
     pub stats: Stats,
     /// The cache folder the pipeline names (`cache: {dir: …}`), if any.
     pub cache_dir: Option<PathBuf>,
+    /// The pipeline asks for every node to run whatever the cache holds
+    /// (`cache: {force: true}`, usually from a parameter), as `--force`.
+    pub force_all: bool,
+    /// A failed node fails the run but does not stop it: the nodes that do
+    /// not need it still run (`keep_going: true`).
+    pub keep_going: bool,
 }
 
 /// The nodes of a plan and the edges from producers to consumers.

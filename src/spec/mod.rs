@@ -38,6 +38,11 @@ pub struct PipelineSpec {
     /// `nyse`, or `{exchange: hose, holidays: [2027-02-05, …]}`.
     #[serde(default)]
     pub calendar: Option<CalendarSpec>,
+    /// `true`: a node that fails fails the run, but every node that does
+    /// not need its output still runs (as `make -k`); by default the run
+    /// stops starting nodes at the first failure.
+    #[serde(default)]
+    pub keep_going: Option<bool>,
 }
 
 /// `calendar: nyse`, or an exchange's calendar with more holidays.
@@ -63,7 +68,12 @@ pub struct ExtendedCalendar {
 pub struct PipelineCache {
     /// The cache folder, relative to where quiver runs. `--cache-dir`
     /// overrides it.
-    pub dir: String,
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// `true` runs every node whatever the cache holds, as `--force`;
+    /// usually a parameter: `force: ${force_recalculate}`.
+    #[serde(default)]
+    pub force: Option<Yaml>,
 }
 
 /// A fragment file, included by a node with `use:`.
@@ -124,6 +134,10 @@ pub struct ParamDecl {
     /// The only values allowed.
     #[serde(default)]
     pub choices: Option<Vec<Yaml>>,
+    /// Why only `choices` are allowed: said when another value is given,
+    /// e.g. "the index is defined on 5-minute candles".
+    #[serde(default)]
+    pub because: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -182,6 +196,12 @@ pub struct NodeSpec {
     /// (`lookback: {returns: 59}`). The query keeps the rows of day d.
     #[serde(default)]
     pub lookback: Option<LookbackSpec>,
+    /// With `partition_by: date`: day d also reads this node's own output
+    /// for the trading day before it, as the input named here (the first
+    /// day goes without). For state carried from day to day, like an
+    /// index level continuing from the previous close.
+    #[serde(default)]
+    pub previous: Option<String>,
 }
 
 /// `lookback: 20`, or `lookback: {returns: 59}`.

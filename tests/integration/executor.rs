@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{run, run_with};
+use crate::support::run;
 use quiver::compile::compile_str;
 use quiver::exec::{Executor, NodeStatus, RunOptions, RunReport};
 use quiver::plan::Plan;
@@ -320,54 +320,6 @@ fn keys_cancelled(report: &RunReport) -> usize {
         .iter()
         .filter(|n| n.status == NodeStatus::Cancelled)
         .count()
-}
-
-#[test]
-fn sequential_and_parallel_runs_write_identical_bytes() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    for (dir, sequential) in [(&a, true), (&b, false)] {
-        let overrides: Vec<quiver::compile::Override> = [
-            "symbols=[ACB, FPT, HPG, VCB]".to_string(),
-            "end_date=2026-01-06".to_string(),
-            format!("out_dir={}", dir.path().display()),
-        ]
-        .iter()
-        .map(|s| quiver::compile::Override::parse_set(s).unwrap())
-        .collect();
-        let plan =
-            quiver::compile::compile_file(Path::new("pipelines/vn30.yaml"), &overrides).unwrap();
-        let options = RunOptions {
-            sequential,
-            max_workers: 4,
-            ..RunOptions::default()
-        };
-        let report = run_with(&plan, options);
-        assert!(report.succeeded(), "{report}");
-        if sequential {
-            // One node at a time: no two nodes' [start, end) overlap.
-            let mut spans: Vec<_> = report
-                .nodes
-                .iter()
-                .map(|n| (n.start, n.end, n.id.as_str()))
-                .collect();
-            spans.sort();
-            let overlaps: Vec<_> = spans.windows(2).filter(|w| w[0].1 > w[1].0).collect();
-            assert!(
-                overlaps.is_empty(),
-                "nodes overlapped in a sequential run: {overlaps:?}"
-            );
-        }
-    }
-    for name in ["features", "index", "whale", "daily"] {
-        let file = format!("{name}.parquet");
-        let x = std::fs::read(a.path().join(&file)).unwrap();
-        let y = std::fs::read(b.path().join(&file)).unwrap();
-        assert!(
-            x == y,
-            "{file} differs between sequential and parallel runs"
-        );
-    }
 }
 
 #[test]

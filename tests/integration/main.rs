@@ -12,4 +12,5 @@ mod reports;
 mod runs;
 mod scheduling;
 mod support;
+mod vn30;
 mod yaml_limits;

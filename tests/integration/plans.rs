@@ -15,8 +15,15 @@ fn vn30(sets: &[&str]) -> Plan {
     compile_file(Path::new("pipelines/vn30.yaml"), &overrides).unwrap_or_else(|d| panic!("{d}"))
 }
 
+/// Two symbols on one day, with no history before it.
 fn two_symbols() -> Plan {
-    vn30(&["symbols=[FPT, VNM]"])
+    vn30(&[
+        "symbols=[FPT, VNM]",
+        "start_date=2026-01-05",
+        "end_date=2026-01-05",
+        "history_start=2026-01-05",
+        "weight_cap=0.5",
+    ])
 }
 
 #[test]
@@ -24,21 +31,21 @@ fn vn30_compiles_to_one_fetch_per_dataset_and_symbol() {
     let plan = vn30(&[]);
     let json = render(&plan, Format::Json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    // 30 symbols × (ticks, prices, stock info).
-    assert_eq!(v["stats"]["unique_by_op"]["fetch.synthetic"], 90);
-    // Declared: features (ticks, prices), index (ticks, stock info) and the
-    // whale fragment (ticks), each per symbol: 150 fetches, 60 of them repeats.
-    assert_eq!(v["stats"]["merged"]["fetch.synthetic"], 60);
-    let declared = v["stats"]["declared"].as_u64().unwrap();
-    let unique = v["stats"]["unique"].as_u64().unwrap();
-    assert_eq!(declared - unique, 60);
+    // One fetch per dataset, symbol and day: 30 symbols × (5 days of ticks,
+    // 5 + 5 days of prices (the 5 sessions before for relative volume),
+    // stock info) = 150 + 300 + 30.
+    assert_eq!(v["stats"]["unique_by_op"]["fetch.synthetic"], 480);
+    // Declared: features (ticks, prices), weights (prices of the 5 days,
+    // stock info), session (ticks): 150 + 300 + 150 + 30 + 150 = 780, of
+    // which the weights' prices and the session's ticks are repeats.
+    assert_eq!(v["stats"]["merged"]["fetch.synthetic"], 300);
     let fetches: Vec<&serde_json::Value> = v["nodes"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|n| n["op"] == "fetch.synthetic")
         .collect();
-    assert_eq!(fetches.len(), 90);
+    assert_eq!(fetches.len(), 480);
     for node in v["nodes"].as_array().unwrap() {
         for key in ["id", "op", "inputs", "aliases"] {
             assert!(node.get(key).is_some(), "node without '{key}': {node}");
@@ -60,7 +67,7 @@ fn text_starts_with_the_dedupe_summary_and_lists_inputs_first() {
     let first = text.lines().next().unwrap();
     assert_eq!(
         first,
-        "19 declared nodes → 15 unique (4 merged: fetch.synthetic ×4)"
+        "38 declared nodes → 28 unique (10 merged: fetch.synthetic ×4, transform.concat ×6)"
     );
     // Dependency order: a node's line comes after every input's line.
     let position = |id: &str| {
@@ -113,12 +120,14 @@ fn every_format_reports_the_dedupe_result() {
     for format in [Format::Text, Format::Dot, Format::Mermaid] {
         let out = render(&plan, format);
         assert!(
-            out.contains("19 declared nodes → 15 unique (4 merged: fetch.synthetic ×4)"),
+            out.contains(
+                "38 declared nodes → 28 unique (10 merged: fetch.synthetic ×4, transform.concat ×6)"
+            ),
             "{format:?}:\n{out}"
         );
     }
     let json: serde_json::Value = serde_json::from_str(&render(&plan, Format::Json)).unwrap();
-    assert_eq!(json["stats"]["declared"], 19);
-    assert_eq!(json["stats"]["unique"], 15);
+    assert_eq!(json["stats"]["declared"], 38);
+    assert_eq!(json["stats"]["unique"], 28);
     assert_eq!(json["stats"]["merged"]["fetch.synthetic"], 4);
 }

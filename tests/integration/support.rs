@@ -167,5 +167,7 @@ pub fn plan_of(nodes: Vec<(&str, Test, Vec<Source>)>) -> Plan {
         },
         graph: Arc::new(graph),
         cache_dir: None,
+        force_all: false,
+        keep_going: false,
     }
 }

@@ -66,7 +66,9 @@ impl OpParams for LevelParams {
         trade so far (its reference price before it trades), and the divisor is set at each \
         open so that the level is continuous. Outputs per candle with trades: `date`, `bar`, \
         `open`, `high`, `low`, `close` (the first, highest, lowest and last level after a \
-        trade in the candle), `trades` and `divisor`; nothing is rounded.";
+        trade in the candle), `trades`, `divisor` and `base` (the level the session opened \
+        at); nothing is rounded. `index.carry` moves a session computed on its own onto the \
+        previous session's close.";
     const WORKLOAD: Workload = Workload::Cpu;
     const INPUTS: Arity = Arity::AtLeast(2);
 
@@ -103,10 +105,12 @@ pub(crate) struct Candle {
     pub close: f64,
     pub trades: i64,
     pub divisor: f64,
+    /// The level the session opened at: the previous session's close.
+    pub base: f64,
 }
 
 impl Candle {
-    fn new(date: i32, bar: i64, level: f64, divisor: f64) -> Self {
+    fn new(date: i32, bar: i64, level: f64, divisor: f64, base: f64) -> Self {
         Self {
             date,
             bar,
@@ -116,6 +120,7 @@ impl Candle {
             close: level,
             trades: 1,
             divisor,
+            base,
         }
     }
 
@@ -187,7 +192,7 @@ fn candles(
             let level = sum / divisor;
             match &mut candle {
                 Some(c) => c.add(level),
-                None => candle = Some(Candle::new(date, bar, level, divisor)),
+                None => candle = Some(Candle::new(date, bar, level, divisor, previous_close)),
             }
         }
         if let Some(c) = candle {
@@ -206,7 +211,7 @@ fn candles(
 }
 
 /// The last close of a previous run of the index, and its date.
-fn last_close(batch: &RecordBatch) -> Result<Option<(i32, f64)>, OpError> {
+pub(super) fn last_close(batch: &RecordBatch) -> Result<Option<(i32, f64)>, OpError> {
     let op = LevelParams::NAME;
     let at = (op, "previous");
     let date: &Date32Array = column(batch, at, "date", "a date")?;
@@ -228,6 +233,7 @@ pub(crate) fn schema(zone: &Option<Arc<str>>) -> SchemaRef {
         f("close", DataType::Float64),
         f("trades", DataType::Int64),
         f("divisor", DataType::Float64),
+        f("base", DataType::Float64),
     ]))
 }
 
@@ -292,6 +298,7 @@ impl Operator for Level {
                 candles.iter().map(|c| c.trades),
             )),
             f64s(|c| c.divisor),
+            f64s(|c| c.base),
         ];
         debug_assert!(columns.iter().all(|c| c.null_count() == 0));
         Ok(Table::from_batch(RecordBatch::try_new(

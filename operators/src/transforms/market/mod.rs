@@ -9,6 +9,7 @@
 //! (`symbol`, `shares_outstanding`, `free_float`), as `fetch.synthetic`
 //! produces them, and compute in full float precision.
 
+pub(crate) mod carry;
 pub(crate) mod intraday;
 pub(crate) mod level;
 pub(crate) mod rebalance;

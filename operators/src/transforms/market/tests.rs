@@ -297,12 +297,36 @@ async fn the_rebalance_caps_iteratively_and_the_level_is_continuous_across_days(
         vec![
             ("trades", ticks_on(TUE)),
             ("weights", day(TUE)),
-            ("previous", Table::from_batch(monday)),
+            ("previous", Table::from_batch(monday.clone())),
         ],
     )
     .await;
+    let monday_again = monday;
     close(&f64s(&tuesday, "close"), &[t1, t2]);
     close(&f64s(&tuesday, "divisor"), &[d2, d2]);
+
+    // Tuesday on its own from a base of 1, then carried onto Monday's
+    // close: the same index.
+    let alone = run(
+        "index.level",
+        json!({"base_value": 1.0}),
+        vec![("trades", ticks_on(TUE)), ("weights", day(TUE))],
+    )
+    .await;
+    close(&f64s(&alone, "close"), &[t1 / 1090.0, t2 / 1090.0]);
+    let carried = run(
+        "index.carry",
+        json!({}),
+        vec![
+            ("session", Table::from_batch(alone)),
+            ("previous", Table::from_batch(monday_again.clone())),
+        ],
+    )
+    .await;
+    for name in ["open", "high", "low", "close", "divisor"] {
+        close(&f64s(&carried, name), &f64s(&tuesday, name));
+    }
+    close(&f64s(&carried, "base"), &[1090.0, 1090.0]);
 }
 
 #[tokio::test]
