@@ -278,3 +278,56 @@ pub fn annotations(plan: &Plan, forecast: &Forecast) -> crate::render::Annotatio
         keys: forecast.nodes.iter().map(|n| n.key.short()).collect(),
     }
 }
+
+/// The plan as `--no-cache` runs it: every node runs, except the unions of
+/// the days of a partitioned node that nothing reads together (see
+/// [`forecast::Action::AsDays`]), which would only hold every day in memory
+/// at once.
+pub fn uncached(plan: &Plan) -> Plan {
+    use petgraph::Direction;
+    let mut graph = DiGraph::with_capacity(plan.graph.node_count(), plan.graph.edge_count());
+    for i in plan.graph.node_indices() {
+        let node = &plan.graph[i];
+        let idle = forecast::is_union(node)
+            && plan
+                .graph
+                .neighbors_directed(i, Direction::Outgoing)
+                .next()
+                .is_none();
+        let n = graph.add_node(PlanNode {
+            id: node.id.clone(),
+            aliases: node.aliases.clone(),
+            op: node.op.clone(),
+            params: node.params.clone(),
+            resolved: node.resolved.clone(),
+            version: node.version,
+            operator: node.operator.clone(),
+            effect: node.effect,
+            workload: node.workload,
+            inputs: if idle {
+                Vec::new()
+            } else {
+                node.inputs.clone()
+            },
+            policy: node.policy.clone(),
+            identity: node.identity,
+            reuse: if idle { Reuse::AsDays } else { node.reuse },
+        });
+        for input in &graph[n].inputs.clone() {
+            for m in input.source.nodes() {
+                graph.update_edge(m, n, ());
+            }
+        }
+    }
+    Plan {
+        name: plan.name.clone(),
+        file: plan.file.clone(),
+        params: plan.params.clone(),
+        resources: plan.resources.clone(),
+        graph: Arc::new(graph),
+        stats: plan.stats.clone(),
+        cache_dir: plan.cache_dir.clone(),
+        force_all: plan.force_all,
+        keep_going: plan.keep_going,
+    }
+}

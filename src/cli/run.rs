@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// saying so. Default: no limit.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory_limit: Option<usize>,
+    /// Node outputs held in memory above which no new source starts until
+    /// consumers have used some, e.g. `2GiB`. Default: 512MiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    hold_limit: Option<usize>,
     /// Where to save the run report (default: .quiver/runs/RUN_ID/report.json).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -46,9 +50,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let run_plan = cached
-        .as_ref()
-        .map(|(store, forecast)| cache::run_plan(&plan, forecast, store));
+    let run_plan = match &cached {
+        Some((store, forecast)) => cache::run_plan(&plan, forecast, store),
+        None => cache::uncached(&plan),
+    };
     if let Some((_, forecast)) = &cached
         && !args.quiet
     {
@@ -66,6 +71,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..RunOptions::default()
     };
     options.memory_limit = args.memory_limit;
+    if let Some(limit) = args.hold_limit {
+        options.hold_limit = Some(limit);
+    }
     if let Some(n) = args.max_workers {
         options.max_workers = n as usize;
     }
@@ -74,14 +82,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let executor = Executor::new(options).context("cannot start the compute runtime")?;
-    let report = runtime.block_on(
-        executor.run_until(run_plan.as_ref().unwrap_or(&plan), async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                // No signal handler: never cancel.
-                std::future::pending::<()>().await;
-            }
-        }),
-    );
+    let report = runtime.block_on(executor.run_until(&run_plan, async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handler: never cancel.
+            std::future::pending::<()>().await;
+        }
+    }));
     drop(executor);
     if let Some((store, forecast)) = &cached {
         cache::record(&plan, forecast, &report, store);

@@ -52,6 +52,11 @@ impl LiveBuffers {
         }
     }
 
+    /// The bytes alive now.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
     /// The most bytes alive at one time.
     pub fn peak(&self) -> usize {
         self.peak

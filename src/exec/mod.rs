@@ -45,6 +45,9 @@ pub use report::{NodeError, NodeReport, NodeStatus, RunReport};
 use crate::plan::Plan;
 use scheduler::{Episode, Scheduler};
 
+/// The default [`RunOptions::hold_limit`]: 512 MiB.
+pub const DEFAULT_HOLD_LIMIT: usize = 512 << 20;
+
 /// How to run a plan.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -58,6 +61,10 @@ pub struct RunOptions {
     /// Bytes of memory operators may reserve (DataFusion spills to disk
     /// before it fails); `None` for no limit.
     pub memory_limit: Option<usize>,
+    /// Bytes of node outputs held in memory above which no new source
+    /// node starts until consumers have released some; `None` for no
+    /// limit. Keeps a run over many days as flat in memory as one day.
+    pub hold_limit: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -68,6 +75,7 @@ impl Default for RunOptions {
             progress: ProgressMode::Quiet,
             report_file: None,
             memory_limit: None,
+            hold_limit: Some(DEFAULT_HOLD_LIMIT),
         }
     }
 }

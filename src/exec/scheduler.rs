@@ -128,6 +128,7 @@ impl Scheduler {
             graph,
         });
         scheduler.state.keep_going = plan.keep_going;
+        scheduler.state.hold_limit = options.hold_limit;
         scheduler.write_first_report();
         scheduler
     }
@@ -187,7 +188,8 @@ impl Scheduler {
     /// Starts every ready node that can start, longest remaining path first.
     fn start_ready(&mut self) {
         while !self.stopping {
-            let Some(i) = self.state.pop_ready(self.busy < self.width) else {
+            let running = !self.running.is_empty();
+            let Some(i) = self.state.pop_ready(self.busy < self.width, running) else {
                 break;
             };
             match self.state.start(i) {

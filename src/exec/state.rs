@@ -35,14 +35,18 @@ type Heap = BinaryHeap<(usize, Reverse<usize>)>;
 
 /// The nodes ready to start: those that need a CPU slot and those that do
 /// not, apart, so that when no slot is free the I/O nodes are found without
-/// going through the compute nodes.
+/// going through the compute nodes; and the sources that need no slot apart
+/// again, so that they can be held back while the outputs held are many.
 struct ReadyQueue {
     /// Per node: the nodes on the longest path from it to the end.
     rank: Vec<usize>,
     /// Per node: whether it needs a CPU slot to run.
     needs_slot: Vec<bool>,
+    /// Per node: whether it reads no input.
+    source: Vec<bool>,
     slotted: Heap,
     free: Heap,
+    sources: Heap,
 }
 
 impl ReadyQueue {
@@ -50,19 +54,30 @@ impl ReadyQueue {
         let entry = (self.rank[i], Reverse(i));
         if self.needs_slot[i] {
             self.slotted.push(entry);
+        } else if self.source[i] {
+            self.sources.push(entry);
         } else {
             self.free.push(entry);
         }
     }
 
-    fn pop(&mut self, slot_free: bool) -> Option<usize> {
-        let slotted = if slot_free { self.slotted.peek() } else { None };
-        let heap = match (slotted, self.free.peek()) {
-            (Some(a), Some(b)) if a > b => &mut self.slotted,
-            (Some(_), None) => &mut self.slotted,
-            (_, Some(_)) => &mut self.free,
-            (None, None) => return None,
-        };
+    /// The next node to start, highest rank first: one needing a slot only
+    /// when one is free, a source only when `sources` allows.
+    fn pop(&mut self, slot_free: bool, sources: bool) -> Option<usize> {
+        let candidates = [
+            (slot_free, self.slotted.peek().copied()),
+            (true, self.free.peek().copied()),
+            (sources, self.sources.peek().copied()),
+        ];
+        let (k, _) = candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(k, (allowed, top))| top.filter(|_| *allowed).map(|t| (k, t)))
+            .max_by_key(|(_, t)| *t)?;
+        let heap = [&mut self.slotted, &mut self.free, &mut self.sources]
+            .into_iter()
+            .nth(k)
+            .expect("three heaps");
         heap.pop().map(|(_, Reverse(i))| i)
     }
 }
@@ -93,6 +108,12 @@ pub struct RunState {
     memory: LiveBuffers,
     /// A failure stops the run (`false`) or only what needs it (`true`).
     pub keep_going: bool,
+    /// Bytes of outputs held above which no new source starts.
+    pub hold_limit: Option<usize>,
+    /// Sources started and not yet settled, and what the settled ones
+    /// output on average (bytes, count): the outputs about to be held.
+    sources_running: usize,
+    source_bytes: (usize, usize),
 }
 
 impl RunState {
@@ -112,11 +133,17 @@ impl RunState {
             .node_weights()
             .map(|node| sequential || node.workload == Workload::Cpu)
             .collect();
+        let source = graph
+            .node_indices()
+            .map(|i| graph.neighbors_directed(i, Direction::Incoming).count() == 0)
+            .collect();
         let mut ready = ReadyQueue {
             rank: longest_paths(&graph),
             needs_slot,
+            source,
             slotted: Heap::new(),
             free: Heap::new(),
+            sources: Heap::new(),
         };
         let mut reports: Vec<NodeReport> = graph.node_weights().map(NodeReport::pending).collect();
         let mut slots: Vec<Slot> = (0..n).map(|_| Slot::Waiting).collect();
@@ -150,6 +177,9 @@ impl RunState {
             progress,
             memory: LiveBuffers::default(),
             keep_going: false,
+            hold_limit: None,
+            sources_running: 0,
+            source_bytes: (0, 0),
             graph,
         }
     }
@@ -168,8 +198,25 @@ impl RunState {
 
     /// The next node to start: the ready one with the longest path after
     /// it, among those that need a CPU slot only when `slot_free`.
-    pub fn pop_ready(&mut self, slot_free: bool) -> Option<usize> {
-        self.ready.pop(slot_free)
+    /// The next node to start. While the outputs held exceed the hold
+    /// limit and something runs (so that outputs will be released), no new
+    /// source starts: the run works through what it has fetched first, and
+    /// its memory stays flat however many days it covers.
+    pub fn pop_ready(&mut self, slot_free: bool, running: bool) -> Option<usize> {
+        let sources = !running
+            || self
+                .hold_limit
+                .is_none_or(|limit| self.expected_held() < limit);
+        self.ready.pop(slot_free, sources)
+    }
+
+    /// The bytes held once the sources running have finished: what is held
+    /// now and their outputs at the average so far (before any has
+    /// finished, 1 MiB each, so that a few hundred start).
+    fn expected_held(&self) -> usize {
+        let (bytes, count) = self.source_bytes;
+        let average = bytes.checked_div(count).unwrap_or(1 << 20);
+        self.memory.live() + self.sources_running * average
     }
 
     /// Starts node `i` if its inputs allow: its inputs, from the memoized
@@ -181,6 +228,9 @@ impl RunState {
                 report.missing = missing;
                 report.status = NodeStatus::Running;
                 self.slots[i] = Slot::Running;
+                if self.ready.source[i] {
+                    self.sources_running += 1;
+                }
                 Gathered::Ready(inputs)
             }
             Err(Some(e)) => Gathered::Failed(e),
@@ -260,6 +310,9 @@ impl RunState {
     /// whether the run must stop.
     pub fn settle(&mut self, i: usize, start: Instant, end: Instant, outcome: Outcome) -> bool {
         let node = &self.graph[NodeIndex::new(i)];
+        if self.ready.source[i] && self.sources_running > 0 {
+            self.sources_running -= 1;
+        }
         let report = &mut self.reports[i];
         report.start = start.saturating_duration_since(self.started);
         report.end = end.saturating_duration_since(self.started);
@@ -303,6 +356,10 @@ impl RunState {
         };
         report.rows_out = output.num_rows();
         report.bytes_out = self.memory.add(&output);
+        if self.ready.source[i] {
+            self.source_bytes.0 += report.bytes_out;
+            self.source_bytes.1 += 1;
+        }
         tracing::debug!(node = %node.id, op = %node.op, rows = report.rows_out, attempts = report.attempts, "Node finished");
         self.slots[i] = Slot::Done(Some(output));
         false

@@ -5,8 +5,9 @@
 //! exactly those, and each close is walked from [`EPOCH`] whatever range was
 //! asked for, so a day's rows do not depend on the range requested.
 
+use std::collections::HashMap;
 use std::f64::consts::TAU;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{
     ArrayRef, Date32Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
@@ -114,23 +115,119 @@ struct Session {
 /// within ±25% of the base) instead of drifting to 20× or 1/20.
 const REVERSION: f64 = 0.003;
 
+/// The daily closes of one (seed, symbol) walked from [`EPOCH`] so far:
+/// `days[i]` closed at `closes[i]`.
+#[derive(Debug, Default)]
+struct Walk {
+    days: Vec<i32>,
+    closes: Vec<i64>,
+    /// The daily bars of the days whose trades were generated, so that
+    /// `prices` does not generate a day's trades again after `ticks` did.
+    bars: HashMap<i32, DayBar>,
+}
+
+/// A day's trades summed up: what `prices` reports besides the band.
+#[derive(Debug, Clone, Copy)]
+struct DayBar {
+    open: i64,
+    high: i64,
+    low: i64,
+    close: i64,
+    volume: i64,
+}
+
+impl DayBar {
+    fn of(trades: &[Trade]) -> Self {
+        Self {
+            open: trades[0].price,
+            high: trades.iter().map(|t| t.price).max().unwrap_or_default(),
+            low: trades.iter().map(|t| t.price).min().unwrap_or_default(),
+            close: trades[trades.len() - 1].price,
+            volume: trades.iter().map(|t| t.volume).sum(),
+        }
+    }
+}
+
+/// The bar of `session`, generating its trades only when no fetch has.
+fn day_bar(seed: u64, symbol: &str, model: &Model, session: &Session) -> DayBar {
+    let walk = walk_of(seed, symbol);
+    if let Some(bar) = walk
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .bars
+        .get(&session.day)
+    {
+        return *bar;
+    }
+    let bar = DayBar::of(&day_trades(seed, symbol, model, session));
+    remember(seed, symbol, session.day, bar);
+    bar
+}
+
+fn remember(seed: u64, symbol: &str, day: i32, bar: DayBar) {
+    let walk = walk_of(seed, symbol);
+    walk.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .bars
+        .insert(day, bar);
+}
+
+/// Walks kept by (seed, symbol), so that fetching day by day does not walk
+/// 25 years of closes for every day. At most [`WALKS_KEPT`] of them (about
+/// 80 KB each); beyond that they are dropped and walked again when asked.
+static WALKS: Mutex<Option<Walks>> = Mutex::new(None);
+type Walks = HashMap<(u64, String), Arc<Mutex<Walk>>>;
+const WALKS_KEPT: usize = 2_048;
+
+fn walk_of(seed: u64, symbol: &str) -> Arc<Mutex<Walk>> {
+    let mut walks = WALKS.lock().unwrap_or_else(|e| e.into_inner());
+    let walks = walks.get_or_insert_with(HashMap::new);
+    if walks.len() >= WALKS_KEPT && !walks.contains_key(&(seed, symbol.to_string())) {
+        walks.clear();
+    }
+    walks.entry((seed, symbol.to_string())).or_default().clone()
+}
+
 /// The sessions of the trading days in `from..=to`, each close walked from
 /// [`EPOCH`] so it does not depend on `from`.
 fn sessions(seed: u64, symbol: &str, model: &Model, from: i32, to: i32) -> Vec<Session> {
+    let walk = walk_of(seed, symbol);
+    let mut walk = walk.lock().unwrap_or_else(|e| e.into_inner());
     let base = model.listing.base_price as f64;
-    let mut prev = model.listing.base_price;
-    let mut out = Vec::new();
-    for day in trading_days(EPOCH, to) {
-        let band = Band::new(prev);
-        let shock = model.daily_vol * Rng::new(seed, symbol, &[STREAM_CLOSE, day as u64]).normal();
-        let pull = -REVERSION * (prev as f64 / base).ln();
-        let close = band.clamp(round_to_tick(prev as f64 * (shock + pull).exp()));
-        if day >= from {
-            out.push(Session { day, band, close });
+    let walked = walk.days.last().copied().unwrap_or(EPOCH - 1);
+    if walked < to {
+        let mut prev = walk
+            .closes
+            .last()
+            .copied()
+            .unwrap_or(model.listing.base_price);
+        for day in trading_days(walked + 1, to) {
+            let band = Band::new(prev);
+            let shock =
+                model.daily_vol * Rng::new(seed, symbol, &[STREAM_CLOSE, day as u64]).normal();
+            let pull = -REVERSION * (prev as f64 / base).ln();
+            let close = band.clamp(round_to_tick(prev as f64 * (shock + pull).exp()));
+            walk.days.push(day);
+            walk.closes.push(close);
+            prev = close;
         }
-        prev = close;
     }
-    out
+    let first = walk.days.partition_point(|&d| d < from);
+    let last = walk.days.partition_point(|&d| d <= to);
+    (first..last)
+        .map(|i| {
+            let prev = if i == 0 {
+                model.listing.base_price
+            } else {
+                walk.closes[i - 1]
+            };
+            Session {
+                day: walk.days[i],
+                band: Band::new(prev),
+                close: walk.closes[i],
+            }
+        })
+        .collect()
 }
 
 /// One trade.
@@ -358,7 +455,9 @@ fn ticks(
         if cancel.is_cancelled() {
             return Err(OpError::Cancelled);
         }
-        for trade in day_trades(seed, symbol, model, &session) {
+        let trades = day_trades(seed, symbol, model, &session);
+        remember(seed, symbol, session.day, DayBar::of(&trades));
+        for trade in trades {
             ts.push(trade.ts);
             price.push(trade.price as f64);
             volume.push(trade.volume);
@@ -391,14 +490,13 @@ fn prices(
     let mut cols: [Vec<f64>; 7] = Default::default();
     let (mut date, mut volume) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for session in &sessions {
-        let trades = day_trades(seed, symbol, model, session);
-        let traded = || trades.iter().map(|t| t.price);
+        let bar = day_bar(seed, symbol, model, session);
         let band = session.band;
         let row = [
-            trades[0].price,
-            traded().max().unwrap_or(session.close),
-            traded().min().unwrap_or(session.close),
-            trades[trades.len() - 1].price,
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
             band.reference,
             band.ceiling,
             band.floor,
@@ -407,7 +505,7 @@ fn prices(
             col.push(value as f64);
         }
         date.push(session.day);
-        volume.push(trades.iter().map(|t| t.volume).sum::<i64>());
+        volume.push(bar.volume);
     }
     let [open, high, low, close, reference, ceiling, floor] = cols.map(Float64Array::from);
     Ok(RecordBatch::try_new(

@@ -142,7 +142,9 @@ fn candles(
 ) -> Result<Vec<Candle>, String> {
     let mut sessions: Vec<i32> = weights.iter().map(|w| w.date).collect();
     sessions.dedup();
-    let order = trades.by_time();
+    let ranks = trades.symbol_ranks();
+    let names = trades.symbols_sorted();
+    let order = trades.by_time(&ranks);
     let mut next = 0; // into `order`
     let mut out = Vec::new();
     for date in sessions {
@@ -152,6 +154,8 @@ fn candles(
             .enumerate()
             .map(|(i, w)| (w.symbol.as_str(), i))
             .collect();
+        // By symbol rank, the component's place in `day`, looked up once.
+        let slot: Vec<Option<usize>> = names.iter().map(|s| slot.get(s).copied()).collect();
         let shares: Vec<f64> = day.iter().map(|w| w.index_shares()).collect();
         let mut prices: Vec<f64> = day.iter().map(|w| w.reference).collect();
         // Σ price × shares, kept up to date trade by trade.
@@ -173,7 +177,7 @@ fn candles(
                 break;
             }
             next += 1;
-            let Some(&k) = slot.get(trades.symbol(i)) else {
+            let Some(k) = slot[ranks[i] as usize] else {
                 return Err(format!(
                     "{} traded on {} but is not among the day's components in 'weights'",
                     trades.symbol(i),

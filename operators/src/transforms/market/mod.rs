@@ -145,27 +145,56 @@ impl Trades {
         }
     }
 
-    /// The row order by symbol, then time (stable: rows at the same time
-    /// keep their order).
-    fn by_symbol_and_time(&self) -> Vec<usize> {
+    /// Per row, its symbol's place among the symbols sorted, so rows are
+    /// ordered by number rather than by comparing text. Rows come grouped
+    /// by symbol, so each run of one symbol is looked up once.
+    fn symbol_ranks(&self) -> Vec<u32> {
+        let names = self.symbols_sorted();
+        let mut ranks = Vec::with_capacity(self.len());
+        let mut rank = 0u32;
+        for i in 0..self.len() {
+            if i == 0 || self.symbol(i) != self.symbol(i - 1) {
+                rank = names.binary_search(&self.symbol(i)).unwrap_or_default() as u32;
+            }
+            ranks.push(rank);
+        }
+        ranks
+    }
+
+    /// The rows in the order of `key`, ties in row order; no sort when
+    /// they already are (one symbol's trades, as fetched).
+    fn ordered<K: Ord>(&self, key: impl Fn(usize) -> K) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.len()).collect();
-        order.sort_by(|&a, &b| {
-            self.symbol(a)
-                .cmp(self.symbol(b))
-                .then(self.ts(a).cmp(&self.ts(b)))
-        });
+        if !order.is_sorted_by_key(|&i| key(i)) {
+            // The row number last makes every key distinct: the order is
+            // the stable one, found by the faster unstable sort.
+            order.sort_unstable_by_key(|&i| (key(i), i));
+        }
         order
     }
 
-    /// The row order by time, then symbol (stable within both).
-    fn by_time(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.sort_by(|&a, &b| {
-            self.ts(a)
-                .cmp(&self.ts(b))
-                .then(self.symbol(a).cmp(self.symbol(b)))
-        });
-        order
+    /// The row order by symbol, then time (stable: rows at the same time
+    /// keep their order).
+    fn by_symbol_and_time(&self) -> Vec<usize> {
+        let ranks = self.symbol_ranks();
+        self.ordered(|i| (ranks[i], self.ts(i)))
+    }
+
+    /// The row order by time, then symbol (stable within both), given the
+    /// rows' [`Trades::symbol_ranks`].
+    fn by_time(&self, ranks: &[u32]) -> Vec<usize> {
+        self.ordered(|i| (self.ts(i), ranks[i]))
+    }
+
+    /// The symbols sorted, as [`Trades::symbol_ranks`] numbers them.
+    fn symbols_sorted(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = (0..self.len())
+            .filter(|&i| i == 0 || self.symbol(i) != self.symbol(i - 1))
+            .map(|i| self.symbol(i))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 }
 
@@ -173,6 +202,9 @@ impl Trades {
 struct Clock {
     zone: Option<Tz>,
     interval_ms: i64,
+    /// The zone's offset in the last quarter hour asked about: offsets
+    /// change on quarter hours at most, and trades come in time order.
+    last: std::cell::Cell<(i64, i64)>,
 }
 
 impl Clock {
@@ -189,16 +221,28 @@ impl Clock {
                 "{op}: candles are intraday; use an interval under 1d"
             ))
         })?;
-        Ok(Self { zone, interval_ms })
+        Ok(Self {
+            zone,
+            interval_ms,
+            last: std::cell::Cell::new((i64::MIN, 0)),
+        })
     }
 
     fn offset_ms(&self, ts: i64) -> i64 {
+        const QUARTER_HOUR_MS: i64 = 900_000;
         let Some(zone) = &self.zone else { return 0 };
+        let quarter = ts.div_euclid(QUARTER_HOUR_MS);
+        let (known, offset) = self.last.get();
+        if known == quarter {
+            return offset;
+        }
         let Some(utc) = DateTime::from_timestamp_millis(ts) else {
             return 0;
         };
         let offset = zone.offset_from_utc_datetime(&utc.naive_utc()).fix();
-        i64::from(offset.local_minus_utc()) * 1000
+        let offset = i64::from(offset.local_minus_utc()) * 1000;
+        self.last.set((quarter, offset));
+        offset
     }
 
     /// The local day of `ts`, as days since 1970-01-01.
