@@ -1,6 +1,6 @@
 //! Compiling and running a pipeline from library code.
 //!
-//!     cargo run --example run_pipeline -- pipelines/vn30.yaml symbols=[FPT,VNM]
+//!     cargo run --example run_pipeline -- pipelines/vn30.yaml symbols=[FPT,VNM] weight_cap=0.5
 //!
 //! The first argument is the pipeline file (default `pipelines/vn30.yaml`);
 //! the rest are `NAME=VALUE` parameter settings, as `quiver run --set` takes.

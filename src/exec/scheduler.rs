@@ -185,7 +185,7 @@ impl Scheduler {
         }
     }
 
-    /// Starts every ready node that can start, longest remaining path first.
+    /// Starts every ready node that can start, in the ready queue's order.
     fn start_ready(&mut self) {
         while !self.stopping {
             let running = !self.running.is_empty();

@@ -29,17 +29,25 @@ enum Slot {
     Nothing,
 }
 
-/// Ready nodes, the one with the longest path of work after it first (ties:
-/// the lowest index, so a sequential run always takes the same order).
-type Heap = BinaryHeap<(usize, Reverse<usize>)>;
+/// Ready nodes in the order they start: the greatest key first, the node
+/// index last so that a sequential run always takes the same order.
+type Heap = BinaryHeap<(Reverse<u32>, usize, Reverse<usize>)>;
 
-/// The nodes ready to start: those that need a CPU slot and those that do
-/// not, apart, so that when no slot is free the I/O nodes are found without
-/// going through the compute nodes; and the sources that need no slot apart
-/// again, so that they can be held back while the outputs held are many.
+/// The nodes ready to start, earliest day first, then the one with the
+/// longest path of work after it. A node's day is its date partition's
+/// (`features[FPT]@2026-01-05`), or the earliest day of what reads it; in a
+/// pipeline without partitions all are equal and the longest path decides.
+/// Day by day, one day's 400 feature nodes run before the next day's, so
+/// the day's aggregate can run and their outputs be dropped, instead of
+/// every day's outputs waiting for the last one.
+///
+/// Three heaps: nodes that need a CPU slot, I/O nodes with inputs, and
+/// sources (held back while the outputs held are many).
 struct ReadyQueue {
     /// Per node: the nodes on the longest path from it to the end.
     rank: Vec<usize>,
+    /// Per node: its day (see [`day_groups`]).
+    day: Vec<u32>,
     /// Per node: whether it needs a CPU slot to run.
     needs_slot: Vec<bool>,
     /// Per node: whether it reads no input.
@@ -51,7 +59,7 @@ struct ReadyQueue {
 
 impl ReadyQueue {
     fn push(&mut self, i: usize) {
-        let entry = (self.rank[i], Reverse(i));
+        let entry = (Reverse(self.day[i]), self.rank[i], Reverse(i));
         if self.needs_slot[i] {
             self.slotted.push(entry);
         } else if self.source[i] {
@@ -61,24 +69,20 @@ impl ReadyQueue {
         }
     }
 
-    /// The next node to start, highest rank first: one needing a slot only
-    /// when one is free, a source only when `sources` allows.
+    /// The next node to start: I/O work with inputs (it waits on nothing),
+    /// then compute when a slot is free, then a source when `sources`
+    /// allows. The scheduler starts what it can until this says none.
     fn pop(&mut self, slot_free: bool, sources: bool) -> Option<usize> {
-        let candidates = [
-            (slot_free, self.slotted.peek().copied()),
-            (true, self.free.peek().copied()),
-            (sources, self.sources.peek().copied()),
-        ];
-        let (k, _) = candidates
-            .iter()
-            .enumerate()
-            .filter_map(|(k, (allowed, top))| top.filter(|_| *allowed).map(|t| (k, t)))
-            .max_by_key(|(_, t)| *t)?;
-        let heap = [&mut self.slotted, &mut self.free, &mut self.sources]
-            .into_iter()
-            .nth(k)
-            .expect("three heaps");
-        heap.pop().map(|(_, Reverse(i))| i)
+        let heap = if !self.free.is_empty() {
+            &mut self.free
+        } else if slot_free && !self.slotted.is_empty() {
+            &mut self.slotted
+        } else if sources {
+            &mut self.sources
+        } else {
+            return None;
+        };
+        heap.pop().map(|(_, _, Reverse(i))| i)
     }
 }
 
@@ -110,10 +114,10 @@ pub struct RunState {
     pub keep_going: bool,
     /// Bytes of outputs held above which no new source starts.
     pub hold_limit: Option<usize>,
-    /// Sources started and not yet settled, and what the settled ones
-    /// output on average (bytes, count): the outputs about to be held.
+    /// Sources started and not yet settled, and the largest output of the
+    /// settled ones: the outputs about to be held.
     sources_running: usize,
-    source_bytes: (usize, usize),
+    source_bytes: usize,
 }
 
 impl RunState {
@@ -139,6 +143,7 @@ impl RunState {
             .collect();
         let mut ready = ReadyQueue {
             rank: longest_paths(&graph),
+            day: day_groups(&graph),
             needs_slot,
             source,
             slotted: Heap::new(),
@@ -179,7 +184,7 @@ impl RunState {
             keep_going: false,
             hold_limit: None,
             sources_running: 0,
-            source_bytes: (0, 0),
+            source_bytes: 0,
             graph,
         }
     }
@@ -211,12 +216,13 @@ impl RunState {
     }
 
     /// The bytes held once the sources running have finished: what is held
-    /// now and their outputs at the average so far (before any has
-    /// finished, 1 MiB each, so that a few hundred start).
+    /// now and their outputs at the largest a source has output so far, or
+    /// 1 MiB if that is more (small sources finishing first say nothing of
+    /// the large ones after them). So at most 512 sources are under way
+    /// within the default limit.
     fn expected_held(&self) -> usize {
-        let (bytes, count) = self.source_bytes;
-        let average = bytes.checked_div(count).unwrap_or(1 << 20);
-        self.memory.live() + self.sources_running * average
+        let largest = self.source_bytes.max(1 << 20);
+        self.memory.live() + self.sources_running * largest
     }
 
     /// Starts node `i` if its inputs allow: its inputs, from the memoized
@@ -357,8 +363,7 @@ impl RunState {
         report.rows_out = output.num_rows();
         report.bytes_out = self.memory.add(&output);
         if self.ready.source[i] {
-            self.source_bytes.0 += report.bytes_out;
-            self.source_bytes.1 += 1;
+            self.source_bytes = self.source_bytes.max(report.bytes_out);
         }
         tracing::debug!(node = %node.id, op = %node.op, rows = report.rows_out, attempts = report.attempts, "Node finished");
         self.slots[i] = Slot::Done(Some(output));
@@ -418,6 +423,42 @@ impl RunState {
 
 /// For each node, the number of nodes on the longest path from it to the
 /// end of the graph (itself included): the work still waiting behind it.
+/// Per node, the day it works for: its date partition's, as days since
+/// 1970 (a window `node@first..last` counts as its last day), or for a node
+/// outside the partitions the earliest day of its consumers (`u32::MAX`
+/// when none has one).
+fn day_groups(graph: &Graph) -> Vec<u32> {
+    let mut day = vec![u32::MAX; graph.node_count()];
+    for i in graph.node_indices().rev() {
+        let own = graph[i]
+            .id
+            .rsplit_once('@')
+            .and_then(|(_, d)| d.rsplit("..").next())
+            .and_then(date_number);
+        day[i.index()] = own.unwrap_or_else(|| {
+            graph
+                .neighbors_directed(i, Direction::Outgoing)
+                .map(|c| day[c.index()])
+                .min()
+                .unwrap_or(u32::MAX)
+        });
+    }
+    day
+}
+
+/// `2026-01-05` as 20260105, which orders as the dates do.
+fn date_number(text: &str) -> Option<u32> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() != 8 {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 fn longest_paths(graph: &Graph) -> Vec<usize> {
     let mut rank = vec![1usize; graph.node_count()];
     // Node indexes are a topological order, so walking them backwards sees

@@ -139,3 +139,57 @@ fn the_report_is_kept_current_while_only_compute_nodes_run() {
     assert_eq!(mid_run["complete"], false);
     assert_eq!(mid_run["nodes"][1]["status"], "running");
 }
+
+/// 60 days of one stock's trades, each day counted: with a hold limit the
+/// run fetches a day only once what it holds leaves room for it, so the
+/// outputs held at once stay near the limit rather than growing with the
+/// days; the results are the same.
+#[test]
+fn a_hold_limit_keeps_the_outputs_held_flat_as_days_grow() {
+    let plan = crate::support::compile(
+        r#"
+pipeline: days
+nodes:
+  ticks:
+    op: fetch.synthetic
+    partition_by: date
+    with: {dataset: ticks, symbol: FPT, start: 2026-01-05, end: 2026-03-31}
+  trades:
+    op: transform.sql
+    partition_by: date
+    inputs: [ticks]
+    with: {query: "SELECT count(*) AS n FROM ticks"}
+"#,
+    );
+    let with = |hold_limit: Option<usize>| {
+        run_with(
+            &quiver::cache::uncached(&plan),
+            RunOptions {
+                max_workers: 2,
+                hold_limit,
+                ..RunOptions::default()
+            },
+        )
+    };
+    let free = with(None);
+    let held = with(Some(256 << 10));
+    assert!(free.succeeded() && held.succeeded());
+    let day = free.node("ticks@2026-01-05").unwrap().bytes_out;
+    assert!(day > 50 << 10, "a day of trades is {day} bytes");
+    // Without a limit every day is fetched before most are counted.
+    assert!(
+        free.totals.peak_output_bytes > 20 * day,
+        "{}",
+        free.totals.peak_output_bytes
+    );
+    // With one, the limit and the few fetches under way.
+    assert!(
+        held.totals.peak_output_bytes < (256 << 10) + 4 * day,
+        "{} with days of {day} bytes",
+        held.totals.peak_output_bytes
+    );
+    let rows = |r: &quiver::exec::RunReport| -> Vec<usize> {
+        r.nodes.iter().map(|n| n.rows_out).collect()
+    };
+    assert_eq!(rows(&free), rows(&held));
+}
