@@ -48,10 +48,9 @@ pub fn dir_for(plan: &Plan, flag: Option<&Path>) -> PathBuf {
 /// the selection have neither inputs nor consumers left; nodes that run
 /// store their output (or, for sinks, what they wrote).
 pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
-    let mut graph = DiGraph::with_capacity(plan.graph.node_count(), plan.graph.edge_count());
-    for (i, node) in plan.nodes() {
-        let f = &forecast.nodes[i.index()];
-        let (operator, reuse, workload, inputs, policy) = match f.action {
+    rebuild(plan, |i, node| {
+        let f = &forecast.nodes[i];
+        match f.action {
             forecast::Action::Run => {
                 let stored = |inner: Arc<dyn quiver_operators::Operator>| {
                     Arc::new(wrap::Stored {
@@ -112,7 +111,28 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
                 Vec::new(),
                 node.policy.clone(),
             ),
-        };
+        }
+    })
+}
+
+/// `plan` with each node's operator, reuse, workload, inputs and policy as
+/// `each` says (the rest as they were), and the edges its inputs make.
+fn rebuild(
+    plan: &Plan,
+    mut each: impl FnMut(
+        usize,
+        &PlanNode,
+    ) -> (
+        Arc<dyn quiver_operators::Operator>,
+        Reuse,
+        Workload,
+        Vec<crate::plan::PlanInput>,
+        NodePolicy,
+    ),
+) -> Plan {
+    let mut graph = DiGraph::with_capacity(plan.graph.node_count(), plan.graph.edge_count());
+    for (i, node) in plan.nodes() {
+        let (operator, reuse, workload, inputs, policy) = each(i.index(), node);
         let n = graph.add_node(PlanNode {
             id: node.id.clone(),
             aliases: node.aliases.clone(),
@@ -285,49 +305,23 @@ pub fn annotations(plan: &Plan, forecast: &Forecast) -> crate::render::Annotatio
 /// at once.
 pub fn uncached(plan: &Plan) -> Plan {
     use petgraph::Direction;
-    let mut graph = DiGraph::with_capacity(plan.graph.node_count(), plan.graph.edge_count());
-    for i in plan.graph.node_indices() {
-        let node = &plan.graph[i];
+    rebuild(plan, |i, node| {
         let idle = forecast::is_union(node)
             && plan
                 .graph
-                .neighbors_directed(i, Direction::Outgoing)
+                .neighbors_directed(petgraph::graph::NodeIndex::new(i), Direction::Outgoing)
                 .next()
                 .is_none();
-        let n = graph.add_node(PlanNode {
-            id: node.id.clone(),
-            aliases: node.aliases.clone(),
-            op: node.op.clone(),
-            params: node.params.clone(),
-            resolved: node.resolved.clone(),
-            version: node.version,
-            operator: node.operator.clone(),
-            effect: node.effect,
-            workload: node.workload,
-            inputs: if idle {
+        (
+            node.operator.clone(),
+            if idle { Reuse::AsDays } else { node.reuse },
+            node.workload,
+            if idle {
                 Vec::new()
             } else {
                 node.inputs.clone()
             },
-            policy: node.policy.clone(),
-            identity: node.identity,
-            reuse: if idle { Reuse::AsDays } else { node.reuse },
-        });
-        for input in &graph[n].inputs.clone() {
-            for m in input.source.nodes() {
-                graph.update_edge(m, n, ());
-            }
-        }
-    }
-    Plan {
-        name: plan.name.clone(),
-        file: plan.file.clone(),
-        params: plan.params.clone(),
-        resources: plan.resources.clone(),
-        graph: Arc::new(graph),
-        stats: plan.stats.clone(),
-        cache_dir: plan.cache_dir.clone(),
-        force_all: plan.force_all,
-        keep_going: plan.keep_going,
-    }
+            node.policy.clone(),
+        )
+    })
 }

@@ -131,3 +131,35 @@ fn every_format_reports_the_dedupe_result() {
     assert_eq!(json["stats"]["unique"], 28);
     assert_eq!(json["stats"]["merged"]["fetch.synthetic"], 4);
 }
+
+#[test]
+fn no_merge_keeps_every_declared_node() {
+    let sets: Vec<Override> = [
+        "symbols=[FPT, VNM]",
+        "start_date=2026-01-05",
+        "end_date=2026-01-05",
+        "history_start=2026-01-05",
+        "weight_cap=0.5",
+    ]
+    .iter()
+    .map(|s| Override::parse_set(s).unwrap())
+    .collect();
+    let naive = quiver::compile::compile_file_with_options(
+        Path::new("pipelines/vn30.yaml"),
+        &sets,
+        quiver::operators::registry(),
+        quiver::compile::Options { merge: false },
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    // The 10 fetches declared (features: trades and prices, weights:
+    // prices and stock info, session: trades; for each of 2 symbols) all
+    // stay, where merging leaves 6.
+    assert_eq!(naive.count_by_op()["fetch.synthetic"], 10);
+    assert_eq!(naive.stats.declared, 38);
+    assert_eq!(naive.stats.unique, 38);
+    assert!(naive.stats.merged.is_empty());
+    // Every node its own identity, so no two share a cache entry.
+    let identities: std::collections::HashSet<u64> =
+        naive.nodes().map(|(_, n)| n.identity).collect();
+    assert_eq!(identities.len(), 38);
+}

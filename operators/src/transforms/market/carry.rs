@@ -16,8 +16,8 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::level::last_close;
-use super::{column, date_text, input};
+use super::level::previous_close;
+use super::{column, input};
 use crate::operator::OpParams;
 use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
 
@@ -65,22 +65,7 @@ impl Operator for Carry {
             .map(|i| dates.value(i))
             .min()
             .unwrap_or_default();
-        let close = match last_close(&previous)? {
-            Some((date, close)) if date < first => close,
-            Some((date, _)) => {
-                return Err(OpError::Invalid(format!(
-                    "{op}: input 'previous' ends on {}, not before the session ({}); it must \
-                     be the index of the session before",
-                    date_text(date),
-                    date_text(first)
-                )));
-            }
-            None => {
-                return Err(OpError::Invalid(format!(
-                    "{op}: input 'previous' has no rows, so there is no close to carry on from"
-                )));
-            }
-        };
+        let close = previous_close(op, &previous, Some(first))?;
         // Where the input's first session opened.
         let opened = base.value(0);
         let factor = Float64Array::new_scalar(close / opened);

@@ -142,8 +142,7 @@ fn candles(
 ) -> Result<Vec<Candle>, String> {
     let mut sessions: Vec<i32> = weights.iter().map(|w| w.date).collect();
     sessions.dedup();
-    let ranks = trades.symbol_ranks();
-    let names = trades.symbols_sorted();
+    let (names, ranks) = trades.symbol_ranks();
     let order = trades.by_time(&ranks);
     let mut next = 0; // into `order`
     let mut out = Vec::new();
@@ -214,16 +213,31 @@ fn candles(
     Ok(out)
 }
 
-/// The last close of a previous run of the index, and its date.
-pub(super) fn last_close(batch: &RecordBatch) -> Result<Option<(i32, f64)>, OpError> {
-    let op = LevelParams::NAME;
+/// The level a session carries on from: the last close in `previous`
+/// (input `previous` of `op`, the index of the session before), which must
+/// end before the session's first day, `first`.
+pub(super) fn previous_close(
+    op: &str,
+    previous: &RecordBatch,
+    first: Option<i32>,
+) -> Result<f64, OpError> {
     let at = (op, "previous");
-    let date: &Date32Array = column(batch, at, "date", "a date")?;
-    let bar: &TimestampMillisecondArray = column(batch, at, "bar", "a millisecond timestamp")?;
-    let close: &Float64Array = column(batch, at, "close", "Float64")?;
-    Ok((0..batch.num_rows())
-        .max_by_key(|&i| bar.value(i))
-        .map(|i| (date.value(i), close.value(i))))
+    let date: &Date32Array = column(previous, at, "date", "a date")?;
+    let bar: &TimestampMillisecondArray = column(previous, at, "bar", "a millisecond timestamp")?;
+    let close: &Float64Array = column(previous, at, "close", "Float64")?;
+    let last = (0..previous.num_rows()).max_by_key(|&i| bar.value(i));
+    match last.map(|i| (date.value(i), close.value(i))) {
+        Some((date, close)) if first.is_none_or(|f| date < f) => Ok(close),
+        Some((date, _)) => Err(OpError::Invalid(format!(
+            "{op}: input 'previous' ends on {}, not before the first session here ({}); it \
+             must be the index of the session before",
+            date_text(date),
+            date_text(first.unwrap_or_default())
+        ))),
+        None => Err(OpError::Invalid(format!(
+            "{op}: input 'previous' has no rows, so there is no close to carry on from"
+        ))),
+    }
 }
 
 pub(crate) fn schema(zone: &Option<Arc<str>>) -> SchemaRef {
@@ -259,26 +273,7 @@ impl Operator for Level {
         let first = weights.iter().map(|w| w.date).min();
         let previous_close = match inputs.get("previous") {
             None => self.params.base_value,
-            Some(_) => {
-                let previous = input(&inputs, op, "previous")?;
-                match last_close(&previous)? {
-                    Some((date, close)) if first.is_none_or(|f| date < f) => close,
-                    Some((date, _)) => {
-                        return Err(OpError::Invalid(format!(
-                            "{op}: input 'previous' ends on {}, not before the first session \
-                             here ({}); it must be the index of the session before",
-                            date_text(date),
-                            date_text(first.unwrap_or_default())
-                        )));
-                    }
-                    None => {
-                        return Err(OpError::Invalid(format!(
-                            "{op}: input 'previous' has no rows, so there is no close to carry \
-                             on from"
-                        )));
-                    }
-                }
-            }
+            Some(_) => previous_close(op, &input(&inputs, op, "previous")?, first)?,
         };
         let clock = Clock::new(trades.zone.as_deref(), self.params.interval, op)?;
         let candles = candles(&trades, &weights, &clock, previous_close)

@@ -145,10 +145,10 @@ impl Trades {
         }
     }
 
-    /// Per row, its symbol's place among the symbols sorted, so rows are
-    /// ordered by number rather than by comparing text. Rows come grouped
-    /// by symbol, so each run of one symbol is looked up once.
-    fn symbol_ranks(&self) -> Vec<u32> {
+    /// The symbols sorted, and per row its symbol's place among them, so
+    /// rows are ordered by number rather than by comparing text. Rows come
+    /// grouped by symbol, so each run of one symbol is looked up once.
+    fn symbol_ranks(&self) -> (Vec<&str>, Vec<u32>) {
         let names = self.symbols_sorted();
         let mut ranks = Vec::with_capacity(self.len());
         let mut rank = 0u32;
@@ -158,7 +158,7 @@ impl Trades {
             }
             ranks.push(rank);
         }
-        ranks
+        (names, ranks)
     }
 
     /// The rows in the order of `key`, ties in row order; no sort when
@@ -176,7 +176,7 @@ impl Trades {
     /// The row order by symbol, then time (stable: rows at the same time
     /// keep their order).
     fn by_symbol_and_time(&self) -> Vec<usize> {
-        let ranks = self.symbol_ranks();
+        let (_, ranks) = self.symbol_ranks();
         self.ordered(|i| (ranks[i], self.ts(i)))
     }
 
