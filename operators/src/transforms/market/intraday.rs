@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::level::five_minutes;
-use super::{Clock, Trades, column, date_text, input, ts_field};
+use super::{Clock, Trades, column, date_text, input, intraday, ts_field};
 use crate::operator::OpParams;
 use crate::shared::sessions::Interval;
 use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
@@ -83,12 +83,7 @@ impl OpParams for IntradayParams {
                 ),
             ));
         }
-        if self.interval == Interval::D1 {
-            return Err(ParamError::new(
-                &["interval"],
-                "intraday candles need an interval under a day: 1m, 5m, 15m, 30m or 1h",
-            ));
-        }
+        intraday(self.interval)?;
         Ok(Arc::new(Intraday { params: self }))
     }
 }

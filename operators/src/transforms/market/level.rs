@@ -21,7 +21,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::rebalance::{self, Weight};
-use super::{Clock, Trades, column, date_text, input, ts_field};
+use super::{Clock, Trades, column, date_text, input, intraday, ts_field};
 use crate::operator::OpParams;
 use crate::shared::sessions::Interval;
 use crate::{Arity, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
@@ -79,12 +79,7 @@ impl OpParams for LevelParams {
                 format!("base_value {} must be a positive number", self.base_value),
             ));
         }
-        if self.interval == Interval::D1 {
-            return Err(ParamError::new(
-                &["interval"],
-                "the index's candles are intraday; use 1m, 5m, 15m, 30m or 1h",
-            ));
-        }
+        intraday(self.interval)?;
         Ok(Arc::new(Level { params: self }))
     }
 }

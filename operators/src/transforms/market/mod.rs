@@ -198,6 +198,17 @@ impl Trades {
     }
 }
 
+/// Refuses a candle length of a day: these operators work within it.
+fn intraday(interval: Interval) -> Result<(), crate::ParamError> {
+    if interval.seconds().is_none() {
+        return Err(crate::ParamError::new(
+            &["interval"],
+            "candles here are intraday: use 1m, 5m, 15m, 30m or 1h",
+        ));
+    }
+    Ok(())
+}
+
 /// Where instants fall: the local trading day and the candle.
 struct Clock {
     zone: Option<Tz>,
