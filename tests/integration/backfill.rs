@@ -11,9 +11,7 @@ use quiver::compile::{Override, compile_file};
 use quiver::plan::Plan;
 
 // The benchmarks' helper that reads a folder of outputs back.
-#[path = "../../benches/support/mod.rs"]
-mod bench_support;
-use bench_support::files;
+use crate::bench_support::files;
 
 /// One portfolio against eight stocks keeps the test short; the dates are
 /// the pipeline's own 120 trading days.

@@ -1,6 +1,8 @@
 //! Integration tests, in one binary so DataFusion is linked once.
 
 mod backfill;
+#[path = "../../benches/support/mod.rs"]
+mod bench_support;
 mod cache;
 mod engine_api;
 mod executor;

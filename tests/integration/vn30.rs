@@ -2,7 +2,6 @@
 //! interval guard, completeness when a symbol fails, incremental reruns and
 //! identical bytes whatever the parallelism.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use quiver::plan::Plan;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::bench_support::files;
 use crate::support::run_with;
 
 const PIPELINE: &str = "pipelines/vn30.yaml";
@@ -50,24 +50,6 @@ fn workers(n: usize) -> RunOptions {
         max_workers: n,
         ..RunOptions::default()
     }
-}
-
-/// Every file under `dir`, by path relative to it, with its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
-            }
-        }
-    }
-    out
 }
 
 fn parquet_rows(path: &Path) -> usize {
@@ -107,7 +89,12 @@ fn writes_features_per_symbol_and_day_and_the_index_per_day_fetching_each_thing_
             file.display()
         );
     }
-    assert_eq!(written.len(), 4, "{:?}", written.keys());
+    assert_eq!(
+        written.len(),
+        4,
+        "{:?}",
+        written.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -292,7 +279,7 @@ fn a_failed_symbol_fails_the_run_by_name_and_the_others_are_persisted() {
             NodeStatus::Succeeded
         );
     }
-    let written: Vec<PathBuf> = files(out.path()).into_keys().collect();
+    let written: Vec<PathBuf> = files(out.path()).into_iter().map(|(p, _)| p).collect();
     let expected: Vec<PathBuf> = ["2026-01-05", "2026-01-06"]
         .iter()
         .map(|day| PathBuf::from(format!("features/date={day}/part-0.parquet")))
