@@ -12,6 +12,7 @@ pub mod diag;
 pub mod exec;
 pub mod plan;
 pub mod render;
+pub mod schema;
 pub mod spec;
 
 pub use quiver_operators as operators;

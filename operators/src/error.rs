@@ -26,7 +26,7 @@ impl ParamError {
 
 /// Who is at fault for a failure, which decides what the user should do
 /// about it: fix the pipeline, fix the environment, or report a bug.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     /// The pipeline asked for something that cannot work: change the pipeline.

@@ -4,7 +4,9 @@
 mod cache;
 mod ops;
 mod plan;
+mod report;
 mod run;
+mod schema;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -49,10 +51,14 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Run a pipeline.
     Run(run::RunArgs),
+    /// Show a run's report: totals, critical path, timeline (text or HTML).
+    Report(report::ReportArgs),
     /// List the operators, or describe one with its parameters.
     Ops(ops::OpsArgs),
     /// Inspect and prune the cache of node outputs.
     Cache(cache::CacheCommand),
+    /// Print the JSON Schema of pipeline files, for editors.
+    Schema(schema::SchemaArgs),
 }
 
 /// The pipeline file and parameter values, shared by validate, plan and run.
@@ -121,8 +127,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::validate(args),
         Command::Plan(args) => plan::plan(args),
         Command::Run(args) => run::run(args),
+        Command::Report(args) => report::report(args),
         Command::Ops(args) => ops::ops(args),
         Command::Cache(args) => cache::run(args),
+        Command::Schema(args) => schema::schema(args),
     }
 }
 

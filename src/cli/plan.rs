@@ -26,6 +26,10 @@ enum FormatArg {
     Dot,
     Mermaid,
     Json,
+    /// One standalone SVG picture.
+    Svg,
+    /// One self-contained page to open in a browser.
+    Html,
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
@@ -38,6 +42,8 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         FormatArg::Dot => Format::Dot,
         FormatArg::Mermaid => Format::Mermaid,
         FormatArg::Json => Format::Json,
+        FormatArg::Svg => Format::Svg,
+        FormatArg::Html => Format::Html,
     };
     let forecast = match args.cache.forecast(&plan) {
         Ok(f) => f,

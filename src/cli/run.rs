@@ -39,6 +39,9 @@ pub struct RunArgs {
     /// Where to save the run report (default: .quiver/runs/RUN_ID/report.json).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Also write the run's timeline as a self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    report_html: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -59,7 +62,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     {
         eprintln!("{}", cache::summary(&plan, forecast));
     }
-    let path = args.report.unwrap_or_else(default_report_path);
+    let path = args
+        .report
+        .clone()
+        .unwrap_or_else(default_report_path);
     let mut options = RunOptions {
         sequential: args.sequential,
         report_file: Some(path.clone()),
@@ -101,6 +107,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{e}");
     }
     eprintln!("report: {}", super::display_path(&path));
+    if let Some(page) = &args.report_html {
+        let html = quiver::render::timeline::TimelineHtml(&report).to_string();
+        std::fs::write(page, html)
+            .with_context(|| format!("cannot write the timeline to {}", page.display()))?;
+        eprintln!("timeline: {}", super::display_path(page));
+    }
     Ok(if report.totals.cancelled {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if report.succeeded() {
@@ -117,8 +129,7 @@ fn default_report_path() -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let id = format!("{}-{}", now.as_millis(), std::process::id());
-    PathBuf::from(".quiver")
-        .join("runs")
+    PathBuf::from(super::report::RUNS_DIR)
         .join(id)
         .join("report.json")
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use quiver_operators::{Fault, OpError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, PlanNode};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     /// Never started: the run stopped first.
@@ -60,7 +60,7 @@ impl NodeStatus {
 }
 
 /// Why a node's operator failed, and whose fault it is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeError {
     /// Who should act: `pipeline` (fix the pipeline), `environment` (a
     /// source, the network, the disk) or `bug` (report it).
@@ -91,7 +91,7 @@ impl fmt::Display for NodeError {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeReport {
     pub id: String,
     pub op: String,
@@ -113,7 +113,7 @@ pub struct NodeReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// For fan-ins: keys whose instance produced nothing.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
 }
 
@@ -150,7 +150,7 @@ impl NodeReport {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Totals {
     /// Nodes whose operator ran at least once.
     pub executed: usize,
@@ -246,7 +246,7 @@ impl Totals {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub pipeline: String,
     pub params: serde_json::Value,

@@ -2,17 +2,24 @@
 //! or recomputes the plan.
 
 mod dot;
+pub mod html;
 mod json;
+pub mod layout;
 mod mermaid;
+pub mod svg;
 mod text;
+pub mod timeline;
+pub mod view;
 
 use std::fmt;
 
 use crate::plan::{Plan, PlanInput, Source, Stats};
 
 pub use dot::Dot;
+pub use html::Html;
 pub use json::to_json;
 pub use mermaid::Mermaid;
+pub use svg::Svg;
 pub use text::Text;
 
 /// The formats `quiver plan` writes.
@@ -22,6 +29,10 @@ pub enum Format {
     Dot,
     Mermaid,
     Json,
+    /// One standalone SVG picture.
+    Svg,
+    /// One self-contained page: the picture, search and node details.
+    Html,
 }
 
 /// What a run would do with each node, shown beside it: made by
@@ -58,6 +69,8 @@ pub fn render_with(plan: &Plan, format: Format, notes: Option<&Annotations>) -> 
         Format::Mermaid => Mermaid(plan, notes).to_string(),
         Format::Json => serde_json::to_string_pretty(&to_json(plan, notes))
             .expect("JSON values always serialize"),
+        Format::Svg => Svg(plan, notes).to_string(),
+        Format::Html => Html(plan, notes).to_string(),
     }
 }
 

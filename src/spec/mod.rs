@@ -8,15 +8,18 @@
 pub mod de;
 pub mod yaml;
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 
 pub use yaml::{Pos, Value, Yaml};
 
 /// A pipeline file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
     /// The pipeline's name.
@@ -25,11 +28,14 @@ pub struct PipelineSpec {
     pub description: Option<String>,
     /// Typed parameters, `name: {type, default, required, choices}`.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, ParamDecl>>")]
     pub params: Option<Yaml>,
     /// Named resource pools that nodes share (`resource:` on a node).
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, ResourceSpec>>")]
     pub resources: Option<Yaml>,
     /// The nodes, `name: {op | use, with, inputs, foreach, …}`.
+    #[schemars(with = "BTreeMap<String, NodeSpec>", extend("minProperties" = 1))]
     pub nodes: Yaml,
     /// Where the pipeline's cached outputs live: `{dir: .quiver/cache}`.
     #[serde(default)]
@@ -46,14 +52,14 @@ pub struct PipelineSpec {
 }
 
 /// `calendar: nyse`, or an exchange's calendar with more holidays.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum CalendarSpec {
     Exchange(String),
     Extended(ExtendedCalendar),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendedCalendar {
     pub exchange: String,
@@ -63,7 +69,7 @@ pub struct ExtendedCalendar {
 }
 
 /// The pipeline's cache settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineCache {
     /// The cache folder, relative to where quiver runs. `--cache-dir`
@@ -77,7 +83,7 @@ pub struct PipelineCache {
 }
 
 /// A fragment file, included by a node with `use:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FragmentSpec {
     /// The fragment's name.
@@ -86,17 +92,20 @@ pub struct FragmentSpec {
     pub description: Option<String>,
     /// Parameters the including node sets with `with:`.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, ParamDecl>>")]
     pub params: Option<Yaml>,
     /// Names of the inputs the including node must provide in `inputs:`.
     #[serde(default)]
     pub inputs: Vec<String>,
     /// The node whose output is the fragment's output.
     pub output: String,
+    /// The fragment's nodes, written as a pipeline's.
+    #[schemars(with = "BTreeMap<String, NodeSpec>")]
     pub nodes: Yaml,
 }
 
 /// The declared type of a parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamType {
     String,
@@ -121,7 +130,7 @@ impl fmt::Display for ParamType {
 }
 
 /// A parameter declaration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamDecl {
     #[serde(rename = "type")]
@@ -143,8 +152,9 @@ pub struct ParamDecl {
 }
 
 /// One node as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["op"]}, {"required": ["use"]}]))]
 pub struct NodeSpec {
     /// The operator, e.g. `fetch.synthetic`. Exactly one of `op` and `use`.
     #[serde(default)]
@@ -158,6 +168,7 @@ pub struct NodeSpec {
     /// A list of references, or a map of input name to a reference or an
     /// inline node.
     #[serde(default)]
+    #[schemars(with = "Option<Inputs>")]
     pub inputs: Option<Yaml>,
     /// `VAR in LIST`: one node per element.
     #[serde(default)]
@@ -204,23 +215,46 @@ pub struct NodeSpec {
     pub previous: Option<String>,
 }
 
+/// The forms `inputs:` takes. The compiler reads them from the raw YAML;
+/// this type only describes them to the editor schema.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)] // Never built: only its schema is used.
+enum Inputs {
+    /// Nodes read under their own names: `[ticks, info]`.
+    List(Vec<String>),
+    /// Input name → a reference (`node`, `node[KEY]`, `node[*]`) or a node
+    /// written inline.
+    Map(BTreeMap<String, Input>),
+}
+
+/// One input: a reference to a node, or a node written inline.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)] // Never built: only its schema is used.
+enum Input {
+    /// `node`, `node[KEY]` (one instance of a fan-out) or `node[*]` (all of them).
+    Reference(String),
+    Inline(Box<NodeSpec>),
+}
+
 /// `lookback: 20`, or `lookback: {returns: 59}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum LookbackSpec {
     Days(u32),
-    Inputs(std::collections::BTreeMap<String, u32>),
+    Inputs(BTreeMap<String, u32>),
 }
 
 /// `cache: false`, `cache: true` or `cache: {ttl: 5m}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum CacheSpec {
     Enabled(bool),
     Ttl(CacheTtl),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheTtl {
     /// How long a stored output is reused, e.g. `5m`, `1h`, `7d`.
@@ -228,14 +262,14 @@ pub struct CacheTtl {
 }
 
 /// `retries: 3`, or a policy.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RetrySpec {
     Count(u32),
     Policy(RetryPolicy),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
@@ -249,7 +283,7 @@ pub struct RetryPolicy {
 }
 
 /// `fail` (the default), `skip`, or `{default: VALUE}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     Fail,
@@ -257,7 +291,7 @@ pub enum OnError {
     Default(Yaml),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Require {
     All,
@@ -265,11 +299,12 @@ pub enum Require {
 }
 
 /// A resource pool.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     /// Requests in flight at once.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
     /// Requests started per unit of time: `20/s`, `600/min`.
     #[serde(default)]
@@ -284,7 +319,7 @@ pub struct ResourceSpec {
     pub circuit_breaker: Option<BreakerSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerSpec {
     /// Consecutive failures that open the breaker.
@@ -331,6 +366,20 @@ impl<'de> Deserialize<'de> for DurationSpec {
     }
 }
 
+impl JsonSchema for DurationSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^\\s*[0-9.]+\\s*(us|µs|ms|s|m|min|h|d)\\s*$",
+            "description": "A duration: `250ms`, `30s`, `5m`, `1h` or `7d`.",
+        })
+    }
+}
+
 /// A rate written as `20/s`, `600/min` or `5000/h`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateSpec {
@@ -365,6 +414,20 @@ impl<'de> Deserialize<'de> for RateSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         RateSpec::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for RateSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Rate".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^\\s*[1-9][0-9]*\\s*/\\s*(s|m|min|h)\\s*$",
+            "description": "A rate, COUNT/UNIT: `20/s`, `600/min` or `5000/h`.",
+        })
     }
 }
 

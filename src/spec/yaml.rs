@@ -41,6 +41,21 @@ pub struct Yaml {
     pub pos: Pos,
 }
 
+/// Any YAML value: the sections the compiler checks entry by entry.
+impl schemars::JsonSchema for Yaml {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Any".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(true)
+    }
+}
+
 /// YAML values, resolved with the YAML 1.2 core schema: plain `true`, `12`,
 /// `1.5`, `null` are typed; quoted scalars are always strings.
 #[derive(Debug, Clone, PartialEq)]

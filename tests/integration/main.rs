@@ -3,7 +3,9 @@
 mod backfill;
 #[path = "../../benches/support/mod.rs"]
 mod bench_support;
+mod browser;
 mod cache;
+mod cdp;
 mod engine_api;
 mod executor;
 mod fixtures;
@@ -12,6 +14,7 @@ mod plans;
 mod properties;
 mod reports;
 mod runs;
+mod schema;
 mod scheduling;
 mod support;
 mod vn30;

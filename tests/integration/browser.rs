@@ -1,0 +1,205 @@
+//! The pictures as a person sees them: the plan and timeline pages opened
+//! from `file://` in a real headless Chromium (Debian's `chromium`; the
+//! README's test command installs it when missing), checked from the
+//! browser: the page draws with no console error and no request leaving
+//! the file, the expected boxes are drawn, clicking a group expands it,
+//! search finds a node.
+
+use std::path::{Path, PathBuf};
+
+use quiver::compile::compile_file;
+use quiver::exec::{NodeStatus, RunOptions};
+use quiver::render::timeline::TimelineHtml;
+use quiver::render::view::View;
+use quiver::render::{Format, render};
+use serde_json::Value;
+
+use crate::cdp::{Browser, Page};
+use crate::support::{compile, run_with};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes `html` to a file and opens it; the page must draw cleanly.
+fn open(page: &mut Page, dir: &Path, name: &str, html: &str) -> PathBuf {
+    let file = dir.join(name);
+    std::fs::write(&file, html).unwrap();
+    let url = format!("file://{}", file.display());
+    page.open(&url).unwrap();
+    let drawn = page
+        .eval("document.body.getAttribute('data-drawn')")
+        .unwrap();
+    assert_eq!(drawn, Value::from("true"), "{name} did not draw");
+    assert!(page.errors().is_empty(), "{name}: {:?}", page.errors());
+    let left: Vec<&String> = page
+        .requests()
+        .iter()
+        .filter(|r| !r.starts_with("file://"))
+        .collect();
+    assert!(left.is_empty(), "{name} made requests: {left:?}");
+    file
+}
+
+fn count(page: &mut Page, selector: &str) -> u64 {
+    let js = format!("document.querySelectorAll({selector:?}).length");
+    page.eval(&js).unwrap().as_u64().unwrap()
+}
+
+fn vn30_plan() -> quiver::plan::Plan {
+    compile_file(&root().join("pipelines/vn30.yaml"), &[]).unwrap_or_else(|d| panic!("{d}"))
+}
+
+#[test]
+fn the_vn30_plan_page_draws_groups_that_expand_and_finds_nodes() {
+    let plan = vn30_plan();
+    let view = View::of(&plan);
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    open(&mut page, dir.path(), "vn30.html", &render(&plan, Format::Html));
+
+    // One box per declaration; the header says what merging saved.
+    assert_eq!(count(&mut page, "svg g.node"), view.groups.len() as u64);
+    let header = page
+        .eval("document.querySelector('header').textContent")
+        .unwrap();
+    let header = header.as_str().unwrap();
+    assert!(
+        header.contains("1272 declared nodes → 942 unique (330 merged"),
+        "{header}"
+    );
+
+    // A real click on the `features[*]@*` group draws its 150 members.
+    let (g, features) = view
+        .groups
+        .iter()
+        .enumerate()
+        .find(|(_, g)| g.key == "features[*]@*")
+        .unwrap();
+    let before = count(&mut page, "svg g.node");
+    page.click(&format!("g.node.group[data-group='{g}']"))
+        .unwrap();
+    let after = count(&mut page, "svg g.node");
+    assert_eq!(after, before - 1 + features.members.len() as u64);
+    assert_eq!(count(&mut page, "svg g.node.member"), 150);
+
+    // Clicking a member shows its node: operator, inputs, identity.
+    page.click("g.node.member").unwrap();
+    let details = page
+        .eval("document.getElementById('details').textContent")
+        .unwrap();
+    let details = details.as_str().unwrap().to_string();
+    assert!(details.contains("features.intraday"), "{details}");
+    assert!(details.contains("trades ←"), "{details}");
+
+    // Search by an alias finds the merged fetch it was merged into.
+    page.click("#search").unwrap();
+    page.type_text("session.trades[VNM]@2026-01-07").unwrap();
+    let hits = count(&mut page, "#results div");
+    assert_eq!(hits, 1);
+    page.click("#results div").unwrap();
+    let details = page
+        .eval("document.getElementById('details').textContent")
+        .unwrap();
+    let details = details.as_str().unwrap().to_string();
+    assert!(
+        details.contains("features[VNM].trades@2026-01-07"),
+        "{details}"
+    );
+    assert!(details.contains("2 declarations"), "{details}");
+    assert!(page.errors().is_empty(), "{:?}", page.errors());
+}
+
+#[test]
+fn the_symbols_plan_page_draws_one_box_per_declaration() {
+    let plan = compile_file(&root().join("pipelines/symbols.yaml"), &[])
+        .unwrap_or_else(|d| panic!("{d}"));
+    let view = View::of(&plan);
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    open(&mut page, dir.path(), "symbols.html", &render(&plan, Format::Html));
+    assert_eq!(count(&mut page, "svg g.node"), view.groups.len() as u64);
+    // Every edge between boxes is drawn and labelled with its inputs.
+    assert_eq!(count(&mut page, "svg path.edge"), view.edges.len() as u64);
+    assert_eq!(count(&mut page, "svg text.edge-label"), view.edges.len() as u64);
+}
+
+#[test]
+fn a_20000_node_fan_out_stays_small_and_expands_a_page_of_members() {
+    let symbols: Vec<String> = (0..20_000).map(|i| format!("S{i:05}")).collect();
+    let yaml = format!(
+        "pipeline: wide\nparams:\n  symbols: {{type: list, default: [{}]}}\nnodes:\n  info:\n    foreach: symbol in ${{symbols}}\n    op: fetch.synthetic\n    with: {{dataset: stock_info, symbol: \"${{symbol}}\"}}\n  all:\n    op: transform.concat\n    inputs: {{parts: \"info[*]\"}}\n",
+        symbols.join(", ")
+    );
+    let plan = compile(&yaml);
+    assert_eq!(plan.graph.node_count(), 20_001);
+    let html = render(&plan, Format::Html);
+    assert!(html.len() < 5 << 20, "{} bytes", html.len());
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    open(&mut page, dir.path(), "wide.html", &html);
+    assert_eq!(count(&mut page, "svg g.node"), 2);
+    page.click("g.node.group").unwrap();
+    // The first 600 members are drawn; search reaches the others.
+    assert_eq!(count(&mut page, "svg g.node.member"), 600);
+    page.click("#search").unwrap();
+    page.type_text("info[S19999]").unwrap();
+    assert_eq!(count(&mut page, "#results div"), 1);
+}
+
+const RUN: &str = r#"
+pipeline: timeline_demo
+keep_going: true
+params:
+  symbols: {type: list, default: [FPT, VNM, HPG]}
+resources:
+  api: {concurrency: 1, retries: {max_attempts: 3, backoff: 10ms}}
+nodes:
+  ticks:
+    foreach: symbol in ${symbols}
+    op: fetch.synthetic
+    resource: api
+    with: {dataset: ticks, symbol: "${symbol}", start: 2026-01-05, end: 2026-01-05, latency: 30ms}
+  flaky:
+    op: fetch.synthetic
+    resource: api
+    with: {dataset: prices, symbol: SSI, start: 2026-01-05, end: 2026-01-09, fail_rate: 1.0}
+  counts:
+    op: transform.sql
+    inputs: {t: "ticks[*]"}
+    with: {query: "SELECT symbol, count(*) AS n FROM t GROUP BY symbol"}
+"#;
+
+#[test]
+fn the_run_timeline_shows_waits_retries_failures_and_the_critical_path() {
+    let plan = compile(RUN);
+    let report = run_with(&plan, RunOptions::default());
+    let flaky = report.node("flaky").unwrap();
+    assert_eq!((flaky.status, flaky.attempts), (NodeStatus::Failed, 3));
+    let ran = report.nodes.iter().filter(|n| n.attempts > 0).count() as u64;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    open(
+        &mut page,
+        dir.path(),
+        "timeline.html",
+        &TimelineHtml(&report).to_string(),
+    );
+    assert_eq!(count(&mut page, "svg g.row"), ran);
+    // The fetches queued on one slot: all but the first waited.
+    assert!(count(&mut page, "svg g.row rect.wait") >= 2);
+    assert_eq!(count(&mut page, "svg g.row text.retry"), 1);
+    assert_eq!(count(&mut page, "svg g.row text.failure"), 1);
+    let critical = report.totals.critical_path.len() as u64;
+    assert!(critical >= 2);
+    assert_eq!(count(&mut page, "svg g.row.critical"), critical);
+    // Clicking a group's row folds its nodes away.
+    page.click("svg g.group-row[data-key^='ticks']").unwrap();
+    assert_eq!(count(&mut page, "svg g.row"), ran - 3);
+    assert!(page.errors().is_empty(), "{:?}", page.errors());
+}
