@@ -46,7 +46,8 @@ pub struct Group {
     pub key: String,
     /// Plan node indexes, in plan order.
     pub members: Vec<usize>,
-    /// The operator, or `mixed` when the members differ.
+    /// The members' operator: nodes of one key and different operators
+    /// (a day's fetch and the window of days around it) are two groups.
     pub op: String,
     pub kind: Kind,
     /// Declarations merged into the members.
@@ -76,9 +77,13 @@ pub struct GroupEdge {
 }
 
 impl GroupEdge {
-    /// `prices`, `trades, prices` or `prices ×150`.
+    /// `prices`, `trades, prices`, `prices ×150`, or for many names (a
+    /// union's days) `2026-01-05 … 2026-01-09 ×5`.
     pub fn label(&self) -> String {
-        let names = self.names.join(", ");
+        let names = match self.names.as_slice() {
+            [first, _, _, .., last] => format!("{first} … {last}"),
+            few => few.join(", "),
+        };
         if self.count > 1 {
             format!("{names} ×{}", self.count)
         } else {
@@ -127,12 +132,12 @@ pub fn group_key(id: &str) -> String {
 
 impl View {
     pub fn of(plan: &Plan) -> Self {
-        let mut by_key: IndexMap<String, usize> = IndexMap::new();
+        let mut by_key: IndexMap<(String, &str), usize> = IndexMap::new();
         let mut groups: Vec<Group> = Vec::new();
         let mut group_of = Vec::with_capacity(plan.graph.node_count());
         for (i, node) in plan.nodes() {
             let key = group_key(&node.id);
-            let g = *by_key.entry(key.clone()).or_insert_with(|| {
+            let g = *by_key.entry((key.clone(), &node.op)).or_insert_with(|| {
                 groups.push(Group {
                     key,
                     members: Vec::new(),
@@ -145,9 +150,6 @@ impl View {
             let group = &mut groups[g];
             group.members.push(i.index());
             group.merged += node.aliases.len();
-            if group.op != node.op {
-                group.op = "mixed".to_string();
-            }
             group_of.push(g);
         }
         let mut edges: BTreeMap<(usize, usize), GroupEdge> = BTreeMap::new();
