@@ -53,7 +53,8 @@ fn main() {
     if filter.is_some_and(|f| f != "pictures") {
         return;
     }
-    let vn30 = compile_file(Path::new("pipelines/vn30.yaml"), &[]).unwrap_or_else(|d| panic!("{d}"));
+    let vn30 =
+        compile_file(Path::new("pipelines/vn30.yaml"), &[]).unwrap_or_else(|d| panic!("{d}"));
     let wide = wide(20_000);
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pictures");
     std::fs::create_dir_all(&out).unwrap();
@@ -79,10 +80,14 @@ fn main() {
     let report = {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let executor = quiver::exec::Executor::new(RunOptions::default()).unwrap();
-        let small = [quiver::compile::Override::parse_set("symbols=[FPT, VNM, HPG]").unwrap(),
+        let small = [
+            quiver::compile::Override::parse_set("symbols=[FPT, VNM, HPG]").unwrap(),
             quiver::compile::Override::parse_set("weight_cap=0.5").unwrap(),
-            quiver::compile::Override::parse_set(&format!("out_dir={}", out.join("run").display())).unwrap()];
-        let plan = compile_file(Path::new("pipelines/vn30.yaml"), &small).unwrap_or_else(|d| panic!("{d}"));
+            quiver::compile::Override::parse_set(&format!("out_dir={}", out.join("run").display()))
+                .unwrap(),
+        ];
+        let plan = compile_file(Path::new("pipelines/vn30.yaml"), &small)
+            .unwrap_or_else(|d| panic!("{d}"));
         let run = quiver::cache::uncached(&plan);
         rt.block_on(executor.run(&run))
     };
@@ -111,11 +116,25 @@ fn main() {
     }
 
     let mut page = browser.new_page().unwrap();
-    page.open(&format!("file://{}", out.join("vn30.html").display())).unwrap();
-    std::fs::write(out.join("vn30-plan.png"), page.screenshot(1600, 1000).unwrap()).unwrap();
+    page.open(&format!("file://{}", out.join("vn30.html").display()))
+        .unwrap();
+    std::fs::write(
+        out.join("vn30-plan.png"),
+        page.screenshot(1600, 1000).unwrap(),
+    )
+    .unwrap();
     page.click("g.node.group").unwrap();
-    std::fs::write(out.join("vn30-plan-expanded.png"), page.screenshot(1600, 1000).unwrap()).unwrap();
-    page.open(&format!("file://{}", out.join("timeline.html").display())).unwrap();
-    std::fs::write(out.join("vn30-timeline.png"), page.screenshot(1600, 1000).unwrap()).unwrap();
+    std::fs::write(
+        out.join("vn30-plan-expanded.png"),
+        page.screenshot(1600, 1000).unwrap(),
+    )
+    .unwrap();
+    page.open(&format!("file://{}", out.join("timeline.html").display()))
+        .unwrap();
+    std::fs::write(
+        out.join("vn30-timeline.png"),
+        page.screenshot(1600, 1000).unwrap(),
+    )
+    .unwrap();
     println!("3. screenshots: {}/*.png", out.display());
 }

@@ -76,7 +76,8 @@ fn finish(mut root: Value, title: &str, registry: &Registry) -> Value {
             .and_then(Value::as_array)
             .is_some_and(|r| !r.is_empty());
         defs.insert(key.clone(), schema);
-        let mut then = json!({ "properties": { "with": { "$ref": format!("#/definitions/{key}") } } });
+        let mut then =
+            json!({ "properties": { "with": { "$ref": format!("#/definitions/{key}") } } });
         if needs_with {
             then["required"] = json!(["with"]);
         }
@@ -251,7 +252,10 @@ mod tests {
         assert_eq!(synthetic["additionalProperties"], json!(false));
         // A typed parameter also takes a whole reference.
         let seed = &synthetic["properties"]["seed"];
-        assert!(seed["anyOf"][1]["$ref"] == "#/definitions/Reference", "{seed}");
+        assert!(
+            seed["anyOf"][1]["$ref"] == "#/definitions/Reference",
+            "{seed}"
+        );
     }
 
     #[test]

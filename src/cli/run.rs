@@ -62,10 +62,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     {
         eprintln!("{}", cache::summary(&plan, forecast));
     }
-    let path = args
-        .report
-        .clone()
-        .unwrap_or_else(default_report_path);
+    let path = args.report.clone().unwrap_or_else(default_report_path);
     let mut options = RunOptions {
         sequential: args.sequential,
         report_file: Some(path.clone()),

@@ -20,7 +20,8 @@ const CSS: &str = include_str!("assets/page.css");
 const PLAN_JS: &str = include_str!("assets/plan.js");
 
 /// No request of any kind leaves the page.
-pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:";
+pub const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:";
 
 pub struct Html<'a>(pub &'a Plan, pub Option<&'a Annotations>);
 
@@ -43,8 +44,7 @@ fn data(plan: &Plan, notes: Option<&Annotations>) -> Value {
                 .inputs
                 .iter()
                 .map(|input| {
-                    let from: Vec<usize> =
-                        input.source.nodes().iter().map(|n| n.index()).collect();
+                    let from: Vec<usize> = input.source.nodes().iter().map(|n| n.index()).collect();
                     json!([input.name, from])
                 })
                 .collect();

@@ -63,7 +63,11 @@ pub fn box_sizes(plan: &Plan, view: &View, notes: Option<&Annotations>) -> Vec<(
         .collect()
 }
 
-pub fn laid_out(plan: &Plan, view: &View, notes: Option<&Annotations>) -> (Vec<(f64, f64)>, Layout) {
+pub fn laid_out(
+    plan: &Plan,
+    view: &View,
+    notes: Option<&Annotations>,
+) -> (Vec<(f64, f64)>, Layout) {
     let sizes = box_sizes(plan, view, notes);
     let edges: Vec<(usize, usize)> = view.edges.iter().map(|e| (e.from, e.to)).collect();
     let layout = layout(&sizes, &edges);
@@ -103,18 +107,29 @@ impl fmt::Display for Svg<'_> {
             r##"<path d="M0,0L10,5L0,10z" fill="#777"/></marker></defs>"##,
             "\n"
         ))?;
-        writeln!(
-            f,
-            r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
-        )?;
+        writeln!(f, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##)?;
         for e in &view.edges {
-            let (x1, y1) = (l.x[e.from] + sizes[e.from].0 / 2.0, l.y[e.from] + sizes[e.from].1);
+            let (x1, y1) = (
+                l.x[e.from] + sizes[e.from].0 / 2.0,
+                l.y[e.from] + sizes[e.from].1,
+            );
             let (x2, y2) = (l.x[e.to] + sizes[e.to].0 / 2.0, l.y[e.to]);
             let mid = (y1 + y2) / 2.0;
             let path = if e.from == e.to {
                 // A node reading its own earlier partition: a loop on the right.
-                let (rx, ry) = (l.x[e.from] + sizes[e.from].0, l.y[e.from] + sizes[e.from].1 / 2.0);
-                format!("M{rx:.1},{:.1} C{:.1},{:.1} {:.1},{:.1} {rx:.1},{:.1}", ry - 8.0, rx + 40.0, ry - 30.0, rx + 40.0, ry + 30.0, ry + 8.0)
+                let (rx, ry) = (
+                    l.x[e.from] + sizes[e.from].0,
+                    l.y[e.from] + sizes[e.from].1 / 2.0,
+                );
+                format!(
+                    "M{rx:.1},{:.1} C{:.1},{:.1} {:.1},{:.1} {rx:.1},{:.1}",
+                    ry - 8.0,
+                    rx + 40.0,
+                    ry - 30.0,
+                    rx + 40.0,
+                    ry + 30.0,
+                    ry + 8.0
+                )
             } else {
                 format!("M{x1:.1},{y1:.1} C{x1:.1},{mid:.1} {x2:.1},{mid:.1} {x2:.1},{y2:.1}")
             };
@@ -123,7 +138,10 @@ impl fmt::Display for Svg<'_> {
                 r##"<path class="edge" d="{path}" fill="none" stroke="#999" stroke-width="1.2" marker-end="url(#arrow)"/>"##
             )?;
             let (lx, ly) = if e.from == e.to {
-                (l.x[e.from] + sizes[e.from].0 + 44.0, l.y[e.from] + sizes[e.from].1 / 2.0)
+                (
+                    l.x[e.from] + sizes[e.from].0 + 44.0,
+                    l.y[e.from] + sizes[e.from].1 / 2.0,
+                )
             } else {
                 ((x1 + x2) / 2.0, mid)
             };

@@ -161,11 +161,7 @@ pub struct TimelineText<'a>(pub &'a RunReport);
 impl fmt::Display for TimelineText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let report = self.0;
-        let state = if report.complete {
-            ""
-        } else {
-            " (incomplete)"
-        };
+        let state = if report.complete { "" } else { " (incomplete)" };
         writeln!(f, "run of {}{state}", report.pipeline)?;
         for (label, value) in totals(report) {
             writeln!(f, "  {label:<22} {value}")?;

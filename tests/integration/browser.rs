@@ -57,7 +57,12 @@ fn the_vn30_plan_page_draws_groups_that_expand_and_finds_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let mut browser = Browser::launch().unwrap();
     let mut page = browser.new_page().unwrap();
-    open(&mut page, dir.path(), "vn30.html", &render(&plan, Format::Html));
+    open(
+        &mut page,
+        dir.path(),
+        "vn30.html",
+        &render(&plan, Format::Html),
+    );
 
     // One box per declaration; the header says what merging saved.
     assert_eq!(count(&mut page, "svg g.node"), view.groups.len() as u64);
@@ -113,17 +118,25 @@ fn the_vn30_plan_page_draws_groups_that_expand_and_finds_nodes() {
 
 #[test]
 fn the_symbols_plan_page_draws_one_box_per_declaration() {
-    let plan = compile_file(&root().join("pipelines/symbols.yaml"), &[])
-        .unwrap_or_else(|d| panic!("{d}"));
+    let plan =
+        compile_file(&root().join("pipelines/symbols.yaml"), &[]).unwrap_or_else(|d| panic!("{d}"));
     let view = View::of(&plan);
     let dir = tempfile::tempdir().unwrap();
     let mut browser = Browser::launch().unwrap();
     let mut page = browser.new_page().unwrap();
-    open(&mut page, dir.path(), "symbols.html", &render(&plan, Format::Html));
+    open(
+        &mut page,
+        dir.path(),
+        "symbols.html",
+        &render(&plan, Format::Html),
+    );
     assert_eq!(count(&mut page, "svg g.node"), view.groups.len() as u64);
     // Every edge between boxes is drawn and labelled with its inputs.
     assert_eq!(count(&mut page, "svg path.edge"), view.edges.len() as u64);
-    assert_eq!(count(&mut page, "svg text.edge-label"), view.edges.len() as u64);
+    assert_eq!(
+        count(&mut page, "svg text.edge-label"),
+        view.edges.len() as u64
+    );
 }
 
 #[test]
@@ -202,4 +215,67 @@ fn the_run_timeline_shows_waits_retries_failures_and_the_critical_path() {
     page.click("svg g.group-row[data-key^='ticks']").unwrap();
     assert_eq!(count(&mut page, "svg g.row"), ran - 3);
     assert!(page.errors().is_empty(), "{:?}", page.errors());
+}
+
+#[test]
+fn the_plan_page_shows_what_a_rerun_would_do_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiver = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args(args)
+            .args(["--set", "symbols=[FPT, VNM]", "--set", "weight_cap=0.5"])
+            .args(["--set", "history_start=2026-01-05"])
+            .arg("--set")
+            .arg(format!("out_dir={}", dir.path().join("out").display()))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let pipeline = root().join("pipelines/vn30.yaml");
+    let pipeline = pipeline.to_str().unwrap();
+    quiver(&["run", pipeline, "--quiet", "--set", "end_date=2026-01-05"]);
+    // One more day: the first day's partitions are cached, the new day's run.
+    let html = quiver(&[
+        "plan",
+        pipeline,
+        "--format",
+        "html",
+        "--set",
+        "end_date=2026-01-06",
+    ]);
+
+    let mut browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    open(&mut page, dir.path(), "rerun.html", &html);
+    let header = page
+        .eval("document.querySelector('header').textContent")
+        .unwrap();
+    let header = header.as_str().unwrap().to_string();
+    assert!(
+        header.contains("cached") && header.contains("to run"),
+        "{header}"
+    );
+    // The group of a day's features says how many partitions run.
+    let subtitle = page
+        .eval("[...document.querySelectorAll('g.node.group')].map(g => g.textContent).find(t => t.startsWith('features[*]@*'))")
+        .unwrap();
+    let subtitle = subtitle.as_str().unwrap().to_string();
+    assert!(
+        subtitle.contains("2 run") && subtitle.contains("2 keep"),
+        "{subtitle}"
+    );
+    page.click("#search").unwrap();
+    page.type_text("features[FPT]@2026-01-06").unwrap();
+    page.click("#results div").unwrap();
+    let details = page
+        .eval("document.getElementById('details').textContent")
+        .unwrap();
+    let details = details.as_str().unwrap().to_string();
+    assert!(details.contains("cacherun · new"), "{details}");
 }

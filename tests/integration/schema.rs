@@ -159,7 +159,10 @@ fn repo_pipelines_and_valid_fixtures_conform() {
 fn repo_pipelines_name_the_schema_in_their_first_line() {
     let suites = [
         ("pipelines", format!("../{}", schema::PIPELINE_FILE)),
-        ("pipelines/fragments", format!("../../{}", schema::FRAGMENT_FILE)),
+        (
+            "pipelines/fragments",
+            format!("../../{}", schema::FRAGMENT_FILE),
+        ),
     ];
     for (dir, target) in suites {
         for path in yaml_files(&root().join(dir)) {
