@@ -279,3 +279,18 @@ fn the_plan_page_shows_what_a_rerun_would_do_from_the_cache() {
     let details = details.as_str().unwrap().to_string();
     assert!(details.contains("cacherun · new"), "{details}");
 }
+
+#[test]
+fn the_svg_picture_draws_one_box_per_group_in_a_browser() {
+    let plan = vn30_plan();
+    let view = View::of(&plan);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vn30.svg");
+    std::fs::write(&file, render(&plan, Format::Svg)).unwrap();
+    let mut browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    page.open(&format!("file://{}", file.display())).unwrap();
+    assert!(page.errors().is_empty(), "{:?}", page.errors());
+    assert_eq!(count(&mut page, "g.node"), view.groups.len() as u64);
+    assert_eq!(count(&mut page, "path.edge"), view.edges.len() as u64);
+}

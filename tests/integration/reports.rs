@@ -245,3 +245,65 @@ fn a_killed_run_leaves_a_report_of_what_finished() {
     assert_eq!(status(&left, "fast"), "succeeded");
     assert_eq!(status(&left, "slow"), "running");
 }
+
+/// `quiver report` reads the saved reports back: the newest by default, as
+/// text, HTML or the JSON itself; `--report-html` writes the timeline page.
+#[test]
+fn quiver_report_shows_the_latest_run_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        "pipeline: two\nnodes:\n  info: {op: fetch.synthetic, with: {dataset: stock_info, symbol: FPT}}\n  n:\n    op: transform.sql\n    inputs: [info]\n    with: {query: SELECT count(*) AS n FROM info}\n",
+    )
+    .unwrap();
+    let quiver = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let run = quiver(&[
+        "run",
+        "p.yaml",
+        "--quiet",
+        "--no-cache",
+        "--report-html",
+        "run.html",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let page = std::fs::read_to_string(dir.path().join("run.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("\"pipeline\":\"two\""));
+
+    let text = quiver(&["report"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.starts_with("run of two\n"), "{text}");
+    assert!(text.contains("critical path (2 nodes):"), "{text}");
+    assert!(
+        text.contains("info  ") && text.contains("fetch.synthetic"),
+        "{text}"
+    );
+
+    let json = quiver(&["report", "latest", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["totals"]["executed"], 2);
+    let html = quiver(&["report", "latest", "--format", "html"]);
+    assert_eq!(String::from_utf8(html.stdout).unwrap(), page);
+
+    let missing = quiver(&["report", "1234-5"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8(missing.stderr).unwrap();
+    assert!(stderr.contains("no run '1234-5'"), "{stderr}");
+    let none = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .arg("report")
+        .current_dir(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(none.stderr).unwrap();
+    assert!(stderr.contains("no run report in .quiver/runs"), "{stderr}");
+}
