@@ -82,6 +82,7 @@ fn plan(n: usize, edges: impl Iterator<Item = (usize, usize)>, workload: Workloa
         cache_dir: None,
         force_all: false,
         keep_going: false,
+        secrets: Default::default(),
         stats: Stats {
             declared: n,
             unique: n,

@@ -94,7 +94,11 @@ impl Forecast {
                 Ok(f) => (f, None),
                 Err(e) => (None, Some(e.to_string())),
             };
-            let parts = Parts::of(node, fingerprint.as_deref(), &tokens);
+            let mut parts = Parts::of(node, fingerprint.as_deref(), &tokens);
+            if !plan.secrets.is_empty() {
+                // Secrets enter the key, and the manifest, only hashed.
+                parts.params = plan.secrets.hash_json(&node.resolved).to_string();
+            }
             let key = parts.key();
             let fresh_token = || format!("{}@{nonce}", key.hex());
             let (state, token) = if let Some(e) = fingerprint_error {

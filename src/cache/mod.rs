@@ -164,6 +164,7 @@ fn rebuild(
         cache_dir: plan.cache_dir.clone(),
         force_all: plan.force_all,
         keep_going: plan.keep_going,
+        secrets: plan.secrets.clone(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! calls. Exit codes: 0 success, 1 the run failed, 2 invalid pipeline or usage.
 
 mod cache;
+mod masked_log;
 mod ops;
 mod plan;
 mod report;
@@ -104,12 +105,34 @@ impl PipelineArgs {
             merge: !self.no_merge,
         };
         let registry = quiver::operators::registry();
-        compile::compile_file_with_options(&self.pipeline, &overrides, registry, options).map_err(
-            |d| {
+        // Log lines come from libraries too (a SQL parser logs the
+        // literals it reads): they wait until the secrets are known, and
+        // every line is masked on its way out.
+        masked_log::hold();
+        match compile::compile_file_with_options(&self.pipeline, &overrides, registry, options) {
+            Ok(plan) => {
+                masked_log::release(plan.secrets.clone());
+                Ok(plan)
+            }
+            Err(d) => {
+                // Without a plan, every value given and every variable the
+                // file reads is taken for a secret.
+                let mut secrets = quiver::plan::Secrets::default();
+                for o in &overrides {
+                    secrets.add(&o.value.to_json());
+                }
+                let text = std::fs::read_to_string(&self.pipeline).unwrap_or_default();
+                for (i, _) in text.match_indices("${env:") {
+                    let name = text[i + 6..].split('}').next().unwrap_or_default();
+                    if let Ok(value) = std::env::var(name.trim()) {
+                        secrets.add(&serde_json::Value::String(value));
+                    }
+                }
+                masked_log::release(secrets);
                 print_diagnostics(&d);
-                ExitCode::from(EXIT_INVALID)
-            },
-        )
+                Err(ExitCode::from(EXIT_INVALID))
+            }
+        }
     }
 }
 
@@ -144,7 +167,7 @@ pub fn init_tracing(verbose: u8, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| masked_log::MaskedStderr);
     match format {
         LogFormat::Text => fmt.init(),
         LogFormat::Json => fmt.json().init(),

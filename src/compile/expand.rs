@@ -18,6 +18,7 @@ use serde_json::Value as Json;
 
 use super::interp::{Scope, interpolate, interpolate_str};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::plan::Secrets;
 use crate::plan::{NodePolicy, ResourcePolicy};
 use crate::spec::de::from_yaml;
 use crate::spec::{NodeSpec, Pos, Value, Yaml};
@@ -130,6 +131,9 @@ pub struct Expander<'d> {
     registry: &'d Registry,
     fragments: HashMap<PathBuf, Option<Arc<Yaml>>>,
     include_stack: Vec<PathBuf>,
+    /// Secret values met in fragments: their secret parameters and the
+    /// environment variables they read.
+    pub secrets: Secrets,
 }
 
 impl<'d> Expander<'d> {
@@ -146,6 +150,7 @@ impl<'d> Expander<'d> {
             registry,
             fragments: HashMap::new(),
             include_stack: Vec::new(),
+            secrets: Secrets::default(),
         }
     }
 

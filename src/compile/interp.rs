@@ -5,6 +5,7 @@
 use serde_json::Value as Json;
 
 use super::params::Params;
+use crate::plan::Secrets;
 use crate::spec::{Pos, Value, Yaml};
 
 /// The names visible at one place: parameters, then `foreach` variables
@@ -58,11 +59,51 @@ pub struct Unresolved {
 
 impl std::fmt::Display for Unresolved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(var) = self.name.strip_prefix(ENV) {
+            return write!(
+                f,
+                "environment variable '{var}' is not set; set it where quiver runs (export {var}=…)"
+            );
+        }
         write!(f, "unresolved reference '${{{}}}'", self.name)?;
         match &self.suggestion {
             Some(s) => write!(f, " — did you mean '${{{s}}}'?"),
             None => write!(f, "; declare it under params:"),
         }
+    }
+}
+
+/// How a reference names an environment variable: `${env:API_KEY}`.
+const ENV: &str = "env:";
+
+/// Adds to `params` the environment variables the strings of `doc` read,
+/// `${env:NAME}`, as parameters named `env:NAME` (those that are set; a
+/// reference to one that is not is reported where it is written). Their
+/// values are secrets.
+pub fn env_params(doc: &Yaml, params: &mut Params, secrets: &mut Secrets) {
+    match &doc.value {
+        Value::Str(s) => {
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${env:") {
+                let after = &rest[i + 2..];
+                let Some(end) = after.find('}') else { break };
+                let name = after[..end].trim();
+                if let Some(var) = name.strip_prefix(ENV)
+                    && !params.contains_key(name)
+                    && let Ok(value) = std::env::var(var.trim())
+                {
+                    let value = Json::String(value);
+                    secrets.add(&value);
+                    params.insert(name.to_string(), value);
+                }
+                rest = &after[end..];
+            }
+        }
+        Value::Seq(items) => items.iter().for_each(|y| env_params(y, params, secrets)),
+        Value::Map(entries) => entries
+            .iter()
+            .for_each(|(_, v)| env_params(v, params, secrets)),
+        _ => {}
     }
 }
 
@@ -114,7 +155,10 @@ pub fn interpolate_str(s: &str, scope: &Scope) -> Result<Json, Unresolved> {
     let lookup = |name: &str| {
         scope.get(name).ok_or_else(|| Unresolved {
             name: name.to_string(),
-            suggestion: crate::diag::suggest(name, scope.names()).map(str::to_string),
+            suggestion: match name.starts_with(ENV) {
+                true => None,
+                false => crate::diag::suggest(name, scope.names()).map(str::to_string),
+            },
         })
     };
     if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))

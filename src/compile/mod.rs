@@ -21,7 +21,7 @@ use quiver_operators::calendar::Calendar;
 use quiver_operators::{Effect, Registry};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::plan::{Plan, ResourcePolicy};
+use crate::plan::{Plan, ResourcePolicy, Secrets};
 use crate::spec::de::from_yaml;
 use crate::spec::{PipelineSpec, ResourceSpec, Value, Yaml};
 pub use params::Override;
@@ -122,12 +122,14 @@ pub fn compile_str_with_options(
     };
 
     let before_params = diags.len();
+    let mut secrets = Secrets::default();
     let params = params::resolve(
         &file,
         "params",
         spec.params.as_ref(),
         overrides,
         None,
+        &mut secrets,
         &mut diags,
     );
     if diags.len() > before_params {
@@ -135,10 +137,14 @@ pub fn compile_str_with_options(
         // unresolved references that are not the user's mistake.
         return Err(diags.sorted());
     }
+    // What `${…}` can name: the parameters and the environment variables
+    // the file reads.
+    let mut names = params.clone();
+    interp::env_params(&doc, &mut names, &mut secrets);
     // Resources may name parameters (`concurrency: ${parallel_dates}`).
     let resources_spec = spec.resources.as_ref().map(|section| {
         let mut unresolved = Vec::new();
-        let scope = interp::Scope::new(&params);
+        let scope = interp::Scope::new(&names);
         let value = interp::interpolate(section, "resources", &scope, &mut unresolved);
         for (path, pos, e) in unresolved {
             diags.push(Diagnostic::new(&file, Some(pos), path, e.to_string()));
@@ -163,10 +169,11 @@ pub fn compile_str_with_options(
     }
 
     let mut expander = expand::Expander::new(&mut diags, &resources, registry);
-    let root = interp::Scope::new(&params);
+    let root = interp::Scope::new(&names);
     expander.expand_nodes(&file, &spec.nodes, "", &root, 0);
     expander.resolve_refs();
     let mut decls = std::mem::take(&mut expander.decls);
+    secrets.merge(&expander.secrets);
     if let Some(calendar) = calendar(&file, &doc, spec.calendar.as_ref(), &mut diags) {
         partition::split(&mut decls, registry, &calendar, &mut diags);
     }
@@ -175,13 +182,17 @@ pub fn compile_str_with_options(
         .cache
         .as_ref()
         .and_then(|c| c.force.as_ref())
-        .is_some_and(|force| cache_force(&file, force, &params, &mut diags));
+        .is_some_and(|force| cache_force(&file, force, &names, &mut diags));
     let (graph, stats) = dedupe::Merger::new(&decls, registry, &mut diags)
         .merging(options.merge)
         .run();
     check_sinks(&graph, &decls, &mut diags);
 
     if !diags.is_empty() {
+        // A message may quote a value that holds a secret.
+        for d in &mut diags.0 {
+            d.message = secrets.redact(&d.message);
+        }
         return Err(diags.sorted());
     }
     Ok(Plan {
@@ -194,6 +205,7 @@ pub fn compile_str_with_options(
         cache_dir: spec.cache.and_then(|c| c.dir).map(PathBuf::from),
         force_all,
         keep_going: spec.keep_going.unwrap_or(false),
+        secrets,
     })
 }
 

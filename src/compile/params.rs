@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::plan::Secrets;
 use crate::spec::de::from_yaml;
 use crate::spec::{ParamDecl, ParamType, Pos, Value, Yaml};
 
@@ -90,6 +91,7 @@ pub fn resolve(
     section: Option<&Yaml>,
     overrides: &[Override],
     includer: Option<&Includer>,
+    secrets: &mut Secrets,
     diags: &mut Diagnostics,
 ) -> Params {
     let mut decls: IndexMap<String, (ParamDecl, Pos)> = IndexMap::new();
@@ -165,6 +167,11 @@ pub fn resolve(
             Some(Override { pos: None, .. }) => None,
             _ => Some(given.pos),
         };
+        // A secret's value is not repeated in its errors.
+        let hide = |message: String| match decl.secret {
+            true => message.replace(&given.scalar_text(), crate::plan::secrets::MASK),
+            false => message,
+        };
         match coerce(decl.ty, given) {
             Ok(value) => {
                 if let Some(choices) = &decl.choices {
@@ -178,7 +185,7 @@ pub fn resolve(
                             from,
                             at,
                             where_,
-                            format!(
+                            hide(format!(
                                 "'{}' is not one of the allowed values: {}{}",
                                 given.scalar_text(),
                                 list.join(", "),
@@ -186,14 +193,37 @@ pub fn resolve(
                                     .as_deref()
                                     .map(|why| format!(" — {why}"))
                                     .unwrap_or_default()
-                            ),
+                            )),
                         ));
                         continue;
                     }
                 }
+                if decl.secret {
+                    let short = |v: &Json| {
+                        v.as_str()
+                            .is_some_and(|s| s.chars().count() < crate::plan::secrets::SHORTEST)
+                    };
+                    let too_short = match &value {
+                        Json::Array(items) => items.iter().any(short),
+                        other => short(other),
+                    };
+                    if too_short {
+                        diags.push(Diagnostic::new(
+                            from,
+                            at,
+                            where_,
+                            format!(
+                                "the secret '{name}' is shorter than {} characters: too short to keep out of what quiver prints; use the real credential",
+                                crate::plan::secrets::SHORTEST
+                            ),
+                        ));
+                        continue;
+                    }
+                    secrets.add(&value);
+                }
                 values.insert(name.clone(), value);
             }
-            Err(message) => diags.push(Diagnostic::new(from, at, where_, message)),
+            Err(message) => diags.push(Diagnostic::new(from, at, where_, hide(message))),
         }
     }
 

@@ -17,7 +17,7 @@ use petgraph::graph::NodeIndex;
 use quiver_operators::{CancelToken, ExecContext, Inputs, OpError, Operator, Table};
 
 use super::resources::{Admission, Resource};
-use crate::plan::{AttemptPolicy, Graph};
+use crate::plan::{AttemptPolicy, Graph, Secrets};
 
 /// What one node needs to run.
 pub struct Attempts {
@@ -30,6 +30,8 @@ pub struct Attempts {
     pub resource: Option<Arc<Resource>>,
     /// Seeds the backoff jitter.
     pub jitter_seed: u64,
+    /// Masked in log lines.
+    pub secrets: Arc<Secrets>,
     /// The run's context: thread budget, DataFusion runtime.
     pub ctx: ExecContext,
     /// Threads of the budget the executor took for this node.
@@ -132,6 +134,7 @@ impl Attempts {
                         (jitter >> 11) as f64 / (1u64 << 53) as f64,
                     );
                     let delay = e.retry_after().map_or(backoff, |r| r.max(backoff));
+                    let e = self.secrets.redact(&e.to_string());
                     tracing::warn!(node = %self.id(), attempt = attempts, delay_ms = delay.as_millis() as u64, error = %e, "Retrying after a transient failure");
                     Box::pin(tokio::time::sleep(delay)).await;
                 }

@@ -196,7 +196,9 @@ impl RunHeader {
     pub fn of(plan: &Plan) -> Self {
         Self {
             pipeline: plan.name.clone(),
-            params: serde_json::to_value(&plan.params).unwrap_or_default(),
+            params: plan
+                .secrets
+                .redact_json(&serde_json::to_value(&plan.params).unwrap_or_default()),
             merged_avoided: plan.stats.merged_total(),
         }
     }

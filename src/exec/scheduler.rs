@@ -128,6 +128,7 @@ impl Scheduler {
             graph,
         });
         scheduler.state.keep_going = plan.keep_going;
+        scheduler.state.secrets = Arc::new(plan.secrets.clone());
         scheduler.state.hold_limit = options.hold_limit;
         scheduler.write_first_report();
         scheduler
@@ -218,6 +219,7 @@ impl Scheduler {
             jitter_seed: node.identity,
             ctx: self.ctx.clone(),
             held: usize::from(self.state.needs_slot(i)),
+            secrets: self.state.secrets.clone(),
         };
         let span =
             tracing::info_span!("node", id = %node.id, op = %node.op, workload = ?node.workload);

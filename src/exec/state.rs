@@ -17,7 +17,7 @@ use super::fanin::fan_in;
 use super::memory::LiveBuffers;
 use super::progress::Progress;
 use super::report::{NodeError, NodeReport, NodeStatus};
-use crate::plan::{Graph, OnError, Require, Reuse, Source};
+use crate::plan::{Graph, OnError, Require, Reuse, Secrets, Source};
 
 /// A node's state while the run goes.
 enum Slot {
@@ -112,6 +112,8 @@ pub struct RunState {
     memory: LiveBuffers,
     /// A failure stops the run (`false`) or only what needs it (`true`).
     pub keep_going: bool,
+    /// Masked in failures and log lines.
+    pub secrets: Arc<Secrets>,
     /// Bytes of outputs held above which no new source starts.
     pub hold_limit: Option<usize>,
     /// Sources started and not yet settled, and the largest output of the
@@ -182,6 +184,7 @@ impl RunState {
             progress,
             memory: LiveBuffers::default(),
             keep_going: false,
+            secrets: Arc::default(),
             hold_limit: None,
             sources_running: 0,
             source_bytes: 0,
@@ -336,8 +339,15 @@ impl RunState {
                 Arc::new(table)
             }
             Err(e) => {
-                let error = NodeError::from(&e);
+                let mut error = NodeError::from(&e);
+                if !self.secrets.is_empty() {
+                    error.message = self.secrets.redact(&error.message);
+                    for cause in &mut error.causes {
+                        *cause = self.secrets.redact(cause);
+                    }
+                }
                 let fault = error.kind;
+                let e = error.message.clone();
                 report.error = Some(error);
                 match &node.policy.on_error {
                     OnError::Fail => {

@@ -3,6 +3,7 @@
 //! with the policy it runs under.
 
 pub mod policy;
+pub mod secrets;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ pub use policy::{
     AttemptPolicy, BreakerPolicy, CacheSetting, NodePolicy, OnError, Rate, Require, ResourcePolicy,
     RetryPolicy,
 };
+pub use secrets::Secrets;
 
 /// A compiled pipeline, ready to render or run.
 #[derive(Debug)]
@@ -39,6 +41,9 @@ pub struct Plan {
     /// A failed node fails the run but does not stop it: the nodes that do
     /// not need it still run (`keep_going: true`).
     pub keep_going: bool,
+    /// The values of secret parameters and environment variables, masked in
+    /// everything quiver writes.
+    pub secrets: Secrets,
 }
 
 /// The nodes of a plan and the edges from producers to consumers.

@@ -63,7 +63,7 @@ pub fn render(plan: &Plan, format: Format) -> String {
 
 /// Renders `plan` in `format`, each node with what a run would do.
 pub fn render_with(plan: &Plan, format: Format, notes: Option<&Annotations>) -> String {
-    match format {
+    let out = match format {
         Format::Text => Text(plan, notes).to_string(),
         Format::Dot => Dot(plan, notes).to_string(),
         Format::Mermaid => Mermaid(plan, notes).to_string(),
@@ -71,6 +71,11 @@ pub fn render_with(plan: &Plan, format: Format, notes: Option<&Annotations>) -> 
             .expect("JSON values always serialize"),
         Format::Svg => Svg(plan, notes).to_string(),
         Format::Html => Html(plan, notes).to_string(),
+    };
+    if plan.secrets.is_empty() {
+        out
+    } else {
+        plan.secrets.redact(&out)
     }
 }
 

@@ -149,6 +149,11 @@ pub struct ParamDecl {
     pub because: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// A secret (a password, an API key): its value never appears in a
+    /// plan, report, log line or error message, and the cache keeps only
+    /// its hash.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// One node as written.

@@ -16,6 +16,7 @@ mod reports;
 mod runs;
 mod scheduling;
 mod schema;
+mod secrets;
 mod support;
 mod vn30;
 mod yaml_limits;

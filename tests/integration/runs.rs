@@ -81,7 +81,7 @@ fn cli_exit_codes() {
         "{stderr}"
     );
 
-    let usage = quiver(&["plan", "pipelines/vn30.yaml", "--format", "svg"]);
+    let usage = quiver(&["plan", "pipelines/vn30.yaml", "--format", "png"]);
     assert_eq!(usage.status.code(), Some(2));
 
     let dir = tempfile::tempdir().unwrap();

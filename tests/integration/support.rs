@@ -169,5 +169,6 @@ pub fn plan_of(nodes: Vec<(&str, Test, Vec<Source>)>) -> Plan {
         cache_dir: None,
         force_all: false,
         keep_going: false,
+        secrets: Default::default(),
     }
 }

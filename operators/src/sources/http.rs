@@ -64,7 +64,7 @@ pub struct HttpParams {
     /// Request headers. Their values are never logged.
     ///
     /// ```yaml
-    /// headers: { Authorization: "Bearer ${env.API_TOKEN}" }
+    /// headers: { Authorization: "Bearer ${env:API_TOKEN}" }
     /// ```
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

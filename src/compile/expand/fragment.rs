@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{DeclInput, Entry, Expander, Namespace, Step, Target};
-use crate::compile::interp::Scope;
+use crate::compile::interp::{self, Scope};
 use crate::compile::params::{self, Includer, Override, Params};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::spec::de::from_yaml;
@@ -60,7 +60,8 @@ impl Expander<'_> {
         let bindings = self.bind_inputs(step, &fspec);
         // Without its parameters the fragment's nodes would only report a
         // cascade of unresolved references.
-        let fparams = fparams?;
+        let mut fparams = fparams?;
+        interp::env_params(&doc, &mut fparams, &mut self.secrets);
         self.namespaces[child].bindings = bindings;
 
         self.include_stack.push(frag_path.clone());
@@ -141,6 +142,7 @@ impl Expander<'_> {
             fspec.params.as_ref(),
             &overrides,
             Some(&includer),
+            &mut self.secrets,
             &mut param_diags,
         );
         ok &= param_diags.is_empty();
