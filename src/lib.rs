@@ -13,6 +13,7 @@ pub mod exec;
 pub mod plan;
 pub mod render;
 pub mod schema;
+pub mod serve;
 pub mod spec;
 
 pub use quiver_operators as operators;

@@ -8,6 +8,7 @@ mod plan;
 mod report;
 mod run;
 mod schema;
+mod serve;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ enum Command {
     Cache(cache::CacheCommand),
     /// Print the JSON Schema of pipeline files, for editors.
     Schema(schema::SchemaArgs),
+    /// Serve synthetic market data over HTTP on 127.0.0.1, to test against.
+    ServeSynthetic(serve::ServeArgs),
 }
 
 /// The pipeline file and parameter values, shared by validate, plan and run.
@@ -154,6 +157,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ops(args) => ops::ops(args),
         Command::Cache(args) => cache::run(args),
         Command::Schema(args) => schema::schema(args),
+        Command::ServeSynthetic(args) => serve::serve(args),
     }
 }
 

@@ -17,6 +17,7 @@ mod runs;
 mod scheduling;
 mod schema;
 mod secrets;
+mod serve;
 mod support;
 mod vn30;
 mod yaml_limits;
