@@ -21,7 +21,7 @@ use quiver_operators::calendar::Calendar;
 use quiver_operators::{Effect, Registry};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::plan::{Plan, ResourcePolicy, Secrets};
+use crate::plan::{Plan, ResourcePolicy, Secrets, SharedRate};
 use crate::spec::de::from_yaml;
 use crate::spec::{PipelineSpec, ResourceSpec, Value, Yaml};
 pub use params::Override;
@@ -301,6 +301,24 @@ fn read_resources(
                 let path = format!("resources.{name}");
                 match from_yaml::<ResourceSpec>(node, &path) {
                     Ok(r) => {
+                        if let Some(url) = &r.shared {
+                            let pos = node.get("shared").map_or(node.pos, |c| c.pos);
+                            let message = match (SharedRate::parse(url), &r.rate) {
+                                (Err(e), _) => Some(e),
+                                (Ok(_), None) => Some(
+                                    "a shared rate needs a rate, and this resource has none; add rate: (e.g. 20/s)".to_string(),
+                                ),
+                                (Ok(_), Some(_)) => None,
+                            };
+                            if let Some(message) = message {
+                                diags.push(Diagnostic::new(
+                                    file,
+                                    Some(pos),
+                                    format!("{path}.shared"),
+                                    message,
+                                ));
+                            }
+                        }
                         if r.concurrency == Some(0) {
                             let pos = node.get("concurrency").map_or(node.pos, |c| c.pos);
                             diags.push(Diagnostic::new(

@@ -14,7 +14,7 @@ use super::interp::{Scope, interpolate};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::plan::{
     AttemptPolicy, BreakerPolicy, CacheSetting, NodePolicy, OnError, Rate, Require, ResourcePolicy,
-    RetryPolicy,
+    RetryPolicy, SharedRate,
 };
 use crate::spec::{
     CacheSpec, NodeSpec, OnError as OnErrorSpec, Require as RequireSpec, ResourceSpec, RetrySpec,
@@ -35,6 +35,10 @@ pub fn resource(spec: &ResourceSpec) -> ResourcePolicy {
             failures: b.failures,
             cooldown: b.cooldown.0,
         }),
+        shared: spec
+            .shared
+            .as_deref()
+            .and_then(|url| SharedRate::parse(url).ok()),
     }
 }
 

@@ -28,6 +28,7 @@ mod progress;
 pub mod report;
 pub mod resources;
 mod scheduler;
+mod shared_rate;
 mod state;
 
 use std::future::Future;

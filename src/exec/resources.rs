@@ -5,11 +5,13 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::shared_rate::RedisRate;
 use crate::plan::ResourcePolicy;
 
 /// One named pool, shared by every node that names it.
@@ -17,6 +19,11 @@ pub struct Resource {
     pub name: String,
     concurrency: Option<Arc<Semaphore>>,
     rate: Option<DefaultDirectRateLimiter>,
+    /// The rate kept in Redis for every process, when `shared:` says so;
+    /// `rate` stands in while Redis cannot be reached.
+    shared: Option<RedisRate>,
+    /// Whether the fall back to the local rate was said.
+    fell_back: AtomicBool,
     breaker: Option<Breaker>,
 }
 
@@ -37,6 +44,11 @@ impl Resource {
                 .concurrency
                 .map(|n| Arc::new(Semaphore::new(n as usize))),
             rate,
+            shared: match (&policy.shared, policy.rate) {
+                (Some(shared), Some(rate)) => Some(RedisRate::new(name, shared, rate)),
+                _ => None,
+            },
+            fell_back: AtomicBool::new(false),
             breaker: policy.breaker.map(|b| Breaker::new(b.failures, b.cooldown)),
         }
     }
@@ -48,6 +60,20 @@ impl Resource {
             Some(sem) => Some(sem.clone().acquire_owned().await.expect("never closed")),
             None => None,
         };
+        if let Some(shared) = &self.shared {
+            match shared.until_ready().await {
+                Ok(()) => return permit,
+                Err(e) => {
+                    if !self.fell_back.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            resource = %self.name,
+                            "The shared rate in {} cannot be used ({e}); this process keeps the rate alone, so processes together may pass it",
+                            shared.url()
+                        );
+                    }
+                }
+            }
+        }
         if let Some(rate) = &self.rate {
             rate.until_ready().await;
         }

@@ -15,7 +15,7 @@ use quiver_operators::{Effect, Operator, Workload};
 
 pub use policy::{
     AttemptPolicy, BreakerPolicy, CacheSetting, NodePolicy, OnError, Rate, Require, ResourcePolicy,
-    RetryPolicy,
+    RetryPolicy, SharedRate,
 };
 pub use secrets::Secrets;
 

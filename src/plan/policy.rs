@@ -21,6 +21,53 @@ pub struct ResourcePolicy {
     /// The retries of the nodes using the resource.
     pub retry: Option<RetryPolicy>,
     pub breaker: Option<BreakerPolicy>,
+    /// Where the rate is kept for every process: `(host:port, db)` of a
+    /// Redis server.
+    pub shared: Option<SharedRate>,
+}
+
+/// A rate kept in Redis, under a key named after the resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedRate {
+    /// `host:port`.
+    pub address: String,
+    pub db: u32,
+    /// The URL as written, for messages.
+    pub url: String,
+}
+
+impl SharedRate {
+    /// `redis://HOST[:PORT][/DB]`.
+    pub fn parse(url: &str) -> Result<SharedRate, String> {
+        let help = "write it as redis://HOST:PORT or redis://HOST:PORT/DB";
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or_else(|| format!("'{url}' is not a Redis URL; {help}"))?;
+        let (host, db) = match rest.split_once('/') {
+            Some((host, "")) => (host, 0),
+            Some((host, db)) => (
+                host,
+                db.parse()
+                    .map_err(|_| format!("'{db}' is not a database number; {help}"))?,
+            ),
+            None => (rest, 0),
+        };
+        if host.is_empty() || host.contains('@') {
+            return Err(format!(
+                "'{url}' names no host (or has credentials); {help}"
+            ));
+        }
+        let address = if host.contains(':') {
+            host.to_string()
+        } else {
+            format!("{host}:6379")
+        };
+        Ok(SharedRate {
+            address,
+            db,
+            url: url.to_string(),
+        })
+    }
 }
 
 /// `count` starts per `per`.

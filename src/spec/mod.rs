@@ -322,6 +322,11 @@ pub struct ResourceSpec {
     pub retries: Option<RetrySpec>,
     #[serde(default)]
     pub circuit_breaker: Option<BreakerSpec>,
+    /// Keep `rate` in Redis, `redis://HOST:PORT[/DB]`: every quiver process
+    /// using this resource and URL together stays under the rate. If Redis
+    /// cannot be reached, each process keeps the rate alone, and says so.
+    #[serde(default)]
+    pub shared: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]

@@ -18,6 +18,7 @@ mod scheduling;
 mod schema;
 mod secrets;
 mod serve;
+mod shared_rate;
 mod support;
 mod vn30;
 mod yaml_limits;

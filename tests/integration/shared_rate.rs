@@ -1,0 +1,161 @@
+//! A rate limit shared across processes through a real Redis server
+//! (Debian's `redis-server`, started here on a free port; the README's
+//! test command installs it): three `quiver run` processes against the
+//! local API limited at 20 requests a second together stay under it and
+//! are never refused; each keeping 20/s alone, they are refused. With
+//! Redis unreachable, a process keeps the rate alone and says so once.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use quiver::serve::{ApiConfig, SyntheticApi};
+
+/// A Redis server of the test's own, stopped when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed; .ci/test installs it (apt-get install redis-server)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pipeline(url: &str, shared: Option<&str>) -> String {
+    let symbols: Vec<String> = (0..30).map(|i| format!("S{i:02}")).collect();
+    let shared = shared
+        .map(|s| format!(", shared: \"{s}\""))
+        .unwrap_or_default();
+    format!(
+        r#"pipeline: shared_rate
+params:
+  symbols: {{type: list, default: [{}]}}
+resources:
+  api: {{concurrency: 8, rate: 20/s, retries: {{max_attempts: 6, backoff: 100ms}}{shared}}}
+nodes:
+  bars:
+    foreach: symbol in ${{symbols}}
+    op: fetch.http
+    resource: api
+    with: {{url: "{url}/v1/bars/${{symbol}}", query: {{start: 2026-01-05, end: 2026-01-05}}, records_path: data}}
+"#,
+        symbols.join(", ")
+    )
+}
+
+/// Runs `processes` quiver processes on `yaml` at once.
+fn run_together(dir: &Path, yaml: &str, processes: usize) -> Vec<Output> {
+    std::fs::write(dir.join("p.yaml"), yaml).unwrap();
+    let children: Vec<Child> = (0..processes)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_quiver"))
+                .args(["run", "p.yaml", "--no-cache", "--quiet"])
+                .current_dir(dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+fn api(rt: &tokio::runtime::Runtime) -> SyntheticApi {
+    let config = ApiConfig {
+        rate_per_second: Some(20),
+        ..ApiConfig::default()
+    };
+    rt.block_on(SyntheticApi::start("127.0.0.1:0", config))
+        .unwrap()
+}
+
+#[test]
+fn three_processes_sharing_the_rate_in_redis_stay_under_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    let shared = api(&rt);
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    for out in run_together(dir.path(), &pipeline(&shared.url(), Some(&url)), 3) {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("cannot be used"), "{stderr}");
+    }
+    let stats = shared.stats();
+    assert_eq!(stats.served["bars"], 90);
+    assert_eq!(stats.limited, 0, "{stats:?}");
+    assert!(stats.busiest_second() <= 20, "{stats:?}");
+
+    // Each keeping 20/s alone, together they pass it and are refused.
+    let alone = api(&rt);
+    for out in run_together(dir.path(), &pipeline(&alone.url(), None), 3) {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stats = alone.stats();
+    assert!(stats.limited > 0, "{stats:?}");
+    assert!(
+        stats.busiest_second() <= 20,
+        "the API holds its limit: {stats:?}"
+    );
+}
+
+#[test]
+fn with_redis_down_a_process_keeps_the_rate_alone_and_says_so_once() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = api(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let outs = run_together(dir.path(), &pipeline(&api.url(), Some(&url)), 1);
+    let out = &outs[0];
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("cannot be used").count(), 1, "{stderr}");
+    assert!(stderr.contains(&url), "{stderr}");
+    let stats = api.stats();
+    assert_eq!((stats.served["bars"], stats.limited), (30, 0), "{stats:?}");
+}
