@@ -199,6 +199,7 @@ mod tests {
             timeout: Some(DurationSpec(Duration::from_secs(30))),
             retries: Some(RetrySpec::Count(3)),
             circuit_breaker: None,
+            shared: None,
         });
         let plain = attempts(&node_spec("op: x"), Some(&resource));
         assert_eq!(
