@@ -7,6 +7,8 @@
   const D = JSON.parse(document.getElementById("data").textContent);
   const SVG = "http://www.w3.org/2000/svg";
   const LABEL = 320, ROW = 18, AXIS = 24;
+  // An open group draws at most this many rows, the first to start.
+  const SHOWN = 2000;
   const STATUS = { succeeded: "#5b9b4a", failed: "#d23c3c", defaulted: "#d28a3c", skipped: "#aaaaaa", cached: "#7aa7d8", running: "#c9b23c", cancelled: "#999999" };
   const total = D.groups.reduce((s, g) => s + g.nodes.length, 0);
   // Small runs open every group; big ones open groups on click.
@@ -58,7 +60,9 @@
     for (const g of D.groups) {
       const key = g.key + g.op;
       rows.push({ group: g, key });
-      if (open.has(key)) for (const n of g.nodes) rows.push({ node: n });
+      if (!open.has(key)) continue;
+      for (const n of g.nodes.slice(0, SHOWN)) rows.push({ node: n });
+      if (g.nodes.length > SHOWN) rows.push({ more: g.nodes.length - SHOWN });
     }
     const chart = Math.max(600, (canvas.clientWidth || 1200) - LABEL - 30);
     const scale = chart / Math.max(D.wall, 1e-3);
@@ -71,6 +75,10 @@
     }
     rows.forEach((r, i) => {
       const y = AXIS + i * ROW;
+      if (r.more) {
+        el("text", { x: 14, y: y + 13, fill: "#777" }, svg).textContent = `… and ${r.more} more nodes of this group (quiver report prints them all as JSON)`;
+        return;
+      }
       if (r.group) {
         const g = r.group, n = g.nodes.length;
         const row = el("g", { class: "group-row", "data-key": r.key }, svg);
