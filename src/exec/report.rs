@@ -182,6 +182,25 @@ pub struct Totals {
     /// the system says: with `wall`, how many cores the run kept busy.
     pub cpu_time: Option<Duration>,
     pub cancelled: bool,
+    /// Per resource (each source's pool): the calls made, how many failed,
+    /// and the time spent waiting for the pool and working.
+    #[serde(default)]
+    pub by_resource: BTreeMap<String, ResourceTotals>,
+}
+
+/// What the nodes drawing from one resource did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceTotals {
+    /// Nodes that ran.
+    pub nodes: usize,
+    /// Attempts, retries included: the calls made to the source.
+    pub calls: u32,
+    /// Calls that failed (retried or not).
+    pub failed_calls: u32,
+    /// Nodes that ended failed, skipped or on their default.
+    pub failed_nodes: usize,
+    pub wait: Duration,
+    pub busy: Duration,
 }
 
 /// What a report says of the run as a whole, known before it starts.
@@ -190,6 +209,8 @@ pub struct RunHeader {
     pub pipeline: String,
     pub params: serde_json::Value,
     pub merged_avoided: usize,
+    /// Per node, the resource it draws from.
+    pub resources: Vec<Option<String>>,
 }
 
 impl RunHeader {
@@ -200,6 +221,15 @@ impl RunHeader {
                 .secrets
                 .redact_json(&serde_json::to_value(&plan.params).unwrap_or_default()),
             merged_avoided: plan.stats.merged_total(),
+            resources: plan
+                .nodes()
+                .map(|(_, n)| {
+                    n.policy
+                        .resource
+                        .and_then(|r| plan.resources.get_index(r))
+                        .map(|(name, _)| name.clone())
+                })
+                .collect(),
         }
     }
 }
@@ -244,6 +274,7 @@ impl Totals {
             peak_threads: tally.peak_threads,
             cpu_time: tally.cpu_time,
             cancelled: tally.cancelled,
+            by_resource: by_resource(header, nodes),
         }
     }
 }
@@ -285,6 +316,29 @@ impl RunReport {
     pub fn node(&self, id: &str) -> Option<&NodeReport> {
         self.nodes.iter().find(|n| n.id == id)
     }
+}
+
+fn by_resource(header: &RunHeader, nodes: &[NodeReport]) -> BTreeMap<String, ResourceTotals> {
+    let mut out: BTreeMap<String, ResourceTotals> = BTreeMap::new();
+    for (node, resource) in nodes.iter().zip(&header.resources) {
+        let Some(name) = resource else { continue };
+        if node.attempts == 0 {
+            continue;
+        }
+        let t = out.entry(name.clone()).or_default();
+        t.nodes += 1;
+        t.calls += node.attempts;
+        let failed_node = matches!(
+            node.status,
+            NodeStatus::Failed | NodeStatus::Skipped | NodeStatus::Defaulted
+        );
+        // Every attempt but a last one that succeeded failed.
+        t.failed_calls += node.attempts - u32::from(!failed_node);
+        t.failed_nodes += usize::from(failed_node);
+        t.wait += node.wait;
+        t.busy += node.busy();
+    }
+    out
 }
 
 /// From the node that finished last, back through the input that finished

@@ -82,7 +82,7 @@ fn mib(bytes: f64) -> String {
 }
 
 /// The run's totals, as label and value.
-fn totals(report: &RunReport) -> Vec<(&'static str, String)> {
+fn totals(report: &RunReport) -> Vec<(String, String)> {
     let t = &report.totals;
     let executions: u32 = t.executions_by_op.values().sum();
     let mut rows = vec![
@@ -102,6 +102,23 @@ fn totals(report: &RunReport) -> Vec<(&'static str, String)> {
     }
     if let Some(cpu) = t.cpu_time {
         rows.push(("CPU time", format!("{cpu:.2?}")));
+    }
+    rows.into_iter()
+        .map(|(label, value)| (label.to_string(), value))
+        .collect()
+}
+
+/// One line per resource: its calls, failures and time.
+fn resource_rows(report: &RunReport) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    for (name, r) in &report.totals.by_resource {
+        rows.push((
+            format!("resource {name}"),
+            format!(
+                "{} calls, {} failed, work {:.2?}, wait {:.2?}",
+                r.calls, r.failed_calls, r.busy, r.wait
+            ),
+        ));
     }
     rows
 }
@@ -141,11 +158,12 @@ impl fmt::Display for TimelineHtml<'_> {
                 json!({ "key": g.key, "op": g.op, "nodes": nodes })
             })
             .collect();
+        let totals = [totals(report), resource_rows(report)].concat();
         let data = json!({
             "pipeline": report.pipeline,
             "complete": report.complete,
             "wall": ms(report.totals.wall),
-            "totals": totals(report),
+            "totals": totals,
             "critical": report.totals.critical_path,
             "groups": groups,
         });
@@ -177,6 +195,20 @@ impl fmt::Display for TimelineText<'_> {
                         n.start, n.end, n.wait
                     )?;
                 }
+            }
+        }
+        if !report.totals.by_resource.is_empty() {
+            writeln!(
+                f,
+                "{:<22} {:>6} {:>6} {:>7} {:>7} {:>11} {:>11}",
+                "resource", "nodes", "calls", "failed", "gave up", "work", "wait"
+            )?;
+            for (name, r) in &report.totals.by_resource {
+                writeln!(
+                    f,
+                    "{name:<22} {:>6} {:>6} {:>7} {:>7} {:>11.2?} {:>11.2?}",
+                    r.nodes, r.calls, r.failed_calls, r.failed_nodes, r.busy, r.wait
+                )?;
             }
         }
         let groups = row_groups(report);

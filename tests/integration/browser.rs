@@ -192,6 +192,14 @@ fn the_run_timeline_shows_waits_retries_failures_and_the_critical_path() {
     let report = run_with(&plan, RunOptions::default());
     let flaky = report.node("flaky").unwrap();
     assert_eq!((flaky.status, flaky.attempts), (NodeStatus::Failed, 3));
+    // The source's metrics: 3 fetches once each, and 3 failed calls of
+    // the flaky one, which gave up.
+    let api = &report.totals.by_resource["api"];
+    assert_eq!(
+        (api.nodes, api.calls, api.failed_calls, api.failed_nodes),
+        (4, 6, 3, 1)
+    );
+    assert!(api.wait > std::time::Duration::ZERO, "{api:?}");
     let ran = report.nodes.iter().filter(|n| n.attempts > 0).count() as u64;
 
     let dir = tempfile::tempdir().unwrap();
