@@ -570,8 +570,17 @@ fn parse_foreach(text: &str, scope: &Scope) -> Result<(String, Vec<(String, Json
         .map(|v| match &v {
             Json::String(s) => Ok((s.clone(), v)),
             Json::Number(n) => Ok((n.to_string(), v)),
+            // A list of records: each instance is keyed by the record's
+            // first field, and `${VAR.FIELD}` reads its fields.
+            Json::Object(fields) => match fields.values().next() {
+                Some(Json::String(s)) => Ok((s.clone(), v.clone())),
+                Some(Json::Number(n)) => Ok((n.to_string(), v.clone())),
+                _ => Err(format!(
+                    "a foreach over mappings keys each instance by the first field, which must be a string or number; found {v}"
+                )),
+            },
             other => Err(format!(
-                "foreach keys are strings or numbers, found {other}"
+                "foreach keys are strings, numbers or mappings, found {other}"
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;

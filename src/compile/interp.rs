@@ -28,7 +28,18 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// The value `name` names: a parameter or variable, or a field of one,
+    /// `item.ticker`.
     pub fn get(&self, name: &str) -> Option<&'a Json> {
+        if let Some((root, path)) = name.split_once('.')
+            && !root.starts_with("env:")
+        {
+            let mut value = self.get(root)?;
+            for field in path.split('.') {
+                value = value.as_object()?.get(field.trim())?;
+            }
+            return Some(value);
+        }
         let mut scope = self;
         loop {
             match scope.var {
@@ -245,6 +256,24 @@ mod tests {
             .unwrap(),
             json!("from 2026-01-05: FPT of FPT, VNM, ${literal}")
         );
+    }
+
+    #[test]
+    fn fields_of_a_record_are_read_with_dots() {
+        let p = params();
+        let item = json!({"id": "n001", "ticker": "FPT", "meta": {"lang": "vi"}});
+        let root = Scope::new(&p);
+        let scope = root.with_var("item", &item);
+        assert_eq!(
+            interpolate_str("/v1/float/${item.ticker}?l=${item.meta.lang}", &scope).unwrap(),
+            json!("/v1/float/FPT?l=vi")
+        );
+        assert_eq!(
+            interpolate_str("${item.id}", &scope).unwrap(),
+            json!("n001")
+        );
+        assert!(interpolate_str("${item.tickr}", &scope).is_err());
+        assert!(interpolate_str("${start.x}", &scope).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod browser;
 mod cache;
 mod cdp;
 mod engine_api;
+mod enrichment;
 mod executor;
 mod fixtures;
 mod partitions;
