@@ -11,15 +11,7 @@ use quiver::operators::arrow::array::{Array, Float64Array, RecordBatch};
 use quiver::operators::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use quiver::serve::{ApiConfig, Route, SyntheticApi};
 
-use crate::support::run_with;
-
-fn start(config: ApiConfig) -> (tokio::runtime::Runtime, SyntheticApi) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let api = rt
-        .block_on(SyntheticApi::start("127.0.0.1:0", config))
-        .unwrap();
-    (rt, api)
-}
+use crate::support::{run_with, start_api as start};
 
 /// Runs the pipeline against `api`; the report and the classified rows.
 fn cycle(api: &SyntheticApi, merge: bool) -> (RunReport, RecordBatch) {

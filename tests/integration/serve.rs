@@ -6,19 +6,10 @@
 use std::time::Duration;
 
 use quiver::exec::NodeStatus;
-use quiver::serve::{ApiConfig, Route, SyntheticApi};
+use quiver::serve::{ApiConfig, Route};
 use serde_json::Value;
 
-use crate::support::{compile, run};
-
-/// The API on a runtime of its own, for a test whose runs use another.
-fn start(config: ApiConfig) -> (tokio::runtime::Runtime, SyntheticApi) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let api = rt
-        .block_on(SyntheticApi::start("127.0.0.1:0", config))
-        .unwrap();
-    (rt, api)
-}
+use crate::support::{compile, run, start_api as start};
 
 fn pipeline(url: &str, resource: &str, out: &std::path::Path) -> String {
     format!(

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use quiver::serve::{ApiConfig, SyntheticApi};
 
+use crate::support::start_api;
+
 /// A Redis server of the test's own, stopped when dropped.
 struct Redis {
     child: Child,
@@ -96,22 +98,20 @@ fn run_together(dir: &Path, yaml: &str, processes: usize) -> Vec<Output> {
         .collect()
 }
 
-fn api(rt: &tokio::runtime::Runtime) -> SyntheticApi {
-    let config = ApiConfig {
+/// The local API, limited at 20 requests a second.
+fn api() -> (tokio::runtime::Runtime, SyntheticApi) {
+    start_api(ApiConfig {
         rate_per_second: Some(20),
         ..ApiConfig::default()
-    };
-    rt.block_on(SyntheticApi::start("127.0.0.1:0", config))
-        .unwrap()
+    })
 }
 
 #[test]
 fn three_processes_sharing_the_rate_in_redis_stay_under_it() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let redis = Redis::start();
     let dir = tempfile::tempdir().unwrap();
 
-    let shared = api(&rt);
+    let (_rt, shared) = api();
     let url = format!("redis://127.0.0.1:{}", redis.port);
     for out in run_together(dir.path(), &pipeline(&shared.url(), Some(&url)), 3) {
         assert!(
@@ -128,7 +128,7 @@ fn three_processes_sharing_the_rate_in_redis_stay_under_it() {
     assert!(stats.busiest_second() <= 20, "{stats:?}");
 
     // Each keeping 20/s alone, together they pass it and are refused.
-    let alone = api(&rt);
+    let (_rt2, alone) = api();
     for out in run_together(dir.path(), &pipeline(&alone.url(), None), 3) {
         assert!(
             out.status.success(),
@@ -146,8 +146,7 @@ fn three_processes_sharing_the_rate_in_redis_stay_under_it() {
 
 #[test]
 fn with_redis_down_a_process_keeps_the_rate_alone_and_says_so_once() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let api = api(&rt);
+    let (_rt, api) = api();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("redis://127.0.0.1:{}", free_port());
     let outs = run_together(dir.path(), &pipeline(&api.url(), Some(&url)), 1);

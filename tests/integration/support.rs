@@ -32,6 +32,18 @@ pub fn run(plan: &Plan) -> RunReport {
     run_with(plan, RunOptions::default())
 }
 
+/// The local market-data API on a runtime of its own (kept alive with it),
+/// for a test whose runs use another.
+pub fn start_api(
+    config: quiver::serve::ApiConfig,
+) -> (tokio::runtime::Runtime, quiver::serve::SyntheticApi) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt
+        .block_on(quiver::serve::SyntheticApi::start("127.0.0.1:0", config))
+        .unwrap();
+    (rt, api)
+}
+
 pub fn compile(text: &str) -> Plan {
     compile_str(Path::new("test.yaml"), text, &[]).unwrap_or_else(|d| panic!("{d}"))
 }
