@@ -18,6 +18,8 @@ use crate::plan::Plan;
 
 const CSS: &str = include_str!("assets/page.css");
 const PLAN_JS: &str = include_str!("assets/plan.js");
+/// The element helpers both pages' scripts use.
+const DOM_JS: &str = include_str!("assets/dom.js");
 
 /// No request of any kind leaves the page.
 pub const CSP: &str =
@@ -122,12 +124,13 @@ pub fn page(title: &str, data: &Value, script: &str) -> String {
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
             "<title>{title}</title>\n<style>\n{css}</style>\n</head>\n<body>\n",
             "<script id=\"data\" type=\"application/json\">{data}</script>\n",
-            "<script>\n{script}</script>\n</body>\n</html>\n"
+            "<script>\n{dom}{script}</script>\n</body>\n</html>\n"
         ),
         csp = CSP,
         title = escape(title),
         css = CSS,
         data = script_json(data),
+        dom = DOM_JS,
         script = script,
     )
 }

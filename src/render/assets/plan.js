@@ -3,7 +3,6 @@
 "use strict";
 (function () {
   const D = JSON.parse(document.getElementById("data").textContent);
-  const SVG = "http://www.w3.org/2000/svg";
   const GAP_X = 28, GAP_Y = 64, MARGIN = 20;
   // An expanded group shows at most this many members; search finds the rest.
   const SHOWN = 600, MEMBER_H = 28, FRAME_HEAD = 26, PAD = 10;
@@ -13,19 +12,6 @@
   const groupOf = new Array(D.nodes.length);
   D.groups.forEach((g, gi) => g.m.forEach((n) => { groupOf[n] = gi; }));
 
-  function el(name, attrs, parent) {
-    const e = document.createElementNS(SVG, name);
-    for (const k in attrs) e.setAttribute(k, attrs[k]);
-    if (parent) parent.appendChild(e);
-    return e;
-  }
-  function html(tag, text, parent, cls) {
-    const e = document.createElement(tag);
-    if (text !== undefined) e.textContent = text;
-    if (cls) e.className = cls;
-    if (parent) parent.appendChild(e);
-    return e;
-  }
 
   // Page frame: header with the dedupe summary, canvas, details panel.
   const header = html("header", undefined, document.body);

@@ -5,7 +5,6 @@
 "use strict";
 (function () {
   const D = JSON.parse(document.getElementById("data").textContent);
-  const SVG = "http://www.w3.org/2000/svg";
   const LABEL = 320, ROW = 18, AXIS = 24;
   // An open group draws at most this many rows, the first to start.
   const SHOWN = 2000;
@@ -14,19 +13,6 @@
   // Small runs open every group; big ones open groups on click.
   const open = new Set(D.groups.filter((g) => total <= 2000 && g.nodes.length <= 60).map((g) => g.key + g.op));
 
-  function el(name, attrs, parent) {
-    const e = document.createElementNS(SVG, name);
-    for (const k in attrs) e.setAttribute(k, attrs[k]);
-    if (parent) parent.appendChild(e);
-    return e;
-  }
-  function html(tag, text, parent, cls) {
-    const e = document.createElement(tag);
-    if (text !== undefined) e.textContent = text;
-    if (cls) e.className = cls;
-    if (parent) parent.appendChild(e);
-    return e;
-  }
 
   const header = html("header", undefined, document.body);
   html("h1", `${D.pipeline}: run timeline${D.complete ? "" : " (incomplete)"}`, header);

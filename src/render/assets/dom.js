@@ -1,0 +1,20 @@
+// Shared by the plan and the timeline pages: making SVG and HTML elements.
+"use strict";
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// An SVG element with attributes, appended to `parent`.
+function el(name, attrs, parent) {
+  const e = document.createElementNS(SVG_NS, name);
+  for (const k in attrs) e.setAttribute(k, attrs[k]);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+// An HTML element with text and a class, appended to `parent`.
+function html(tag, text, parent, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  if (parent) parent.appendChild(e);
+  return e;
+}
