@@ -50,25 +50,16 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Every file under `dir`, as text, with the ones holding a secret.
+/// The files under `dir` that hold a secret.
 fn leaks(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                let content = String::from_utf8_lossy(&bytes);
-                if content.contains(KEY) || content.contains(TOKEN) {
-                    found.push(path.display().to_string());
-                }
-            }
-        }
-    }
-    found
+    crate::bench_support::files(dir)
+        .into_iter()
+        .filter(|(_, bytes)| {
+            let content = String::from_utf8_lossy(bytes);
+            content.contains(KEY) || content.contains(TOKEN)
+        })
+        .map(|(path, _)| path.display().to_string())
+        .collect()
 }
 
 #[test]
