@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use quiver::exec::{Executor, RunOptions, RunReport};
 use quiver::plan::Plan;
 
+pub mod postgres;
+
 /// Runs `plan` on a fresh runtime and executor; the time is the run's alone.
 pub fn execute(plan: &Plan, options: RunOptions) -> (Duration, RunReport) {
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -9,8 +9,10 @@
 //! encoding) waits for a thread of its own. So at most N pieces of CPU work
 //! run at once, whatever the operators do.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use datafusion::execution::memory_pool::{
     FairSpillPool, MemoryConsumer, MemoryPool, MemoryReservation, UnboundedMemoryPool,
@@ -177,6 +179,53 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// The pipeline resource a node runs under (`resource: db`), as far as an
+/// operator needs to know it: a name to share things by, and how many of
+/// its nodes may run at once (the size of a connection pool).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceSlot {
+    pub name: Arc<str>,
+    pub concurrency: Option<usize>,
+}
+
+/// What operators keep for the whole run and share between nodes, by key:
+/// connection pools. Dropped with the run.
+#[derive(Default)]
+pub struct RunState {
+    items: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<String> = match self.items.lock() {
+            Ok(items) => items.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        f.debug_struct("RunState").field("keys", &keys).finish()
+    }
+}
+
+impl RunState {
+    /// The item under `key`, made by `make` the first time it is asked for.
+    /// Keys name their owner (`postgres:…`), so that two kinds of item
+    /// never meet under one key; if they do, the later kind is not kept.
+    pub fn get_or_insert<T: Any + Send + Sync>(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(item) = items.get(key).cloned()
+            && let Ok(item) = item.downcast::<T>()
+        {
+            return item;
+        }
+        let item = Arc::new(make());
+        items.insert(key.to_string(), item.clone());
+        item
+    }
+}
+
 /// What an operator receives for one execution. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ExecContext {
@@ -187,6 +236,8 @@ pub struct ExecContext {
     cancel: CancelToken,
     runtime: Arc<RuntimeEnv>,
     memory_limit: Option<usize>,
+    state: Arc<RunState>,
+    resource: Option<ResourceSlot>,
 }
 
 impl ExecContext {
@@ -226,6 +277,8 @@ impl ExecContext {
             cancel: CancelToken::new(),
             runtime,
             memory_limit,
+            state: Arc::default(),
+            resource: None,
         }
     }
 
@@ -245,8 +298,24 @@ impl ExecContext {
         }
     }
 
+    /// The same context for a node that runs under `resource`.
+    pub fn on_resource(mut self, resource: Option<ResourceSlot>) -> Self {
+        self.resource = resource;
+        self
+    }
+
     pub fn budget(&self) -> &ThreadBudget {
         &self.budget
+    }
+
+    /// The resource the node runs under, if it names one.
+    pub fn resource(&self) -> Option<&ResourceSlot> {
+        self.resource.as_ref()
+    }
+
+    /// What the run's operators share: one connection pool per resource.
+    pub fn run_state(&self) -> &RunState {
+        &self.state
     }
 
     pub fn cancel_token(&self) -> &CancelToken {

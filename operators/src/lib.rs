@@ -27,7 +27,9 @@ mod transforms;
 pub use datafusion;
 pub use datafusion::arrow;
 
-pub use context::{CancelToken, ExecContext, ThreadBudget, Threads, human_bytes};
+pub use context::{
+    CancelToken, ExecContext, ResourceSlot, RunState, ThreadBudget, Threads, human_bytes,
+};
 pub use error::{Fault, OpError, ParamError};
 pub use operator::{
     Arity, Built, DateRange, Effect, Freshness, OpParams, Operator, OperatorDef, Workload,

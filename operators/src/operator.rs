@@ -152,6 +152,11 @@ pub trait OperatorDef: Send + Sync {
     fn date_range(&self) -> Option<DateRange> {
         None
     }
+    /// Parameters that must be written as they are, with no `${…}`: SQL
+    /// whose values are bound separately.
+    fn verbatim(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// The JSON schema of the operator's `with:` parameters; field docs
     /// become `quiver ops NAME` help.
     fn params_schema(&self) -> schemars::Schema;
@@ -188,6 +193,9 @@ pub trait OpParams: DeserializeOwned + Serialize + JsonSchema + 'static {
     const VERSION: u32 = 1;
     /// The parameters that bound the dates it reads, for `partition_by: date`.
     const DATE_RANGE: Option<DateRange> = None;
+    /// Parameters the engine must pass as written, refusing `${…}` in
+    /// them (a query whose values go in a separate parameter).
+    const VERBATIM: &'static [&'static str] = &[];
 
     /// Checks what the types alone cannot and builds the operator.
     fn build(self) -> Result<Arc<dyn Operator>, ParamError>;
@@ -223,6 +231,9 @@ impl<P: OpParams> OperatorDef for Def<P> {
     }
     fn date_range(&self) -> Option<DateRange> {
         P::DATE_RANGE
+    }
+    fn verbatim(&self) -> &'static [&'static str] {
+        P::VERBATIM
     }
     fn params_schema(&self) -> schemars::Schema {
         schemars::schema_for!(P)

@@ -30,11 +30,12 @@ impl Registry {
     pub fn builtins() -> Self {
         use crate::{sinks, sources, transforms};
         let mut r = Self::empty();
-        let defs: [Arc<dyn OperatorDef>; 16] = [
+        let defs: [Arc<dyn OperatorDef>; 18] = [
             def::<sources::synthetic::SyntheticParams>(),
             def::<sources::csv::CsvParams>(),
             def::<sources::parquet::ParquetParams>(),
             def::<sources::http::HttpParams>(),
+            def::<sources::postgres::PostgresFetchParams>(),
             def::<transforms::sql::SqlParams>(),
             def::<transforms::resample::ResampleParams>(),
             def::<transforms::align::AlignParams>(),
@@ -47,6 +48,7 @@ impl Registry {
             def::<transforms::market::whale::WhaleParams>(),
             def::<sinks::parquet::ParquetSinkParams>(),
             def::<sinks::csv::CsvSinkParams>(),
+            def::<sinks::postgres::PostgresSinkParams>(),
         ];
         for d in defs {
             r.register_def(d).expect("built-in names are distinct");

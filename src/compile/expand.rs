@@ -357,6 +357,25 @@ impl<'d> Expander<'d> {
             );
             return None;
         }
+        if let (Some(with), Some(def)) = (&step.spec.with, registry.get(op)) {
+            for field in def.verbatim() {
+                if let Some(value) = with.get(field)
+                    && let Value::Str(text) = &value.value
+                    && text.contains("${")
+                {
+                    self.error(
+                        file,
+                        value.pos,
+                        format!("{path}.with.{field}"),
+                        format!(
+                            "{op} does not fill ${{…}} into `{field}`: a value spliced into SQL \
+                             can change what the SQL does. Write $1, $2, … where the values go \
+                             and list them in `params:`, e.g. params: [\"${{symbol}}\"]"
+                        ),
+                    );
+                }
+            }
+        }
         let params = match &step.spec.with {
             Some(with) => self.interpolate(file, with, &format!("{path}.with"), step.scope),
             None => Some(Yaml::new(Value::Map(Vec::new()), node.pos)),

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use quiver_operators::ResourceSlot;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::shared_rate::RedisRate;
@@ -25,6 +26,8 @@ pub struct Resource {
     /// Whether the fall back to the local rate was said.
     fell_back: AtomicBool,
     breaker: Option<Breaker>,
+    /// What operators see of it: its name and concurrency.
+    slot: ResourceSlot,
 }
 
 impl Resource {
@@ -50,7 +53,17 @@ impl Resource {
             },
             fell_back: AtomicBool::new(false),
             breaker: policy.breaker.map(|b| Breaker::new(b.failures, b.cooldown)),
+            slot: ResourceSlot {
+                name: name.into(),
+                concurrency: policy.concurrency.map(|n| n as usize),
+            },
         }
+    }
+
+    /// The resource as its nodes' operators see it (to size a connection
+    /// pool by its concurrency).
+    pub fn slot(&self) -> &ResourceSlot {
+        &self.slot
     }
 
     /// Waits for a place in flight and a turn under the rate limit. The

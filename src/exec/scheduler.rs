@@ -210,14 +210,15 @@ impl Scheduler {
     fn spawn(&mut self, i: usize, inputs: Inputs) {
         let index = NodeIndex::new(i);
         let node = &self.graph[index];
+        let resource = node.policy.resource.map(|r| self.resources[r].clone());
         let attempts = Attempts {
             graph: self.graph.clone(),
             node: index,
             operator: node.operator.clone(),
             policy: node.policy.attempts,
-            resource: node.policy.resource.map(|r| self.resources[r].clone()),
+            ctx: (self.ctx.clone()).on_resource(resource.as_ref().map(|r| r.slot().clone())),
+            resource,
             jitter_seed: node.identity,
-            ctx: self.ctx.clone(),
             held: usize::from(self.state.needs_slot(i)),
             secrets: self.state.secrets.clone(),
         };

@@ -12,6 +12,7 @@ mod executor;
 mod fixtures;
 mod partitions;
 mod plans;
+mod postgres;
 mod properties;
 mod reports;
 mod runs;

@@ -6,6 +6,7 @@ pub(crate) mod csv_dialect;
 pub(crate) mod file_sink;
 pub(crate) mod fingerprint;
 pub(crate) mod hive;
+pub(crate) mod postgres;
 pub(crate) mod scan;
 pub(crate) mod session;
 pub(crate) mod sessions;

@@ -3,4 +3,5 @@
 pub(crate) mod csv;
 pub(crate) mod http;
 pub(crate) mod parquet;
+pub(crate) mod postgres;
 pub(crate) mod synthetic;
