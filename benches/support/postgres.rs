@@ -19,12 +19,24 @@ pub struct Postgres {
     bin: PathBuf,
     pub port: u16,
     as_postgres: bool,
+    durable: bool,
 }
 
 impl Postgres {
-    /// Makes and starts a cluster; panics saying what to install when the
-    /// binaries are missing.
+    /// Makes and starts a cluster that favours speed over durability (it is
+    /// thrown away); panics saying what to install when the binaries are
+    /// missing.
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// A cluster with the server's own durability settings (each commit
+    /// waits for its WAL to reach the disk), as a production server runs.
+    pub fn start_durable() -> Postgres {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let bin = bin_dir();
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -44,6 +56,7 @@ impl Postgres {
             bin,
             port,
             as_postgres,
+            durable,
         };
         let data = pg.data();
         pg.server(&[
@@ -83,17 +96,18 @@ impl Postgres {
         cmd
     }
 
-    /// `pg_ctl start|restart|stop`, waiting for it to finish. Settings
-    /// favour speed over durability: the cluster is thrown away.
+    /// `pg_ctl start|restart|stop`, waiting for it to finish.
     pub fn ctl(&self, action: &str) {
         let data = self.data();
         let log = format!("{}/server.log", path(self.dir.path()));
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c log_connections=on",
+        let mut options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c log_connections=on",
             self.port,
             path(self.dir.path())
         );
+        if !self.durable {
+            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
         let mut cmd = self.server(&["pg_ctl", "-D", &data, "-l", &log, "-w", "-m", "fast"]);
         if action != "stop" {
             cmd.args(["-o", &options]);

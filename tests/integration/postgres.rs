@@ -9,9 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use quiver::exec::RunOptions;
+use quiver::serve::ApiConfig;
 
 use crate::bench_support::postgres::Postgres;
-use crate::support::{compile, run, run_with};
+use crate::support::{Redis, compile, run, run_with, start_api};
 
 /// A pipeline whose `rows` node yields `values` (SQL rows of symbol, ts,
 /// close) and whose `save` node writes them with `with`.
@@ -107,20 +108,35 @@ fn append_adds_and_replace_swaps_and_a_failure_leaves_the_table_as_it_was() {
     assert!(!report.succeeded());
     assert_eq!(pg.psql("modes", count), "D:4.5");
 
-    // A table without a unique key cannot be upserted into, and says how to fix it.
+    // A table without a unique key, whose types differ from the input's
+    // (int4, numeric): upserts match keys by value and cast.
     pg.psql(
         "modes",
-        "CREATE TABLE loose (symbol text, ts int8, close float8)",
+        "CREATE TABLE loose (symbol text, ts int4, close numeric)",
     );
+    let loose = |values: &str| {
+        run(&compile(
+            &writer(&url, values, "mode: upsert, key: [symbol, ts]")
+                .replace("table: bars", "table: loose"),
+        ))
+    };
+    assert!(loose("('A', 1, 1.25)").succeeded());
+    assert!(loose("('A', 1, 2.5), ('B', 1, 3.0)").succeeded());
+    assert_eq!(
+        pg.psql(
+            "modes",
+            "SELECT symbol, ts, close FROM loose ORDER BY symbol"
+        ),
+        "A|1|2.5\nB|1|3"
+    );
+
+    // An input column the table lacks is named.
+    pg.psql("modes", "CREATE TABLE narrow (symbol text, ts int8)");
     let report = run(&compile(
-        &writer(&url, "('A', 1, 1.0)", "mode: upsert, key: [symbol]")
-            .replace("table: bars", "table: loose"),
+        &writer(&url, "('A', 1, 1.0)", "mode: append").replace("table: bars", "table: narrow"),
     ));
     let error = failure(&report);
-    assert!(
-        error.contains("create: true") && error.contains("unique index"),
-        "{error}"
-    );
+    assert!(error.contains("'close' is not in table narrow"), "{error}");
 
     // A missing table without create: says so.
     let report = run(&compile(
@@ -318,4 +334,125 @@ fn a_server_restarted_mid_run_is_retried_with_no_row_lost_or_doubled() {
             "t{i}"
         );
     }
+}
+
+/// `quiver run pipelines/ingest.yaml` against the local API, Redis and
+/// Postgres (the database URL in the environment, as a user runs it), for
+/// the first three weeks of January, without the cache so that every node
+/// runs; what it printed.
+fn ingest(api: &quiver::serve::SyntheticApi, redis: &str, url: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/ingest.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .arg("run")
+        .arg(&pipeline)
+        .args(["--no-cache", "--set", &format!("api={}", api.url())])
+        .args([
+            "--set",
+            &format!("redis={redis}"),
+            "--set",
+            "end=2026-01-23",
+        ])
+        .env("DATABASE_URL", url)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    printed
+}
+
+#[test]
+fn ingest_upserts_every_symbols_bars_and_a_rerun_changes_nothing_but_what_was_wrong() {
+    let pg = Postgres::start();
+    let url = pg.database("platform");
+    let redis = Redis::start();
+    let (_rt, api) = start_api(ApiConfig::default());
+
+    let printed = ingest(&api, &redis.url(), &url);
+    assert!(
+        !printed.contains("keeps the rate alone"),
+        "Redis is up: {printed}"
+    );
+    assert_eq!(api.stats().served["bars"], 30, "one call per symbol");
+    let summary = "SELECT count(*), count(DISTINCT symbol), count(DISTINCT (symbol, date)), \
+                   min(date), max(date), sum(volume) FROM daily_bars";
+    let first = pg.psql("platform", summary);
+    // 30 symbols x 15 sessions (5-23 January, weekdays).
+    assert!(
+        first.starts_with("450|30|450|2026-01-05|2026-01-23|"),
+        "{first}"
+    );
+
+    // A bar damaged in the table is put right by the next run; nothing doubles.
+    pg.psql(
+        "platform",
+        "UPDATE daily_bars SET close = -1 WHERE symbol = 'FPT' AND date = '2026-01-07'",
+    );
+    ingest(&api, &redis.url(), &url);
+    assert_eq!(api.stats().served["bars"], 60);
+    assert_eq!(pg.psql("platform", summary), first);
+    assert_eq!(
+        pg.psql(
+            "platform",
+            "SELECT count(*) FROM daily_bars WHERE close <= 0"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn the_database_password_appears_in_no_plan_log_report_or_error() {
+    let pg = Postgres::start();
+    pg.database("hidden");
+    let password = "Tr0ub4dor-and-3";
+    let url = format!("postgres://quiver:{password}@127.0.0.1:{}/hidden", pg.port);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        "pipeline: hidden\nnodes:\n  rows:\n    op: transform.sql\n    with: {query: \"SELECT 1 AS k\"}\n  \
+         save:\n    op: sink.postgres\n    inputs: [rows]\n    with: {url: \"${env:DATABASE_URL}\", table: missing}\n",
+    )
+    .unwrap();
+    let quiver = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let mut seen = String::new();
+    for format in ["text", "json", "dot", "html"] {
+        let out = quiver(&["plan", "p.yaml", "--format", format]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let out = quiver(&[
+        "run",
+        "p.yaml",
+        "-vv",
+        "--no-cache",
+        "--report",
+        "report.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "the table is missing");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("postgres://quiver@127.0.0.1"),
+        "{stderr}"
+    );
+    seen.push_str(&stderr);
+    seen.push_str(&String::from_utf8_lossy(&out.stdout));
+    seen.push_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap());
+    assert!(!seen.contains(password), "the password leaked:\n{seen}");
 }

@@ -5,56 +5,12 @@
 //! are never refused; each keeping 20/s alone, they are refused. With
 //! Redis unreachable, a process keeps the rate alone and says so once.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use quiver::serve::{ApiConfig, SyntheticApi};
 
-use crate::support::start_api;
-
-/// A Redis server of the test's own, stopped when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is not installed; .ci/test installs it (apt-get install redis-server)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{Redis, free_port, start_api};
 
 fn pipeline(url: &str, shared: Option<&str>) -> String {
     let symbols: Vec<String> = (0..30).map(|i| format!("S{i:02}")).collect();

@@ -1,46 +1,31 @@
 //! `sink.postgres`: writes its input into a Postgres table in one
 //! transaction, through the run's connection pool for the node's resource.
 //!
-//! Every mode loads the rows the same way: COPY in Postgres's binary
-//! format (pgpq encodes the Arrow columns) into a temporary table, then
-//! one statement moves them into the target, casting to the target's
-//! column types. So the rows arrive in bulk whatever the mode, and a
-//! failure at any step rolls the transaction back, leaving the table as
-//! it was.
+//! The rows always travel in bulk, as binary COPY (pgpq encodes the Arrow
+//! columns); `load` says where they go and which statements follow. A
+//! failure at any step rolls the transaction back, leaving the table as it
+//! was.
 
-use std::collections::HashMap;
+mod load;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use datafusion::arrow::array::{BooleanArray, Int64Array, StringArray};
-use datafusion::arrow::compute::filter_record_batch;
+use bytes::Bytes;
+use datafusion::arrow::array::{Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::row::{RowConverter, SortField};
-use futures::SinkExt;
-use pgpq::ArrowToPostgresBinaryEncoder;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use crate::operator::OpParams;
 use crate::shared::atomic::single_input;
 use crate::shared::postgres::types::{self, PgColumn, idents};
-use crate::shared::postgres::{Database, error, quote_ident, quote_table};
+use crate::shared::postgres::{Database, error, quote_table};
 use crate::{Arity, Effect, ExecContext, Inputs, OpError, Operator, ParamError, Table, Workload};
+use load::{Load, Loaded};
 
 const NAME: &str = "sink.postgres";
-
-/// The staging table each load copies into; temporary, so private to the
-/// connection, and dropped at commit.
-const STAGING: &str = "quiver_staging";
-
-/// Encoded COPY data sent to the server at a time.
-const CHUNK_BYTES: usize = 1 << 20;
-
-/// Chunks encoded ahead of the network: bounds the memory a load adds.
-const CHUNKS_AHEAD: usize = 4;
 
 /// How `sink.postgres` writes into the table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -49,13 +34,12 @@ pub enum PgMode {
     /// Adds the rows to the table (the default).
     #[default]
     Append,
-    /// Inserts new keys and updates the rows of keys already there
-    /// (`INSERT … ON CONFLICT (key) DO UPDATE`). Rows of the input with
-    /// the same key: the last one wins. Needs `key`, and a unique index
-    /// or primary key on those columns (made by `create: true`).
+    /// Updates the rows whose `key` the table already has and inserts the
+    /// others. Rows of the input with the same key: the last one wins.
+    /// Other writers of the table wait while it runs; readers do not.
     Upsert,
-    /// Replaces the table's rows with the input's, atomically: readers see
-    /// the old rows until the new ones are committed.
+    /// Replaces the table's rows with the input's, atomically: the new rows
+    /// are loaded first, and readers see the old rows until the swap.
     Replace,
 }
 
@@ -100,7 +84,8 @@ pub struct PostgresSinkParams {
     pub mode: PgMode,
 
     /// The columns that identify a row: what `upsert` matches on, and the
-    /// primary key of a table made by `create`.
+    /// primary key of a table made by `create` (a primary key makes the
+    /// matching fast; upsert does not need one).
     ///
     /// ```yaml
     /// key: [symbol, ts]
@@ -125,9 +110,10 @@ impl OpParams for PostgresSinkParams {
     const DOC: &'static str = "Writes its one input into a Postgres table, in one transaction \
         on the run's connection pool for the node's resource (as many connections as the \
         resource's concurrency). mode: append | upsert (key columns; duplicate keys in the \
-        input: the last row wins) | replace (atomic). Rows travel as binary COPY into a \
-        temporary table, then one INSERT moves them into the table; a failure leaves the \
-        table as it was. create: true makes a missing table from the input's columns. \
+        input: the last row wins) | replace (atomic). Rows travel as binary COPY, straight \
+        into the table when nothing can conflict, else into a temporary table that \
+        statements move them from; a failure leaves the table as it was. create: true makes \
+        a missing table from the input's columns, with key as its primary key. \
         Outputs one row with the `table`, the `rows` written and the `status`.";
     const EFFECT: Effect = Effect::Sink;
     const WORKLOAD: Workload = Workload::Io;
@@ -184,16 +170,12 @@ impl Operator for PostgresSink {
         if let Some(missing) = self.key.iter().find(|k| schema.index_of(k).is_err()) {
             return Err(OpError::Invalid(format!(
                 "{NAME}: the key column '{missing}' is not in the input, whose columns are {}",
-                columns
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                list(columns.iter().map(|c| c.name.as_str()))
             )));
         }
 
-        // Duplicate keys resolved before the load, in Arrow: the server
-        // would otherwise refuse to update one row twice in a statement.
+        // Duplicate keys resolved before the load, in Arrow, so that each
+        // key is written once.
         let batches = {
             let batches = input.batches().to_vec();
             let key = self.key.clone();
@@ -205,7 +187,7 @@ impl Operator for PostgresSink {
                     .collect::<Result<Vec<_>, _>>()?;
                 ctx.check_cancelled()?;
                 if upsert {
-                    last_wins(&batches, &key)
+                    load::last_wins(&batches, &key)
                 } else {
                     Ok(batches)
                 }
@@ -217,35 +199,78 @@ impl Operator for PostgresSink {
         let pool = self.db.pool(ctx);
         let conn = pool.get().await?;
         let client = conn.client();
+        let load = Load {
+            table: &self.table,
+            columns: &columns,
+            key: &self.key,
+        };
         let fail = |what: &str| {
             let context = format!("{NAME}: {what} {} on {}", self.shown_table, self.db.shown());
-            move |e: tokio_postgres::Error| self.explain(error(&context, &e))
+            move |e: tokio_postgres::Error| error(&context, &e)
         };
 
+        let mut begin = String::from(load::BEGIN);
+        if self.create {
+            begin.push_str(&types::create_table(&self.table, &columns, &self.key));
+            begin.push_str("; ");
+        }
+        if self.mode == PgMode::Upsert {
+            begin.push_str(&load.lock());
+        }
         client
-            .batch_execute(&self.prologue(&columns))
+            .batch_execute(&begin)
             .await
             .map_err(fail("cannot prepare to write"))?;
+        let target = load::target_columns(client, &self.table)
+            .await
+            .map_err(fail("cannot read the columns of"))?;
+        let direct = self.check_columns(&columns, &target)?
+            && match self.mode {
+                PgMode::Append => true,
+                // Readers keep the old rows until the swap: staged first.
+                PgMode::Replace => false,
+                PgMode::Upsert => load::is_empty(client, &self.table)
+                    .await
+                    .map_err(fail("cannot read"))?,
+            };
+
+        let into = if direct {
+            self.table.as_str()
+        } else {
+            client
+                .batch_execute(&load.staging())
+                .await
+                .map_err(fail("cannot prepare to write"))?;
+            load::STAGING
+        };
         let copy = format!(
-            "COPY {STAGING} ({}) FROM STDIN (FORMAT binary)",
-            idents(&names(&columns))
+            "COPY {into} ({}) FROM STDIN (FORMAT binary)",
+            idents(&load.names())
         );
         let sink = client
             .copy_in::<_, Bytes>(&copy)
             .await
             .map_err(fail("cannot start loading"))?;
-        copy_batches(ctx, sink, schema, batches)
+        load::copy_batches(ctx, sink, schema, batches)
             .await
             .map_err(|e| match e {
                 Loaded::Postgres(e) => fail("cannot load rows into")(e),
                 Loaded::Other(e) => e,
             })?;
+        let finish = match (direct, self.mode) {
+            (true, _) => "COMMIT".to_string(),
+            (false, PgMode::Append) => format!("{}; COMMIT", load.insert_all()),
+            (false, PgMode::Replace) => {
+                format!("TRUNCATE {}; {}; COMMIT", self.table, load.insert_all())
+            }
+            (false, PgMode::Upsert) => format!("{}; COMMIT", load.upsert()),
+        };
         client
-            .batch_execute(&self.epilogue(&columns))
+            .batch_execute(&finish)
             .await
             .map_err(fail("cannot write"))?;
         conn.done();
-        tracing::debug!(table = %self.shown_table, rows, mode = ?self.mode, "Wrote to Postgres");
+        tracing::debug!(table = %self.shown_table, rows, mode = ?self.mode, direct, "Wrote to Postgres");
         summary(&self.shown_table, rows, self.mode.status())
     }
 
@@ -259,163 +284,41 @@ impl Operator for PostgresSink {
 }
 
 impl PostgresSink {
-    /// Opens the transaction and makes the staging table (and the target,
-    /// when asked). Timestamps are read as UTC whatever the server's zone.
-    fn prologue(&self, columns: &[PgColumn]) -> String {
-        let mut sql = String::from("BEGIN; SET LOCAL TIME ZONE 'UTC'; ");
-        if self.create {
-            sql.push_str(&types::create_table(&self.table, columns, &self.key));
-            sql.push_str("; ");
+    /// Checks that the table exists and has every input column; whether
+    /// each has the type the rows travel as, so that COPY can write the
+    /// table itself.
+    fn check_columns(
+        &self,
+        columns: &[PgColumn],
+        target: &[(String, String)],
+    ) -> Result<bool, OpError> {
+        if target.is_empty() {
+            return Err(OpError::Invalid(format!(
+                "{NAME}: table {} does not exist on {}; make it first, or add create: true to \
+                 make it from the input's columns",
+                self.shown_table,
+                self.db.shown()
+            )));
         }
-        let staging: Vec<String> = columns
-            .iter()
-            .map(|c| format!("{} {}", quote_ident(&c.name), c.wire))
-            .collect();
-        sql.push_str(&format!(
-            "CREATE TEMP TABLE {STAGING} ({}) ON COMMIT DROP",
-            staging.join(", ")
-        ));
-        sql
-    }
-
-    /// Moves the staged rows into the table and commits.
-    fn epilogue(&self, columns: &[PgColumn]) -> String {
-        let names = names(columns);
-        let list = idents(&names);
-        let insert = format!(
-            "INSERT INTO {} ({list}) SELECT {list} FROM {STAGING}",
-            self.table
-        );
-        let body = match self.mode {
-            PgMode::Append => insert,
-            PgMode::Replace => format!("TRUNCATE {}; {insert}", self.table),
-            PgMode::Upsert => {
-                let updates: Vec<String> = names
-                    .iter()
-                    .filter(|n| !self.key.contains(n))
-                    .map(|n| format!("{0} = EXCLUDED.{0}", quote_ident(n)))
-                    .collect();
-                let action = if updates.is_empty() {
-                    "DO NOTHING".to_string()
-                } else {
-                    format!("DO UPDATE SET {}", updates.join(", "))
-                };
-                format!("{insert} ON CONFLICT ({}) {action}", idents(&self.key))
-            }
-        };
-        format!("{body}; COMMIT")
-    }
-
-    /// Adds what to do to the errors a pipeline author can fix.
-    fn explain(&self, e: OpError) -> OpError {
-        match e {
-            OpError::Invalid(m) if m.contains("42P10") => OpError::Invalid(format!(
-                "{m}; upsert needs a primary key or unique index on ({}): add one, or let \
-                 {NAME} make the table with create: true",
-                self.key.join(", ")
-            )),
-            OpError::Invalid(m) if m.contains("42P01") && !self.create => OpError::Invalid(
-                format!("{m}; make the table first, or add create: true to make it from the input"),
-            ),
-            e => e,
+        let mut exact = true;
+        for c in columns {
+            let Some((_, t)) = target.iter().find(|(name, _)| *name == c.name) else {
+                return Err(OpError::Invalid(format!(
+                    "{NAME}: the input's column '{}' is not in table {}, whose columns are {}; \
+                     add it to the table, or select only the table's columns upstream",
+                    c.name,
+                    self.shown_table,
+                    list(target.iter().map(|(n, _)| n.as_str()))
+                )));
+            };
+            exact &= types::same_type(&c.wire, t);
         }
+        Ok(exact)
     }
 }
 
-fn names(columns: &[PgColumn]) -> Vec<String> {
-    columns.iter().map(|c| c.name.clone()).collect()
-}
-
-/// How a COPY failed: the server said no, or the encoding did.
-enum Loaded {
-    Postgres(tokio_postgres::Error),
-    Other(OpError),
-}
-
-/// Streams `batches` into a started COPY: a CPU thread encodes chunks
-/// while the connection sends the ones before, a few chunks apart.
-async fn copy_batches(
-    ctx: &ExecContext,
-    sink: tokio_postgres::CopyInSink<Bytes>,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<u64, Loaded> {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
-    let encode = ctx.run_cpu(1, move |ctx, _| {
-        let pg = |e: pgpq::error::ErrorKind| OpError::Invalid(format!("{NAME}: {e}"));
-        let mut encoder = ArrowToPostgresBinaryEncoder::try_new(&schema).map_err(pg)?;
-        let mut buf = BytesMut::with_capacity(CHUNK_BYTES * 2);
-        encoder.write_header(&mut buf).map_err(pg)?;
-        for batch in &batches {
-            ctx.check_cancelled()?;
-            encoder.write_batch(batch, &mut buf).map_err(pg)?;
-            if buf.len() >= CHUNK_BYTES && tx.blocking_send(buf.split().freeze()).is_err() {
-                // The sending side stopped: its error says why.
-                return Ok(());
-            }
-        }
-        encoder.write_footer(&mut buf).map_err(pg)?;
-        let _ = tx.blocking_send(buf.split().freeze());
-        Ok(())
-    });
-    let send = async move {
-        let mut sink = Box::pin(sink);
-        while let Some(chunk) = rx.recv().await {
-            sink.send(chunk).await?;
-        }
-        sink.as_mut().finish().await
-    };
-    let (encoded, sent) = tokio::join!(encode, send);
-    encoded.map_err(Loaded::Other)?;
-    sent.map_err(Loaded::Postgres)
-}
-
-/// `batches` without the rows whose key appears again later: for each
-/// key, the last row stays, in the input's order.
-fn last_wins(batches: &[RecordBatch], key: &[String]) -> Result<Vec<RecordBatch>, OpError> {
-    let Some(first) = batches.first() else {
-        return Ok(Vec::new());
-    };
-    let schema = first.schema();
-    let indices = key
-        .iter()
-        .map(|k| schema.index_of(k))
-        .collect::<Result<Vec<_>, _>>()?;
-    let converter = RowConverter::new(
-        indices
-            .iter()
-            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-            .collect(),
-    )?;
-    let rows = batches
-        .iter()
-        .map(|b| {
-            let cols: Vec<_> = indices.iter().map(|&i| b.column(i).clone()).collect();
-            converter.convert_columns(&cols)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut last: HashMap<&[u8], (usize, usize)> = HashMap::with_capacity(total);
-    let mut dropped: Vec<(usize, usize)> = Vec::new();
-    for (b, rows) in rows.iter().enumerate() {
-        for (r, row) in rows.iter().enumerate() {
-            if let Some(earlier) = last.insert(row.data(), (b, r)) {
-                dropped.push(earlier);
-            }
-        }
-    }
-    if dropped.is_empty() {
-        return Ok(batches.to_vec());
-    }
-    let mut keep: Vec<Vec<bool>> = batches.iter().map(|b| vec![true; b.num_rows()]).collect();
-    for (b, r) in dropped {
-        keep[b][r] = false;
-    }
-    batches
-        .iter()
-        .zip(keep)
-        .map(|(batch, keep)| Ok(filter_record_batch(batch, &BooleanArray::from(keep))?))
-        .collect()
+fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
 }
 
 fn summary_schema() -> SchemaRef {
@@ -464,7 +367,7 @@ mod tests {
         let a = bars(&["A", "B", "A"], &[1, 1, 2], &[1.0, 2.0, 3.0]);
         let b = bars(&["A", "C"], &[1, 1], &[4.0, 5.0]);
         let key = ["symbol".to_string(), "ts".to_string()];
-        let out = last_wins(&[a.clone(), b.clone()], &key).unwrap();
+        let out = load::last_wins(&[a.clone(), b.clone()], &key).unwrap();
         let closes: Vec<f64> = out
             .iter()
             .flat_map(|b| {
@@ -473,7 +376,7 @@ mod tests {
             })
             .collect();
         assert_eq!(closes, vec![2.0, 3.0, 4.0, 5.0]);
-        let unique = last_wins(std::slice::from_ref(&b), &key).unwrap();
+        let unique = load::last_wins(std::slice::from_ref(&b), &key).unwrap();
         assert_eq!(unique[0].num_rows(), 2);
     }
 
@@ -495,29 +398,22 @@ mod tests {
     }
 
     #[test]
-    fn statements_quote_every_name() {
-        let op = PostgresSinkParams {
-            url: "postgres://h/db".into(),
-            table: "md.bars".into(),
-            mode: PgMode::Upsert,
-            key: vec!["symbol".into(), "ts".into()],
-            create: false,
-        };
-        let sink = PostgresSink {
-            db: Database::parse(&op.url).unwrap(),
-            table: quote_table(&op.table).unwrap(),
-            shown_table: op.table.clone(),
-            mode: op.mode,
-            key: op.key.clone(),
-            create: false,
-            target: String::new(),
-        };
+    fn an_upsert_updates_what_changed_and_inserts_the_rest_with_every_name_quoted() {
         let cols = types::columns(&bars(&["A"], &[1], &[1.0]).schema()).unwrap();
+        let key = ["symbol".to_string(), "ts".to_string()];
+        let load = Load {
+            table: "\"md\".\"bars\"",
+            columns: &cols,
+            key: &key,
+        };
         assert_eq!(
-            sink.epilogue(&cols),
-            "INSERT INTO \"md\".\"bars\" (\"symbol\", \"ts\", \"close\") SELECT \"symbol\", \
-             \"ts\", \"close\" FROM quiver_staging ON CONFLICT (\"symbol\", \"ts\") DO UPDATE \
-             SET \"close\" = EXCLUDED.\"close\"; COMMIT"
+            load.upsert(),
+            "UPDATE \"md\".\"bars\" AS t SET \"close\" = s.\"close\" FROM quiver_staging AS s \
+             WHERE t.\"symbol\" = s.\"symbol\" AND t.\"ts\" = s.\"ts\" AND (t.\"close\") IS \
+             DISTINCT FROM (s.\"close\"); INSERT INTO \"md\".\"bars\" (\"symbol\", \"ts\", \
+             \"close\") SELECT \"symbol\", \"ts\", \"close\" FROM quiver_staging AS s WHERE NOT \
+             EXISTS (SELECT 1 FROM \"md\".\"bars\" AS t WHERE t.\"symbol\" = s.\"symbol\" AND \
+             t.\"ts\" = s.\"ts\")"
         );
     }
 }

@@ -104,6 +104,32 @@ pub fn columns(schema: &Schema) -> Result<Vec<PgColumn>, OpError> {
         .collect())
 }
 
+/// Whether a column of the catalog type `catalog` (`format_type`'s name,
+/// `double precision`) takes COPY's binary values of the `wire` type
+/// as they are. A timestamp's value is microseconds from 2000-01-01 UTC
+/// either way, so both timestamp types take it.
+pub fn same_type(wire: &str, catalog: &str) -> bool {
+    let expected: &[&str] = match wire {
+        "BOOL" => &["boolean"],
+        "BYTEA" => &["bytea"],
+        "INT2" => &["smallint"],
+        "INT4" => &["integer"],
+        "INT8" => &["bigint"],
+        "FLOAT4" => &["real"],
+        "FLOAT8" => &["double precision"],
+        "TEXT" => &["text"],
+        "JSON" => &["json"],
+        "JSONB" => &["jsonb"],
+        "NUMERIC" => &["numeric"],
+        "DATE" => &["date"],
+        "TIME" => &["time without time zone"],
+        "TIMESTAMP" => &["timestamp without time zone", "timestamp with time zone"],
+        "INTERVAL" => &["interval"],
+        _ => &[],
+    };
+    expected.contains(&catalog)
+}
+
 /// `CREATE TABLE IF NOT EXISTS` for `columns`, with `key` as the primary key.
 pub fn create_table(table: &str, columns: &[PgColumn], key: &[String]) -> String {
     let mut parts: Vec<String> = columns
