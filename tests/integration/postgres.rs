@@ -138,15 +138,21 @@ fn append_adds_and_replace_swaps_and_a_failure_leaves_the_table_as_it_was() {
     let error = failure(&report);
     assert!(error.contains("'close' is not in table narrow"), "{error}");
 
-    // A missing table without create: says so.
-    let report = run(&compile(
-        &writer(&url, "('A', 1, 1.0)", "mode: append").replace("table: bars", "table: nope"),
-    ));
-    let error = failure(&report);
-    assert!(
-        error.contains("does not exist") && error.contains("create: true"),
-        "{error}"
-    );
+    // A missing table without create: says so, whatever the mode.
+    for mode in [
+        "mode: append",
+        "mode: upsert, key: [symbol]",
+        "mode: replace",
+    ] {
+        let report = run(&compile(
+            &writer(&url, "('A', 1, 1.0)", mode).replace("table: bars", "table: nope"),
+        ));
+        let error = failure(&report);
+        assert!(
+            error.contains("table nope does not exist") && error.contains("create: true"),
+            "{mode}: {error}"
+        );
+    }
 }
 
 #[test]

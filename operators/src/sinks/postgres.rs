@@ -176,6 +176,7 @@ impl Operator for PostgresSink {
 
         // Duplicate keys resolved before the load, in Arrow, so that each
         // key is written once.
+        let started = std::time::Instant::now();
         let batches = {
             let batches = input.batches().to_vec();
             let key = self.key.clone();
@@ -195,6 +196,7 @@ impl Operator for PostgresSink {
             .await?
         };
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let prepared = started.elapsed();
 
         let pool = self.db.pool(ctx);
         let conn = pool.get().await?;
@@ -212,10 +214,6 @@ impl Operator for PostgresSink {
         let mut begin = String::from(load::BEGIN);
         if self.create {
             begin.push_str(&types::create_table(&self.table, &columns, &self.key));
-            begin.push_str("; ");
-        }
-        if self.mode == PgMode::Upsert {
-            begin.push_str(&load.lock());
         }
         client
             .batch_execute(&begin)
@@ -224,15 +222,22 @@ impl Operator for PostgresSink {
         let target = load::target_columns(client, &self.table)
             .await
             .map_err(fail("cannot read the columns of"))?;
-        let direct = self.check_columns(&columns, &target)?
-            && match self.mode {
-                PgMode::Append => true,
-                // Readers keep the old rows until the swap: staged first.
-                PgMode::Replace => false,
-                PgMode::Upsert => load::is_empty(client, &self.table)
+        let exact = self.check_columns(&columns, &target)?;
+        let direct = match self.mode {
+            PgMode::Append => exact,
+            // Readers keep the old rows until the swap: staged first.
+            PgMode::Replace => false,
+            PgMode::Upsert => {
+                client
+                    .batch_execute(&load.lock())
                     .await
-                    .map_err(fail("cannot read"))?,
-            };
+                    .map_err(fail("cannot lock"))?;
+                exact
+                    && load::is_empty(client, &self.table)
+                        .await
+                        .map_err(fail("cannot read"))?
+            }
+        };
 
         let into = if direct {
             self.table.as_str()
@@ -270,7 +275,12 @@ impl Operator for PostgresSink {
             .await
             .map_err(fail("cannot write"))?;
         conn.done();
-        tracing::debug!(table = %self.shown_table, rows, mode = ?self.mode, direct, "Wrote to Postgres");
+        tracing::debug!(
+            table = %self.shown_table, rows, mode = ?self.mode, direct,
+            prepare_ms = prepared.as_millis() as u64,
+            write_ms = (started.elapsed() - prepared).as_millis() as u64,
+            "Wrote to Postgres"
+        );
         summary(&self.shown_table, rows, self.mode.status())
     }
 
@@ -363,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_row_of_a_key_wins_across_batches() {
+    fn rows_come_out_in_key_order_and_the_last_row_of_a_key_wins_across_batches() {
         let a = bars(&["A", "B", "A"], &[1, 1, 2], &[1.0, 2.0, 3.0]);
         let b = bars(&["A", "C"], &[1, 1], &[4.0, 5.0]);
         let key = ["symbol".to_string(), "ts".to_string()];
@@ -375,7 +385,8 @@ mod tests {
                 c.values().to_vec()
             })
             .collect();
-        assert_eq!(closes, vec![2.0, 3.0, 4.0, 5.0]);
+        // In key order: (A, 1) from the second batch, (A, 2), (B, 1), (C, 1).
+        assert_eq!(closes, vec![4.0, 3.0, 2.0, 5.0]);
         let unique = load::last_wins(std::slice::from_ref(&b), &key).unwrap();
         assert_eq!(unique[0].num_rows(), 2);
     }

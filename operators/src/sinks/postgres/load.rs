@@ -12,11 +12,9 @@
 //! but makes other writers of the table wait, so no key can appear
 //! between the two statements; it needs no unique index.
 
-use std::collections::HashMap;
-
 use bytes::{Bytes, BytesMut};
-use datafusion::arrow::array::BooleanArray;
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::array::Array;
+use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -40,6 +38,9 @@ pub const BEGIN: &str = "BEGIN; SET LOCAL TIME ZONE 'UTC'; SET LOCAL work_mem = 
 
 /// Encoded COPY data sent to the server at a time.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// Rows per batch of sorted input.
+const BATCH_ROWS: usize = 8192;
 
 /// Chunks encoded ahead of the network: bounds the memory a load adds.
 const CHUNKS_AHEAD: usize = 4;
@@ -191,8 +192,10 @@ pub async fn copy_batches(
     sent.map_err(Loaded::Postgres)
 }
 
-/// `batches` without the rows whose key appears again later: for each
-/// key, the last row stays, in the input's order.
+/// `batches` in key order, without the rows whose key appears again
+/// later: for each key, the last row stays. Sorted, the table's index
+/// takes the rows at its right edge one after another, which a server
+/// does markedly faster than inserts all over the index.
 pub fn last_wins(batches: &[RecordBatch], key: &[String]) -> Result<Vec<RecordBatch>, OpError> {
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
@@ -215,26 +218,41 @@ pub fn last_wins(batches: &[RecordBatch], key: &[String]) -> Result<Vec<RecordBa
             converter.convert_columns(&cols)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut last: HashMap<&[u8], (usize, usize)> = HashMap::with_capacity(total);
-    let mut dropped: Vec<(usize, usize)> = Vec::new();
-    for (b, rows) in rows.iter().enumerate() {
-        for (r, row) in rows.iter().enumerate() {
-            if let Some(earlier) = last.insert(row.data(), (b, r)) {
-                dropped.push(earlier);
-            }
-        }
-    }
-    if dropped.is_empty() {
+
+    // Keys already strictly increasing (bars by symbol and time, read in
+    // order) are sorted and unique.
+    let mut previous = None;
+    let increasing = rows.iter().flat_map(|rows| rows.iter()).all(|row| {
+        let ok = previous.is_none_or(|p| p < row);
+        previous = Some(row);
+        ok
+    });
+    if increasing {
         return Ok(batches.to_vec());
     }
-    let mut keep: Vec<Vec<bool>> = batches.iter().map(|b| vec![true; b.num_rows()]).collect();
-    for (b, r) in dropped {
-        keep[b][r] = false;
-    }
-    batches
+
+    let mut order: Vec<(usize, usize)> = rows
         .iter()
-        .zip(keep)
-        .map(|(batch, keep)| Ok(filter_record_batch(batch, &BooleanArray::from(keep))?))
+        .enumerate()
+        .flat_map(|(b, rows)| (0..rows.num_rows()).map(move |r| (b, r)))
+        .collect();
+    // Stable: rows of one key stay in the input's order, the last last.
+    order.sort_by(|x, y| rows[x.0].row(x.1).cmp(&rows[y.0].row(y.1)));
+    let same = |x: (usize, usize), y: (usize, usize)| rows[x.0].row(x.1) == rows[y.0].row(y.1);
+    let kept: Vec<(usize, usize)> = (0..order.len())
+        .filter(|&i| i + 1 == order.len() || !same(order[i], order[i + 1]))
+        .map(|i| order[i])
+        .collect();
+    kept.chunks(BATCH_ROWS)
+        .map(|chunk| {
+            let columns = (0..schema.fields().len())
+                .map(|c| {
+                    let arrays: Vec<&dyn Array> =
+                        batches.iter().map(|b| b.column(c).as_ref()).collect();
+                    interleave(&arrays, chunk)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
         .collect()
 }
