@@ -462,3 +462,23 @@ fn the_database_password_appears_in_no_plan_log_report_or_error() {
     seen.push_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap());
     assert!(!seen.contains(password), "the password leaked:\n{seen}");
 }
+
+#[test]
+fn a_result_larger_than_the_runs_memory_limit_fails_naming_the_limit() {
+    let pg = Postgres::start();
+    let url = pg.database("big");
+    let yaml = format!(
+        "pipeline: big\nnodes:\n  read:\n    op: fetch.postgres\n    with:\n      url: \"{url}\"\n      query: SELECT g AS n, repeat('x', 100) AS pad FROM generate_series(1, $1::int) g\n      params: [200000]\n"
+    );
+    let plan = compile(&yaml);
+    let limited = RunOptions {
+        memory_limit: Some(4 << 20),
+        ..RunOptions::default()
+    };
+    let report = run_with(&plan, limited);
+    let error = failure(&report);
+    assert!(error.contains("--memory-limit"), "{error}");
+    // Within the limit, the same query reads every row.
+    let report = run_with(&plan, RunOptions::default());
+    assert!(report.succeeded(), "{report}");
+}

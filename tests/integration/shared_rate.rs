@@ -12,8 +12,10 @@ use quiver::serve::{ApiConfig, SyntheticApi};
 
 use crate::support::{Redis, free_port, start_api};
 
-fn pipeline(url: &str, shared: Option<&str>) -> String {
-    let symbols: Vec<String> = (0..30).map(|i| format!("S{i:02}")).collect();
+/// A pipeline fetching `n` symbols' bars from `url`, keeping its rate of
+/// 20/s in Redis when `shared` names it.
+fn pipeline(url: &str, shared: Option<&str>, n: usize) -> String {
+    let symbols: Vec<String> = (0..n).map(|i| format!("S{i:02}")).collect();
     let shared = shared
         .map(|s| format!(", shared: \"{s}\""))
         .unwrap_or_default();
@@ -69,7 +71,7 @@ fn three_processes_sharing_the_rate_in_redis_stay_under_it() {
 
     let (_rt, shared) = api();
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    for out in run_together(dir.path(), &pipeline(&shared.url(), Some(&url)), 3) {
+    for out in run_together(dir.path(), &pipeline(&shared.url(), Some(&url), 30), 3) {
         assert!(
             out.status.success(),
             "{}",
@@ -83,15 +85,12 @@ fn three_processes_sharing_the_rate_in_redis_stay_under_it() {
     assert_eq!(stats.limited, 0, "{stats:?}");
     assert!(stats.busiest_second() <= 20, "{stats:?}");
 
-    // Each keeping 20/s alone, together they pass it and are refused.
+    // Each keeping 20/s alone, together they pass it and are refused. Each
+    // fetches for 3 s, so that the three overlap even when a loaded machine
+    // starts them far apart.
     let (_rt2, alone) = api();
-    for out in run_together(dir.path(), &pipeline(&alone.url(), None), 3) {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    // Some may even run out of retries: only the refusals are checked.
+    run_together(dir.path(), &pipeline(&alone.url(), None, 60), 3);
     let stats = alone.stats();
     assert!(stats.limited > 0, "{stats:?}");
     assert!(
@@ -105,7 +104,7 @@ fn with_redis_down_a_process_keeps_the_rate_alone_and_says_so_once() {
     let (_rt, api) = api();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("redis://127.0.0.1:{}", free_port());
-    let outs = run_together(dir.path(), &pipeline(&api.url(), Some(&url)), 1);
+    let outs = run_together(dir.path(), &pipeline(&api.url(), Some(&url), 30), 1);
     let out = &outs[0];
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -77,8 +77,9 @@ impl OpParams for PostgresFetchParams {
         in order), never spliced into the SQL. Columns become bool, int16/32/64, float32/64 \
         (numeric too), text (also json, jsonb, uuid), binary, date and microsecond \
         timestamps (timestamptz in UTC); cast other types in the query. The connection comes \
-        from the run's pool for the node's resource. Not cached across runs unless the node \
-        says `cache:`, since the table can change.";
+        from the run's pool for the node's resource. A result larger than the run's \
+        --memory-limit fails, naming it. Not cached across runs unless the node says \
+        `cache:`, since the table can change.";
     const WORKLOAD: Workload = Workload::Io;
     const INPUTS: Arity = Arity::None;
     const VERBATIM: &'static [&'static str] = &["query"];
@@ -180,6 +181,7 @@ impl Operator for PostgresFetch {
             .map_err(|e| error(&context, &e))?;
         let mut rows = Box::pin(rows);
         let mut batches = Vec::new();
+        let mut held = Vec::new();
         let mut pending = Vec::with_capacity(BATCH_ROWS);
         loop {
             let row = rows.try_next().await.map_err(|e| error(&context, &e))?;
@@ -199,6 +201,9 @@ impl Operator for PostgresFetch {
                         columns.finish(chunk.len())
                     })
                     .await?;
+                // A result larger than the run's memory limit fails with
+                // the limit named, rather than swelling the process.
+                held.push(ctx.reserve(NAME, batch.get_array_memory_size())?);
                 batches.push(batch);
             }
             if end {
@@ -206,6 +211,7 @@ impl Operator for PostgresFetch {
             }
         }
         drop(rows);
+        drop(held);
         conn.done();
         let table = Table::new(schema, batches);
         tracing::debug!(database = %self.db.shown(), rows = table.num_rows(), "Fetched from Postgres");
