@@ -266,20 +266,34 @@ nodes:
     );
 }
 
+/// A pipeline whose `rows` node runs `query` and whose `n` sinks write its
+/// rows to tables t0, t1, … with `with` (besides the table), under the
+/// resource `db` set up as `resource`.
+fn sinks(resource: &str, query: &str, with: &str, n: usize) -> String {
+    let mut yaml = format!(
+        "pipeline: sinks\nresources:\n  db: {resource}\nnodes:\n  rows:\n    op: transform.sql\n    \
+         with: {{query: \"{query}\"}}\n"
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  save{i}:\n    op: sink.postgres\n    resource: db\n    inputs: [rows]\n    \
+             with: {{table: t{i}, {with}}}\n"
+        ));
+    }
+    yaml
+}
+
 #[test]
 fn nodes_of_one_resource_share_its_pool_of_connections() {
     let pg = Postgres::start();
     let url = pg.database("pool");
     // Twelve sinks under a resource of concurrency 3, each into its own table.
-    let mut yaml = String::from(
-        "pipeline: pool\nresources:\n  db: {concurrency: 3}\nnodes:\n  rows:\n    op: transform.sql\n    with: {query: \"SELECT 1 AS k, 2.5 AS v\"}\n",
+    let yaml = sinks(
+        "{concurrency: 3}",
+        "SELECT 1 AS k, 2.5 AS v",
+        &format!("url: \"{url}\", create: true"),
+        12,
     );
-    for i in 0..12 {
-        yaml.push_str(&format!(
-            "  save{i}:\n    op: sink.postgres\n    resource: db\n    inputs: [rows]\n    with: {{url: \"{url}\", table: t{i}, create: true}}\n"
-        ));
-    }
-    pg.psql("pool", "CREATE TABLE seen (n int)");
     let report = run(&compile(&yaml));
     assert!(report.succeeded(), "{report}");
     for i in 0..12 {
@@ -297,14 +311,13 @@ fn a_server_restarted_mid_run_is_retried_with_no_row_lost_or_doubled() {
     let pg = Postgres::start();
     let url = pg.database("restart");
     // 16 upserts of 50,000 rows each, two at a time, retried on failure.
-    let mut yaml = String::from(
-        "pipeline: restart\nresources:\n  db: {concurrency: 2, retries: {max_attempts: 8, backoff: 200ms}}\nnodes:\n  rows:\n    op: transform.sql\n    with: {query: \"SELECT CAST(value AS BIGINT) AS k, CAST(value AS DOUBLE) * 0.5 AS v FROM generate_series(1, 50000)\"}\n",
+    let yaml = sinks(
+        "{concurrency: 2, retries: {max_attempts: 8, backoff: 200ms}}",
+        "SELECT CAST(value AS BIGINT) AS k, CAST(value AS DOUBLE) * 0.5 AS v \
+         FROM generate_series(1, 50000)",
+        &format!("url: \"{url}\", mode: upsert, key: [k], create: true"),
+        16,
     );
-    for i in 0..16 {
-        yaml.push_str(&format!(
-            "  save{i}:\n    op: sink.postgres\n    resource: db\n    inputs: [rows]\n    with: {{url: \"{url}\", table: t{i}, mode: upsert, key: [k], create: true}}\n"
-        ));
-    }
     let plan = compile(&yaml);
     let run = std::thread::spawn(move || run_with(&plan, RunOptions::default()));
     // Restart once some tables are written and others are not.
