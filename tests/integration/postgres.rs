@@ -15,8 +15,8 @@ use crate::bench_support::postgres::Postgres;
 use crate::support::{Redis, compile, run, run_with, start_api};
 
 /// A pipeline whose `rows` node yields `values` (SQL rows of symbol, ts,
-/// close) and whose `save` node writes them with `with`.
-fn writer(url: &str, values: &str, with: &str) -> String {
+/// close) and whose `save` node writes them into `table` with `with`.
+fn writer(url: &str, table: &str, values: &str, with: &str) -> String {
     format!(
         r#"
 pipeline: pg
@@ -33,7 +33,7 @@ nodes:
     op: sink.postgres
     resource: db
     inputs: [rows]
-    with: {{url: "{url}", table: bars, {with}}}
+    with: {{url: "{url}", table: {table}, {with}}}
 "#
     )
 }
@@ -45,8 +45,8 @@ fn failure(report: &quiver::exec::RunReport) -> String {
     failed[0].error_message().unwrap_or_default().to_string()
 }
 
-fn write(url: &str, values: &str, with: &str) -> quiver::exec::RunReport {
-    run(&compile(&writer(url, values, with)))
+fn write(url: &str, table: &str, values: &str, with: &str) -> quiver::exec::RunReport {
+    run(&compile(&writer(url, table, values, with)))
 }
 
 #[test]
@@ -56,6 +56,7 @@ fn upserts_update_existing_keys_and_the_last_duplicate_wins() {
     let upsert = "mode: upsert, key: [symbol, ts], create: true";
     let report = write(
         &url,
+        "bars",
         "('A', 1, 1.0), ('A', 1, 2.0), ('B', 1, 3.0), ('A', 2, 4.0)",
         upsert,
     );
@@ -63,7 +64,7 @@ fn upserts_update_existing_keys_and_the_last_duplicate_wins() {
     let table = "SELECT symbol, ts, close FROM bars ORDER BY symbol, ts";
     assert_eq!(pg.psql("upsert", table), "A|1|2\nA|2|4\nB|1|3");
 
-    let report = write(&url, "('A', 1, 5.0), ('C', 1, 6.0)", upsert);
+    let report = write(&url, "bars", "('A', 1, 5.0), ('C', 1, 6.0)", upsert);
     assert!(report.succeeded(), "{report}");
     assert_eq!(pg.psql("upsert", table), "A|1|5\nA|2|4\nB|1|3\nC|1|6");
     // The table was made with the input's types and the key as primary key.
@@ -85,12 +86,12 @@ fn append_adds_and_replace_swaps_and_a_failure_leaves_the_table_as_it_was() {
     );
     let count = "SELECT string_agg(symbol || ':' || close, ',' ORDER BY symbol) FROM bars";
 
-    let report = write(&url, "('A', 1, 1.5), ('B', 1, 2.5)", "mode: append");
+    let report = write(&url, "bars", "('A', 1, 1.5), ('B', 1, 2.5)", "mode: append");
     assert!(report.succeeded(), "{report}");
     assert_eq!(pg.psql("modes", count), "A:1.5,B:2.5");
 
     // A duplicate key fails the whole append: nothing of it lands.
-    let report = write(&url, "('C', 1, 3.5), ('A', 1, 9.9)", "mode: append");
+    let report = write(&url, "bars", "('C', 1, 3.5), ('A', 1, 9.9)", "mode: append");
     assert!(!report.succeeded());
     let error = failure(&report);
     assert!(
@@ -99,12 +100,17 @@ fn append_adds_and_replace_swaps_and_a_failure_leaves_the_table_as_it_was() {
     );
     assert_eq!(pg.psql("modes", count), "A:1.5,B:2.5");
 
-    let report = write(&url, "('D', 1, 4.5)", "mode: replace");
+    let report = write(&url, "bars", "('D', 1, 4.5)", "mode: replace");
     assert!(report.succeeded(), "{report}");
     assert_eq!(pg.psql("modes", count), "D:4.5");
 
     // A replace that fails half-way (a null key) keeps the old rows.
-    let report = write(&url, "('E', 1, 1.0), (NULL, 1, 2.0)", "mode: replace");
+    let report = write(
+        &url,
+        "bars",
+        "('E', 1, 1.0), (NULL, 1, 2.0)",
+        "mode: replace",
+    );
     assert!(!report.succeeded());
     assert_eq!(pg.psql("modes", count), "D:4.5");
 
@@ -114,12 +120,7 @@ fn append_adds_and_replace_swaps_and_a_failure_leaves_the_table_as_it_was() {
         "modes",
         "CREATE TABLE loose (symbol text, ts int4, close numeric)",
     );
-    let loose = |values: &str| {
-        run(&compile(
-            &writer(&url, values, "mode: upsert, key: [symbol, ts]")
-                .replace("table: bars", "table: loose"),
-        ))
-    };
+    let loose = |values: &str| write(&url, "loose", values, "mode: upsert, key: [symbol, ts]");
     assert!(loose("('A', 1, 1.25)").succeeded());
     assert!(loose("('A', 1, 2.5), ('B', 1, 3.0)").succeeded());
     assert_eq!(
@@ -132,9 +133,7 @@ fn append_adds_and_replace_swaps_and_a_failure_leaves_the_table_as_it_was() {
 
     // An input column the table lacks is named.
     pg.psql("modes", "CREATE TABLE narrow (symbol text, ts int8)");
-    let report = run(&compile(
-        &writer(&url, "('A', 1, 1.0)", "mode: append").replace("table: bars", "table: narrow"),
-    ));
+    let report = write(&url, "narrow", "('A', 1, 1.0)", "mode: append");
     let error = failure(&report);
     assert!(error.contains("'close' is not in table narrow"), "{error}");
 
@@ -144,9 +143,7 @@ fn append_adds_and_replace_swaps_and_a_failure_leaves_the_table_as_it_was() {
         "mode: upsert, key: [symbol]",
         "mode: replace",
     ] {
-        let report = run(&compile(
-            &writer(&url, "('A', 1, 1.0)", mode).replace("table: bars", "table: nope"),
-        ));
+        let report = write(&url, "nope", "('A', 1, 1.0)", mode);
         let error = failure(&report);
         assert!(
             error.contains("table nope does not exist") && error.contains("create: true"),
