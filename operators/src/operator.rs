@@ -6,7 +6,7 @@
 //! on it, never the other way round.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -202,11 +202,29 @@ pub trait OpParams: DeserializeOwned + Serialize + JsonSchema + 'static {
 }
 
 /// The [`OperatorDef`] of a parameters struct.
-pub(crate) struct Def<P>(PhantomData<fn() -> P>);
+pub(crate) struct Def<P> {
+    params: PhantomData<fn() -> P>,
+    /// The parameter names, from the schema once: a plan prepares
+    /// hundreds of thousands of nodes.
+    names: OnceLock<Vec<String>>,
+}
 
 impl<P: OpParams> Def<P> {
     pub(crate) fn new() -> Self {
-        Self(PhantomData)
+        Self {
+            params: PhantomData,
+            names: OnceLock::new(),
+        }
+    }
+
+    fn names(&self) -> &[String] {
+        self.names.get_or_init(|| {
+            self.params_schema()
+                .get("properties")
+                .and_then(|p| p.as_object())
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -238,11 +256,14 @@ impl<P: OpParams> OperatorDef for Def<P> {
     fn params_schema(&self) -> schemars::Schema {
         schemars::schema_for!(P)
     }
+    fn param_names(&self) -> Vec<String> {
+        self.names().to_vec()
+    }
     fn prepare(&self, params: serde_json::Value) -> Result<Built, ParamError> {
         // Parameters structs that share fields through `#[serde(flatten)]`
         // cannot deny unknown fields themselves, so every one is checked here.
         if let Some(given) = params.as_object() {
-            let names = self.param_names();
+            let names = self.names();
             if let Some(unknown) = given.keys().find(|k| !names.contains(k)) {
                 // Worded as serde words it for the structs that deny them.
                 let expected: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();

@@ -74,11 +74,18 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Standard normal (Box–Muller).
+    /// Standard normal (Box–Muller), for the daily closes: one draw a day,
+    /// kept as it was so the daily history does not change.
     fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.uniform(); // (0, 1]: ln is finite
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (TAU * u2).cos()
+    }
+
+    /// Standard normal by the ziggurat method, for intraday trades: two
+    /// draws a trade, mostly a table lookup each.
+    fn ziggurat(&mut self) -> f64 {
+        super::ziggurat::normal(|| self.next_u64())
     }
 
     /// Uniform in 0..n.
@@ -267,16 +274,18 @@ const BLOCK_PROBABILITY: f64 = 0.003;
 fn day_trades(seed: u64, symbol: &str, model: &Model, session: &Session) -> Vec<Trade> {
     let mut rng = Rng::new(seed, symbol, &[STREAM_TRADES, session.day as u64]);
     let n = 1_000 + rng.below(2_001) as usize;
-    let gap = OPENING_GAP * model.daily_vol * rng.normal();
+    let gap = OPENING_GAP * model.daily_vol * rng.ziggurat();
 
     // Arrival times in trading milliseconds: sorted uniforms bent by
     // u ↦ u − a·sin(2πu)/2π, whose slope is smallest at both ends, so trades
-    // crowd the open and the close as on a real day.
-    let mut u: Vec<f64> = (0..n).map(|_| rng.uniform()).collect();
-    u.sort_unstable_by(f64::total_cmp);
+    // crowd the open and the close as on a real day. The uniforms are
+    // sorted as their 53-bit integers, in the same order.
+    let mut u: Vec<u64> = (0..n).map(|_| rng.next_u64() >> 11).collect();
+    u.sort_unstable();
     let mut times: Vec<i64> = u
         .iter()
         .map(|&u| {
+            let u = u as f64 / (1u64 << 53) as f64;
             let t = u - U_SHAPE * (TAU * u).sin() / TAU;
             ((t * CONTINUOUS_MS as f64) as i64).clamp(0, CONTINUOUS_MS - 1)
         })
@@ -288,11 +297,11 @@ fn day_trades(seed: u64, symbol: &str, model: &Model, session: &Session) -> Vec<
     let mut walk = Vec::with_capacity(times.len());
     let (mut w, mut last) = (0.0, 0);
     for &t in &times {
-        w += sigma * ((t - last) as f64 / total).sqrt() * rng.normal();
+        w += sigma * ((t - last) as f64 / total).sqrt() * rng.ziggurat();
         walk.push(w);
         last = t;
     }
-    let w_end = w + sigma * ((ATC_TRADING_MS - last) as f64 / total).sqrt() * rng.normal();
+    let w_end = w + sigma * ((ATC_TRADING_MS - last) as f64 / total).sqrt() * rng.ziggurat();
 
     let from = (session.band.reference as f64).ln() + gap;
     let to = (session.close as f64).ln();
@@ -331,7 +340,7 @@ fn lots(rng: &mut Rng) -> i64 {
     if rng.uniform() < BLOCK_PROBABILITY {
         (500.0 * 10f64.powf(rng.uniform())).round() as i64
     } else {
-        ((8f64.ln() + 0.9 * rng.normal()).exp().round() as i64).clamp(1, 50)
+        ((8f64.ln() + 0.9 * rng.ziggurat()).exp().round() as i64).clamp(1, 50)
     }
 }
 
@@ -418,6 +427,9 @@ pub(super) fn generate(
         }
     };
     let rows = batch.num_rows();
+    if rows <= MAX_BATCH_ROWS {
+        return Ok(Table::from_batch(batch));
+    }
     // Each batch gets buffers of its own size: a slice would keep the whole
     // generated buffer alive, and memory accounting would count it once per
     // slice.
@@ -428,11 +440,7 @@ pub(super) fn generate(
             concat_batches(&slice.schema(), [&slice])
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(if batches.is_empty() {
-        Table::from_batch(batch)
-    } else {
-        Table::new(batch.schema(), batches)
-    })
+    Ok(Table::new(batch.schema(), batches))
 }
 
 fn symbols(symbol: &str, rows: usize) -> ArrayRef {

@@ -5,6 +5,7 @@
 mod generate;
 mod market;
 mod positions;
+mod ziggurat;
 
 use std::fmt;
 use std::sync::Arc;
@@ -130,7 +131,9 @@ impl OpParams for SyntheticParams {
     const INPUTS: Arity = Arity::None;
 
     /// 2: the days generated are HOSE's trading days, holidays left out.
-    const VERSION: u32 = 2;
+    /// 3: intraday trades draw their normals by ziggurat (new trades, same
+    /// model; the daily closes are unchanged).
+    const VERSION: u32 = 3;
     const DATE_RANGE: Option<DateRange> = Some(DateRange {
         start: "start",
         end: "end",
