@@ -17,14 +17,17 @@ use quiver_operators::arrow::array::{Array, ArrayData};
 pub struct LiveBuffers {
     /// Allocation start → (its bytes, the live outputs holding it).
     held: HashMap<usize, (usize, u32)>,
+    /// The allocations of each live output, by node: listed once when the
+    /// output arrives, not walked again when it goes.
+    outputs: HashMap<usize, Vec<(usize, usize)>>,
     live: usize,
     peak: usize,
 }
 
 impl LiveBuffers {
-    /// `table` became a live output; returns its own bytes, each of its
-    /// buffers counted once.
-    pub fn add(&mut self, table: &Table) -> usize {
+    /// `table`, the output of node `node`, became live; returns its own
+    /// bytes, each of its buffers counted once.
+    pub fn add(&mut self, node: usize, table: &Table) -> usize {
         let buffers = buffers(table);
         let mut own = 0;
         for &(ptr, bytes) in &buffers {
@@ -36,17 +39,26 @@ impl LiveBuffers {
             entry.1 += 1;
         }
         self.peak = self.peak.max(self.live);
+        if let Some(old) = self.outputs.insert(node, buffers) {
+            self.release(&old);
+        }
         own
     }
 
-    /// `table`, added before, is no longer a live output.
-    pub fn remove(&mut self, table: &Table) {
-        for (ptr, _) in buffers(table) {
-            if let Some(entry) = self.held.get_mut(&ptr) {
+    /// The output of `node`, added before, is no longer live.
+    pub fn remove(&mut self, node: usize) {
+        if let Some(buffers) = self.outputs.remove(&node) {
+            self.release(&buffers);
+        }
+    }
+
+    fn release(&mut self, buffers: &[(usize, usize)]) {
+        for (ptr, _) in buffers {
+            if let Some(entry) = self.held.get_mut(ptr) {
                 entry.1 -= 1;
                 if entry.1 == 0 {
                     self.live -= entry.0;
-                    self.held.remove(&ptr);
+                    self.held.remove(ptr);
                 }
             }
         }
@@ -143,7 +155,7 @@ mod tests {
     fn shared_buffers_count_once() {
         let source = table(10_000);
         let mut live = LiveBuffers::default();
-        let own = live.add(&source);
+        let own = live.add(0, &source);
         assert!(own >= 10_000 * 8, "{own}");
         assert!(own <= source.memory_size());
         // Slices of the source, and the source itself twice over, hold no new memory.
@@ -152,21 +164,21 @@ mod tests {
             batch.schema(),
             vec![batch.slice(0, 5_000), batch.slice(5_000, 5_000)],
         );
-        assert_eq!(live.add(&halves), own);
+        assert_eq!(live.add(1, &halves), own);
         let twice = Table::new(batch.schema(), vec![batch.clone(), batch.clone()]);
-        assert_eq!(live.add(&twice), own);
+        assert_eq!(live.add(2, &twice), own);
         assert_eq!(live.peak(), own);
         // The memory is live until its last holder goes.
-        live.remove(&source);
-        live.remove(&halves);
+        live.remove(0);
+        live.remove(1);
         assert_eq!(live.live, own);
-        live.remove(&twice);
+        live.remove(2);
         assert_eq!(live.live, 0);
         assert!(live.held.is_empty());
         // A copy is new memory.
         let copy = table(10_000);
-        live.add(&source);
-        live.add(&copy);
+        live.add(0, &source);
+        live.add(1, &copy);
         assert_eq!(live.peak(), 2 * own);
     }
 

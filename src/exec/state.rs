@@ -371,7 +371,7 @@ impl RunState {
             }
         };
         report.rows_out = output.num_rows();
-        report.bytes_out = self.memory.add(&output);
+        report.bytes_out = self.memory.add(i, &output);
         if self.ready.source[i] {
             self.source_bytes = self.source_bytes.max(report.bytes_out);
         }
@@ -409,9 +409,9 @@ impl RunState {
             self.consumers_left[p] -= 1;
             if self.consumers_left[p] == 0
                 && let Slot::Done(output) = &mut self.slots[p]
-                && let Some(table) = output.take()
+                && output.take().is_some()
             {
-                self.memory.remove(&table);
+                self.memory.remove(p);
             }
         }
     }

@@ -5,7 +5,7 @@
 //! exactly those, and each close is walked from [`EPOCH`] whatever range was
 //! asked for, so a day's rows do not depend on the range requested.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::f64::consts::TAU;
 use std::sync::{Arc, Mutex};
 
@@ -166,9 +166,75 @@ fn day_bar(seed: u64, symbol: &str, model: &Model, session: &Session) -> DayBar 
     {
         return *bar;
     }
-    let bar = DayBar::of(&day_trades(seed, symbol, model, session));
+    let trades = day_trades(seed, symbol, model, session);
+    let bar = DayBar::of(&trades);
     remember(seed, symbol, session.day, bar);
+    PENDING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .put((seed, symbol.to_string(), session.day), trades);
     bar
+}
+
+/// A day's trades: those `prices` generated for the day's bar if they are
+/// still kept, else generated now.
+fn trades_of(seed: u64, symbol: &str, model: &Model, session: &Session) -> Vec<Trade> {
+    let kept = PENDING.lock().unwrap_or_else(|e| e.into_inner()).take(&(
+        seed,
+        symbol.to_string(),
+        session.day,
+    ));
+    kept.unwrap_or_else(|| day_trades(seed, symbol, model, session))
+}
+
+/// Trades that `prices` generated for a bar before `ticks` asked for the
+/// day, kept for that fetch: a pipeline fetching both per day otherwise
+/// generates every day twice. Each day is handed out once; the oldest go
+/// beyond [`PENDING_BYTES`], to be generated again if asked for.
+static PENDING: Mutex<Pending> = Mutex::new(Pending {
+    days: None,
+    order: VecDeque::new(),
+    bytes: 0,
+});
+const PENDING_BYTES: usize = 64 << 20;
+
+type DayKey = (u64, String, i32);
+
+struct Pending {
+    days: Option<HashMap<DayKey, Vec<Trade>>>,
+    order: VecDeque<DayKey>,
+    bytes: usize,
+}
+
+impl Pending {
+    fn put(&mut self, key: DayKey, trades: Vec<Trade>) {
+        let days = self.days.get_or_insert_with(HashMap::new);
+        self.bytes += std::mem::size_of_val(trades.as_slice());
+        if let Some(old) = days.insert(key.clone(), trades) {
+            self.bytes -= std::mem::size_of_val(old.as_slice());
+        } else {
+            self.order.push_back(key);
+        }
+        if self.order.len() > 2 * days.len() + 1024 {
+            // Drop the keys of days handed out since.
+            self.order.retain(|k| days.contains_key(k));
+        }
+        while self.bytes > PENDING_BYTES {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = days.remove(&oldest) {
+                self.bytes -= std::mem::size_of_val(gone.as_slice());
+            }
+        }
+    }
+
+    fn take(&mut self, key: &DayKey) -> Option<Vec<Trade>> {
+        let trades = self.days.as_mut()?.remove(key)?;
+        self.bytes -= std::mem::size_of_val(trades.as_slice());
+        // Its key stays in `order` until it comes up, then finds nothing.
+        Some(trades)
+    }
 }
 
 fn remember(seed: u64, symbol: &str, day: i32, bar: DayBar) {
@@ -463,7 +529,7 @@ fn ticks(
         if cancel.is_cancelled() {
             return Err(OpError::Cancelled);
         }
-        let trades = day_trades(seed, symbol, model, &session);
+        let trades = trades_of(seed, symbol, model, &session);
         remember(seed, symbol, session.day, DayBar::of(&trades));
         for trade in trades {
             ts.push(trade.ts);

@@ -476,6 +476,20 @@ mod tests {
         assert_eq!(month.slice(i, 1), one);
     }
 
+    /// `prices` keeps the trades it generated for a bar until `ticks` asks
+    /// for the day: the ticks handed over equal the ticks generated afresh.
+    #[tokio::test]
+    async fn ticks_after_prices_are_the_ticks_generated_afresh() {
+        // A symbol no other test fetches, so no other test's fetch took
+        // the kept day first.
+        let prices = fetch(range("prices", "QKT", "2026-01-05", "2026-01-07")).await;
+        assert_eq!(prices.num_rows(), 3);
+        let handed = fetch(range("ticks", "QKT", "2026-01-06", "2026-01-06")).await;
+        let afresh = fetch(range("ticks", "QKT", "2026-01-06", "2026-01-06")).await;
+        assert!(handed.num_rows() > 1_000);
+        assert_eq!(handed, afresh);
+    }
+
     #[tokio::test]
     async fn ticks_fall_in_sessions_and_strictly_increase() {
         let batch = fetch(range("ticks", "FPT", "2026-01-05", "2026-01-09")).await;

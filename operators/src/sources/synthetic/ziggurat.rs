@@ -117,20 +117,22 @@ mod tests {
     /// Probabilities of the standard normal (from Python's math.erfc)
     /// against shares of 4 million draws. The standard
     /// error of a share p is sqrt(p(1−p)/n) ≤ 0.00025; the bounds are 4 of it.
+    /// What is counted, which draws count, the share expected.
+    type Case = (&'static str, fn(f64) -> bool, f64);
+
     #[test]
     fn draws_follow_the_standard_normal() {
         let n = 4_000_000;
         let mut next = words(42);
         let draws: Vec<f64> = (0..n).map(|_| normal(&mut next)).collect();
-        let share =
-            |p: &dyn Fn(f64) -> bool| draws.iter().filter(|&&z| p(z)).count() as f64 / n as f64;
-        let cases: [(&str, &dyn Fn(f64) -> bool, f64); 6] = [
-            ("z < 0", &|z| z < 0.0, 0.5),
-            ("|z| < 1", &|z| z.abs() < 1.0, 0.682_689_492_1),
-            ("|z| < 2", &|z| z.abs() < 2.0, 0.954_499_736_1),
-            ("z < -1.5", &|z| z < -1.5, 0.066_807_201_3),
-            ("z > 3", &|z| z > 3.0, 0.001_349_898),
-            ("|z| > R", &|z| z.abs() > R, 0.000_576_108_5),
+        let share = |p: fn(f64) -> bool| draws.iter().filter(|&&z| p(z)).count() as f64 / n as f64;
+        let cases: [Case; 6] = [
+            ("z < 0", |z| z < 0.0, 0.5),
+            ("|z| < 1", |z| z.abs() < 1.0, 0.682_689_492_1),
+            ("|z| < 2", |z| z.abs() < 2.0, 0.954_499_736_1),
+            ("z < -1.5", |z| z < -1.5, 0.066_807_201_3),
+            ("z > 3", |z| z > 3.0, 0.001_349_898),
+            ("|z| > R", |z| z.abs() > R, 0.000_576_108_5),
         ];
         for (what, p, expected) in cases {
             let got = share(p);

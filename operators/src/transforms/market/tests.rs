@@ -656,3 +656,40 @@ async fn match_the_pandas_reference_on_synthetic_data() {
     assert_eq!(i64s(&aggregate, "net_buyers"), buyers);
     assert_eq!(bars(&aggregate), bars(&index));
 }
+
+/// The time order of trades against a stable sort on (time, symbol):
+/// symbols out of order, ties in time within and across symbols, a day's
+/// spread with gaps and a cluster at one instant.
+#[test]
+fn trades_are_ordered_by_time_then_symbol_stably() {
+    let mut rows = Vec::new();
+    let mut state = 7u64;
+    let mut draw = |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    for symbol in ["VNM", "ACB", "FPT", "ACB"] {
+        for _ in 0..3_000 {
+            // Seconds of the morning, a third of them on one instant.
+            let ts = if draw(3) == 0 {
+                at(MON, 10, 0, 0)
+            } else {
+                at(MON, 9, 15, 0) + draw(8_100) as i64 * 1000
+            };
+            rows.push((symbol, ts, 0.0, 0, "B"));
+        }
+    }
+    let table = trades(&rows);
+    let inputs = Inputs(vec![Input {
+        name: "trades".into(),
+        table: Arc::new(table),
+    }]);
+    let trades = super::Trades::read(&inputs, "test", "trades").unwrap();
+    let (names, ranks) = trades.symbol_ranks();
+    assert_eq!(names, ["ACB", "FPT", "VNM"]);
+    let mut expected: Vec<usize> = (0..rows.len()).collect();
+    expected.sort_by_key(|&i| (rows[i].1, rows[i].0));
+    assert_eq!(trades.by_time(&ranks), expected);
+}
