@@ -2,7 +2,10 @@
 //! parameters and the same inputs become one plan node; the names that
 //! declared it become its aliases.
 
-use std::collections::HashMap;
+// Keys here are long (an operator's parameters as text, a node's inputs):
+// aHash hashes them several times faster than std's SipHash, and these
+// maps are only looked up, never iterated, so their order cannot show.
+use ahash::AHashMap as HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
