@@ -13,6 +13,25 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Arenas committed as they are used, not up front: committed up front, a
+/// 30-symbol run was resident at 330 MiB instead of 146 MiB, and the VN30
+/// backfill ran slower. Set before `main`, whose runtime allocates (and so
+/// reserves mimalloc's first arena) before the first line of `main` runs.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static COMMIT_ARENAS_AS_USED: extern "C" fn() = commit_arenas_as_used;
+
+#[cfg(target_os = "linux")]
+extern "C" fn commit_arenas_as_used() {
+    /// `mi_option_arena_eager_commit` in mimalloc 2's `mimalloc.h`; the
+    /// Rust bindings do not name it.
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    // SAFETY: setting an option has no preconditions; it is read when an
+    // arena is reserved.
+    unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) };
+}
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose, args.log_format);
