@@ -1,6 +1,7 @@
 //! Helpers the operators share. They import no operator.
 
 pub(crate) mod atomic;
+pub(crate) mod bucket_sort;
 pub(crate) mod calendar;
 pub(crate) mod csv_dialect;
 pub(crate) mod file_sink;

@@ -27,6 +27,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 
+use crate::shared::bucket_sort::bucket_sort;
 use crate::shared::sessions::Interval;
 use crate::{Inputs, OpError};
 
@@ -210,27 +211,11 @@ impl Trades {
         }
         let (min, max) = (0..n).fold((u64::MAX, 0), |(lo, hi), i| (lo.min(ts(i)), hi.max(ts(i))));
         let buckets = (n / 16).max(1);
-        // Bucket of a time: increasing in the time, so buckets in order
-        // hold keys in order.
+        // Buckets of equal time span.
         let width = (max - min) / buckets as u64 + 1;
-        let bucket = |k: u128| (((k >> 64) as u64 - min) / width) as usize;
-        let mut starts = vec![0usize; buckets + 1];
-        for &k in &keys {
-            starts[bucket(k) + 1] += 1;
-        }
-        for b in 0..buckets {
-            starts[b + 1] += starts[b];
-        }
-        let mut sorted = vec![0u128; n];
-        let mut next = starts.clone();
-        for &k in &keys {
-            let b = bucket(k);
-            sorted[next[b]] = k;
-            next[b] += 1;
-        }
-        for b in 0..buckets {
-            sorted[starts[b]..starts[b + 1]].sort_unstable();
-        }
+        let sorted = bucket_sort(&keys, buckets, |k| {
+            (((k >> 64) as u64 - min) / width) as usize
+        });
         sorted.into_iter().map(row).collect()
     }
 
