@@ -65,7 +65,7 @@ impl Rng {
         Self(h)
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(GOLDEN);
         fmix(self.0)
     }
@@ -347,7 +347,7 @@ fn day_trades(seed: u64, symbol: &str, model: &Model, session: &Session) -> Vec<
     // u ↦ u − a·sin(2πu)/2π, whose slope is smallest at both ends, so trades
     // crowd the open and the close as on a real day. The uniforms are
     // sorted as their 53-bit integers, in the same order.
-    let u = sorted_uniform((0..n).map(|_| rng.next_u64() >> 11).collect());
+    let u = sorted_uniform(&(0..n).map(|_| rng.next_u64() >> 11).collect::<Vec<_>>());
     let mut times: Vec<i64> = u
         .iter()
         .map(|&u| {
@@ -402,9 +402,9 @@ fn day_trades(seed: u64, symbol: &str, model: &Model, session: &Session) -> Vec<
 
 /// `u`, uniform draws below 2⁵³, in increasing order: a bucket per draw
 /// (a comparison sort of a day's times cost a sixth of generating it).
-fn sorted_uniform(u: Vec<u64>) -> Vec<u64> {
+fn sorted_uniform(u: &[u64]) -> Vec<u64> {
     let n = u.len();
-    bucket_sort(&u, n, |x| ((u128::from(x) * n as u128) >> 53) as usize)
+    bucket_sort(u, n, |x| ((u128::from(x) * n as u128) >> 53) as usize)
 }
 
 /// Lots of 100 shares: log-normal around 8 lots capped at 50, with rare
@@ -637,7 +637,7 @@ mod tests {
             }
             let mut expected = u.clone();
             expected.sort_unstable();
-            assert_eq!(sorted_uniform(u), expected, "n = {n}");
+            assert_eq!(sorted_uniform(&u), expected, "n = {n}");
         }
     }
 }

@@ -89,17 +89,7 @@ fn uniform(word: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// splitmix64, as the generator draws its words.
-    fn words(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-    }
+    use crate::sources::synthetic::generate::Rng;
 
     #[test]
     fn slices_have_equal_area_and_reach_the_peak() {
@@ -123,8 +113,8 @@ mod tests {
     #[test]
     fn draws_follow_the_standard_normal() {
         let n = 4_000_000;
-        let mut next = words(42);
-        let draws: Vec<f64> = (0..n).map(|_| normal(&mut next)).collect();
+        let mut rng = Rng::new(42, "ZIG", &[]);
+        let draws: Vec<f64> = (0..n).map(|_| normal(|| rng.next_u64())).collect();
         let share = |p: fn(f64) -> bool| draws.iter().filter(|&&z| p(z)).count() as f64 / n as f64;
         let cases: [Case; 6] = [
             ("z < 0", |z| z < 0.0, 0.5),
