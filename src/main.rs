@@ -1,10 +1,6 @@
 //! The `quiver` command line.
 
-mod cli;
-
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// Compiling a plan allocates per declared node, and a run per node and per
 /// batch on every thread: with mimalloc's thread-local free lists,
@@ -33,13 +29,5 @@ extern "C" fn commit_arenas_as_used() {
 }
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    cli::init_tracing(args.verbose, args.log_format);
-    match cli::dispatch(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(cli::EXIT_FAILED)
-        }
-    }
+    quiver::cli::main(std::env::args_os())
 }

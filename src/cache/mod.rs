@@ -305,12 +305,20 @@ pub fn annotations(plan: &Plan, forecast: &Forecast) -> crate::render::Annotatio
 /// [`forecast::Action::AsDays`]), which would only hold every day in memory
 /// at once.
 pub fn uncached(plan: &Plan) -> Plan {
+    uncached_keeping(plan, &[])
+}
+
+/// [`uncached`], where the unions in `wanted` run too: a library caller
+/// asked for their tables. Node indexes stay those of `plan`.
+pub fn uncached_keeping(plan: &Plan, wanted: &[petgraph::graph::NodeIndex]) -> Plan {
     use petgraph::Direction;
     rebuild(plan, |i, node| {
+        let index = petgraph::graph::NodeIndex::new(i);
         let idle = forecast::is_union(node)
+            && !wanted.contains(&index)
             && plan
                 .graph
-                .neighbors_directed(petgraph::graph::NodeIndex::new(i), Direction::Outgoing)
+                .neighbors_directed(index, Direction::Outgoing)
                 .next()
                 .is_none();
         (

@@ -148,6 +148,30 @@ pub fn print_diagnostics(diags: &Diagnostics) {
     eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
 }
 
+/// The `quiver` command with `args` (the program name first): parses them,
+/// sets up logging unless something already did, and runs the subcommand.
+pub fn main<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = match Cli::try_parse_from(args) {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_INVALID } else { 0 });
+        }
+    };
+    init_tracing(args.verbose, args.log_format);
+    match dispatch(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::validate(args),
@@ -172,10 +196,12 @@ pub fn init_tracing(verbose: u8, format: LogFormat) {
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| masked_log::MaskedStderr);
-    match format {
-        LogFormat::Text => fmt.init(),
-        LogFormat::Json => fmt.json().init(),
-    }
+    // A host process (Python) may have set a subscriber, or an earlier
+    // command in it: that one stays.
+    let _ = match format {
+        LogFormat::Text => fmt.try_init(),
+        LogFormat::Json => fmt.json().try_init(),
+    };
 }
 
 /// Writes `text` to stdout. `quiver plan … | head` closing the pipe early

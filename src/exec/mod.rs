@@ -66,6 +66,10 @@ pub struct RunOptions {
     /// node starts until consumers have released some; `None` for no
     /// limit. Keeps a run over many days as flat in memory as one day.
     pub hold_limit: Option<usize>,
+    /// Nodes whose outputs the run hands back in [`RunReport::outputs`]
+    /// instead of dropping them once their consumers are done (a library
+    /// caller's results; the command line keeps none).
+    pub keep: Vec<petgraph::graph::NodeIndex>,
 }
 
 impl Default for RunOptions {
@@ -77,6 +81,7 @@ impl Default for RunOptions {
             report_file: None,
             memory_limit: None,
             hold_limit: Some(DEFAULT_HOLD_LIMIT),
+            keep: Vec::new(),
         }
     }
 }

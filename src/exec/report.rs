@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use petgraph::graph::{DiGraph, NodeIndex};
-use quiver_operators::{Fault, OpError};
+use quiver_operators::{Fault, OpError, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, PlanNode};
@@ -290,6 +291,10 @@ pub struct RunReport {
     /// Why the report file could not be written, when it could not.
     #[serde(skip)]
     pub save_error: Option<String>,
+    /// The outputs of the nodes the run was asked to keep
+    /// ([`super::RunOptions::keep`]) that produced one, by node id.
+    #[serde(skip)]
+    pub outputs: Vec<(String, Arc<Table>)>,
 }
 
 /// A report of the run so far, borrowing its nodes: serialized exactly as

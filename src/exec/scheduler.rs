@@ -130,6 +130,7 @@ impl Scheduler {
         scheduler.state.keep_going = plan.keep_going;
         scheduler.state.secrets = Arc::new(plan.secrets.clone());
         scheduler.state.hold_limit = options.hold_limit;
+        scheduler.state.keep(&options.keep);
         scheduler.write_first_report();
         scheduler
     }
@@ -357,6 +358,12 @@ impl Scheduler {
     async fn into_report(mut self: Box<Self>) -> RunReport {
         let totals = Totals::count(&self.header, &self.graph, self.tally());
         let journal = self.journal.take();
+        let outputs = self
+            .state
+            .take_kept()
+            .into_iter()
+            .map(|(i, table)| (self.graph[NodeIndex::new(i)].id.clone(), table))
+            .collect();
         let mut report = RunReport {
             pipeline: self.header.pipeline,
             params: self.header.params,
@@ -364,6 +371,7 @@ impl Scheduler {
             totals,
             nodes: self.state.reports,
             save_error: None,
+            outputs,
         };
         if let Some(journal) = journal {
             report.save_error = journal.finish(&report).await.err();

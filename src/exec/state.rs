@@ -120,6 +120,9 @@ pub struct RunState {
     /// settled ones: the outputs about to be held.
     sources_running: usize,
     source_bytes: usize,
+    /// Per node: its output is kept to the end of the run (see
+    /// [`super::RunOptions::keep`]).
+    kept: Vec<bool>,
 }
 
 impl RunState {
@@ -188,6 +191,7 @@ impl RunState {
             hold_limit: None,
             sources_running: 0,
             source_bytes: 0,
+            kept: vec![false; n],
             graph,
         }
     }
@@ -408,12 +412,35 @@ impl RunState {
             let p = producer.index();
             self.consumers_left[p] -= 1;
             if self.consumers_left[p] == 0
+                && !self.kept[p]
                 && let Slot::Done(output) = &mut self.slots[p]
                 && output.take().is_some()
             {
                 self.memory.remove(p);
             }
         }
+    }
+
+    /// Keeps the outputs of `nodes` to the end of the run.
+    pub fn keep(&mut self, nodes: &[NodeIndex]) {
+        for node in nodes {
+            self.kept[node.index()] = true;
+        }
+    }
+
+    /// The outputs kept (see [`Self::keep`]) of the nodes that made one,
+    /// in node order; each leaves the run's memory count.
+    pub fn take_kept(&mut self) -> Vec<(usize, Arc<Table>)> {
+        let mut out = Vec::new();
+        for i in (0..self.slots.len()).filter(|&i| self.kept[i]) {
+            if let Slot::Done(output) = &mut self.slots[i]
+                && let Some(table) = output.take()
+            {
+                self.memory.remove(i);
+                out.push((i, table));
+            }
+        }
+        out
     }
 
     /// After a cancel: the nodes still running were stopped.

@@ -381,3 +381,51 @@ fn max_workers_1_keeps_the_process_on_one_core() {
         "--max-workers 1 used {cpu:.2} s of CPU in {wall:.2} s"
     );
 }
+
+/// A library caller asks for node outputs and gets them after the run, even
+/// those consumed (and so dropped) along the way; nodes not asked for are
+/// not handed back.
+#[test]
+fn kept_outputs_come_back_with_the_report() {
+    let plan = quiver::compile::compile_str(
+        Path::new("keep.yaml"),
+        r#"
+pipeline: keep
+nodes:
+  prices:
+    op: fetch.synthetic
+    with: {dataset: prices, symbol: FPT, start: 2026-01-05, end: 2026-01-09}
+  closes:
+    op: transform.sql
+    inputs: {p: prices}
+    with: {query: "SELECT date, close FROM p WHERE close > 0 ORDER BY date"}
+  count:
+    op: transform.sql
+    inputs: {c: closes}
+    with: {query: "SELECT count(*) AS n FROM c"}
+"#,
+        &[],
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let keep = vec![plan.find("prices").unwrap(), plan.find("count").unwrap()];
+    let report = run_with(
+        &plan,
+        RunOptions {
+            keep,
+            ..workers(2)
+        },
+    );
+    assert!(report.succeeded(), "{report}");
+    let names: Vec<&str> = report.outputs.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(names, ["prices", "count"]);
+    // Five weekdays of prices, all of them with a close.
+    assert_eq!(report.outputs[0].1.num_rows(), 5);
+    let count = report.outputs[1].1.concat().unwrap();
+    let n = count
+        .column(0)
+        .as_any()
+        .downcast_ref::<quiver::operators::arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 5);
+}

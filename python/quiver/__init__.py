@@ -1,0 +1,218 @@
+"""quiver from Python: compile a pipeline YAML file, look at the plan, run it
+and get its tables back as ``pyarrow.Table`` without copying them.
+
+>>> import quiver
+>>> plan = quiver.compile("pipelines/vn30.yaml", params={"symbols": ["FPT", "VNM"]})
+>>> run = plan.run()
+>>> run.tables["save_index"]          # doctest: +SKIP
+
+The engine is the same Rust code as the ``quiver`` command (``python -m
+quiver`` runs that command); runs release the GIL.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json as _json
+import os as _os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Mapping, Sequence
+
+import pyarrow as _pa
+
+from . import _native
+from ._native import PipelineError, Table
+
+__all__ = [
+    "Node",
+    "PipelineError",
+    "Plan",
+    "Run",
+    "RunError",
+    "Table",
+    "compile",
+    "ops",
+    "__version__",
+]
+
+__version__: str = _native.__version__
+
+
+class RunError(RuntimeError):
+    """A run in which a node failed; ``run`` is the :class:`Run`, with its
+    report and the tables that were produced."""
+
+    def __init__(self, run: "Run") -> None:
+        super().__init__(run.summary)
+        self.run = run
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of a compiled plan (after fan-outs and merging)."""
+
+    id: str
+    """The first name that declared it, e.g. ``features[FPT]@2026-01-05``."""
+    op: str
+    aliases: tuple[str, ...]
+    """Every other declared name merged into this node."""
+    params: dict[str, Any]
+    """The operator's parameters as written."""
+    inputs: dict[str, tuple[str, ...]]
+    """Input name -> the ids of the nodes it reads."""
+
+
+def _yaml_value(value: Any) -> Any:
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, _os.PathLike):
+        return _os.fspath(value)
+    if isinstance(value, Mapping):
+        return {str(k): _yaml_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_yaml_value(v) for v in value]
+    return value
+
+
+def compile(
+    path: str | _os.PathLike[str],
+    params: Mapping[str, Any] | None = None,
+    *,
+    merge: bool = True,
+) -> "Plan":
+    """Compile the pipeline file at ``path``.
+
+    ``params`` sets parameters by name, as ``--set`` does (dates may be
+    ``datetime.date``). ``merge=False`` keeps identical nodes apart (the
+    naive way). Raises :class:`PipelineError` carrying every problem found;
+    its ``diagnostics`` are dicts with ``file``, ``line``, ``column``,
+    ``path`` and ``message``.
+    """
+    sets = [
+        f"{name}={_json.dumps(_yaml_value(value))}"
+        for name, value in (params or {}).items()
+    ]
+    return Plan(_native.compile(_os.fspath(path), sets, merge))
+
+
+def ops() -> list[dict[str, Any]]:
+    """The operators a pipeline can name: ``name``, ``doc``, ``effect``,
+    ``workload``, ``version`` and ``params_schema`` (a JSON Schema)."""
+    out = []
+    for op in _native.ops():
+        op = dict(op)
+        op["params_schema"] = _json.loads(op["params_schema"] or "{}")
+        out.append(op)
+    return out
+
+
+class Plan:
+    """A compiled pipeline: its nodes, what compiling merged, pictures of
+    it, and runs."""
+
+    def __init__(self, native: "_native.Plan") -> None:
+        self._native = native
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name."""
+        return self._native.name
+
+    @cached_property
+    def params(self) -> dict[str, Any]:
+        """The parameter values the plan was compiled with."""
+        return _json.loads(self._native.params_json)
+
+    @cached_property
+    def nodes(self) -> list[Node]:
+        """The nodes in dependency order (every node after its inputs)."""
+        return [
+            Node(
+                id=n["id"],
+                op=n["op"],
+                aliases=tuple(n["aliases"]),
+                params=_json.loads(n["params"]),
+                inputs={k: tuple(v) for k, v in n["inputs"].items()},
+            )
+            for n in self._native.nodes
+        ]
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """``declared`` nodes, ``unique`` after merging, and ``merged``:
+        declared nodes merged away, per operator."""
+        return self._native.stats
+
+    def render(self, format: str = "text") -> str:
+        """The plan as ``text``, ``dot``, ``mermaid``, ``json``, ``svg`` or
+        ``html`` (a self-contained page)."""
+        return self._native.render(format)
+
+    def run(
+        self,
+        *,
+        max_workers: int | None = None,
+        outputs: Sequence[str] | None = None,
+        sequential: bool = False,
+        progress: str | None = None,
+        check: bool = True,
+    ) -> "Run":
+        """Run the plan; the GIL is released while it runs.
+
+        ``outputs`` names the nodes whose tables to keep: a node's id or
+        alias, or a stage's name for all its fan-out and date instances
+        (``"features"``). By default, every node nothing else reads.
+        ``max_workers``: compute nodes at once (default: the cores).
+        ``progress``: ``"bars"``, ``"lines"`` or ``"quiet"`` (default: bars
+        when stderr is a terminal). With ``check`` (the default) a failed
+        run raises :class:`RunError`. Ctrl-C cancels the run and raises
+        ``KeyboardInterrupt``.
+        """
+        run = Run(
+            self._native.run(
+                max_workers=max_workers,
+                outputs=None if outputs is None else list(outputs),
+                sequential=sequential,
+                progress=progress,
+            )
+        )
+        if check and not run.succeeded:
+            raise RunError(run)
+        return run
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+class Run:
+    """A finished run: whether it succeeded, its report, its tables."""
+
+    def __init__(self, native: "_native.Run") -> None:
+        self._native = native
+
+    @property
+    def succeeded(self) -> bool:
+        return self._native.succeeded
+
+    @cached_property
+    def tables(self) -> dict[str, _pa.Table]:
+        """The kept outputs, node id -> ``pyarrow.Table``, sharing the run's
+        buffers (no copy is made)."""
+        return {
+            name: _pa.table(table) for name, table in self._native.tables.items()
+        }
+
+    @cached_property
+    def report(self) -> dict[str, Any]:
+        """The run report, as ``quiver run`` saves it (``totals``, and per
+        node its status, times, attempts, rows and error)."""
+        return _json.loads(self._native.report_json)
+
+    @property
+    def summary(self) -> str:
+        """The summary ``quiver run`` prints."""
+        return self._native.summary
+
+    def __repr__(self) -> str:
+        return repr(self._native)

@@ -1,0 +1,60 @@
+"""The Rust side of the package (``quiver._native``); use ``quiver``."""
+
+from typing import Any
+
+__version__: str
+
+class PipelineError(ValueError):
+    """A pipeline that does not compile."""
+
+    diagnostics: list[dict[str, Any]]
+    """Every problem found: ``file``, ``line``, ``column`` (``None`` when the
+    problem has no position), ``path`` (the YAML path) and ``message``."""
+
+class Table:
+    """A table a run produced; exports the Arrow PyCapsule stream interface."""
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+    @staticmethod
+    def from_arrow(data: object) -> "Table":
+        """Any object with ``__arrow_c_stream__``, its buffers shared."""
+    @property
+    def num_rows(self) -> int: ...
+    @property
+    def column_names(self) -> list[str]: ...
+    def buffer_addresses(self, name: str) -> list[int]:
+        """Addresses of the buffers behind column ``name``."""
+    def __len__(self) -> int: ...
+
+class Plan:
+    @property
+    def name(self) -> str: ...
+    @property
+    def params_json(self) -> str: ...
+    @property
+    def nodes(self) -> list[dict[str, Any]]: ...
+    @property
+    def stats(self) -> dict[str, Any]: ...
+    def render(self, format: str = "text") -> str: ...
+    def run(
+        self,
+        max_workers: int | None = None,
+        outputs: list[str] | None = None,
+        sequential: bool = False,
+        progress: str | None = None,
+    ) -> "Run": ...
+
+class Run:
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def tables(self) -> dict[str, Table]: ...
+    @property
+    def report_json(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+
+def compile(path: str, sets: list[str] = ..., merge: bool = True) -> Plan: ...
+def ops() -> list[dict[str, Any]]: ...
+def op_doc(name: str) -> str: ...
+def cli_main(argv: list[str]) -> int: ...

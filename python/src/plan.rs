@@ -1,0 +1,307 @@
+//! A compiled plan and a finished run, as Python objects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use petgraph::Direction;
+use petgraph::graph::NodeIndex;
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use quiver::diag::did_you_mean;
+use quiver::exec::{Executor, ProgressMode, RunOptions, RunReport};
+use quiver::plan::{Plan as QPlan, Reuse, Source};
+use quiver::render::{self, Format};
+
+use crate::table::Table;
+
+/// A compiled pipeline: render it, look at its nodes, run it.
+#[pyclass(module = "quiver._native", frozen)]
+pub struct Plan {
+    inner: Arc<QPlan>,
+}
+
+impl Plan {
+    pub fn new(plan: QPlan) -> Self {
+        Self {
+            inner: Arc::new(plan),
+        }
+    }
+
+    /// The nodes `names` stand for: a node's name or alias, or a fan-out
+    /// or partitioned stage's name (`features` for every `features[…]` and
+    /// `features@…`).
+    fn resolve(&self, names: &[String]) -> PyResult<Vec<NodeIndex>> {
+        let plan = &self.inner;
+        let mut out = Vec::new();
+        for name in names {
+            let exact: Vec<NodeIndex> = plan
+                .nodes()
+                .filter(|(_, n)| n.names().any(|x| x == name))
+                .map(|(i, _)| i)
+                .collect();
+            let found = if exact.is_empty() {
+                let (bracket, at) = (format!("{name}["), format!("{name}@"));
+                plan.nodes()
+                    .filter(|(_, n)| {
+                        n.names()
+                            .any(|x| x.starts_with(&bracket) || x.starts_with(&at))
+                    })
+                    .map(|(i, _)| i)
+                    .collect()
+            } else {
+                exact
+            };
+            if found.is_empty() {
+                return Err(PyKeyError::new_err(format!(
+                    "no node '{name}' in pipeline '{}'{}",
+                    plan.name,
+                    did_you_mean(name, plan.nodes().map(|(_, n)| n.id.as_str()))
+                )));
+            }
+            out.extend(found);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl Plan {
+    /// The pipeline's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The parameter values the plan was compiled with, as JSON text.
+    #[getter]
+    fn params_json(&self) -> String {
+        serde_json::to_string(&self.inner.params).unwrap_or_default()
+    }
+
+    /// The plan's nodes in dependency order, each a dict: id, aliases, op,
+    /// params (JSON text), inputs (input name → producer ids).
+    #[getter]
+    fn nodes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let graph = &self.inner.graph;
+        let list = PyList::empty(py);
+        for (_, node) in self.inner.nodes() {
+            let item = PyDict::new(py);
+            item.set_item("id", &node.id)?;
+            item.set_item("aliases", &node.aliases)?;
+            item.set_item("op", &node.op)?;
+            item.set_item(
+                "params",
+                serde_json::to_string(&node.params).unwrap_or_default(),
+            )?;
+            let inputs = PyDict::new(py);
+            for input in &node.inputs {
+                let producers: Vec<&str> = match &input.source {
+                    Source::One(n) => vec![graph[*n].id.as_str()],
+                    Source::All { members, .. } => {
+                        members.iter().map(|(_, n)| graph[*n].id.as_str()).collect()
+                    }
+                };
+                inputs.set_item(&input.name, producers)?;
+            }
+            item.set_item("inputs", inputs)?;
+            list.append(item)?;
+        }
+        Ok(list)
+    }
+
+    /// What compiling did: nodes declared, unique after merging, and the
+    /// declared nodes merged away per operator.
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = &self.inner.stats;
+        let out = PyDict::new(py);
+        out.set_item("declared", stats.declared)?;
+        out.set_item("unique", stats.unique)?;
+        out.set_item("merged", stats.merged.clone())?;
+        Ok(out)
+    }
+
+    /// The plan as text, dot, mermaid, json, svg or html.
+    #[pyo3(signature = (format = "text"))]
+    fn render(&self, py: Python<'_>, format: &str) -> PyResult<String> {
+        let format = match format {
+            "text" => Format::Text,
+            "dot" => Format::Dot,
+            "mermaid" => Format::Mermaid,
+            "json" => Format::Json,
+            "svg" => Format::Svg,
+            "html" => Format::Html,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown format '{other}': expected text, dot, mermaid, json, svg or html"
+                )));
+            }
+        };
+        let plan = self.inner.clone();
+        Ok(py.detach(move || render::render(&plan, format)))
+    }
+
+    /// Runs the plan with the GIL released and returns the run, every node
+    /// run (no cache). `outputs`: the nodes whose tables to keep (names as
+    /// in `resolve`); by default every node nothing else reads. `progress`: "bars", "lines" or
+    /// "quiet"; by default bars on a terminal and quiet otherwise.
+    /// Ctrl-C (KeyboardInterrupt) cancels the run as in the command.
+    #[pyo3(signature = (max_workers = None, outputs = None, sequential = false, progress = None))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        max_workers: Option<usize>,
+        outputs: Option<Vec<String>>,
+        sequential: bool,
+        progress: Option<&str>,
+    ) -> PyResult<Run> {
+        // As `quiver run --no-cache` runs it: the union of a partitioned
+        // node's days runs only when asked for.
+        let wanted = match &outputs {
+            Some(names) => self.resolve(names)?,
+            None => Vec::new(),
+        };
+        let plan = quiver::cache::uncached_keeping(&self.inner, &wanted);
+        let keep = match outputs {
+            Some(_) => wanted,
+            None => plan
+                .nodes()
+                .filter(|&(i, n)| {
+                    n.reuse != Reuse::AsDays
+                        && plan
+                            .graph
+                            .neighbors_directed(i, Direction::Outgoing)
+                            .next()
+                            .is_none()
+                })
+                .map(|(i, _)| i)
+                .collect(),
+        };
+        let progress = match progress {
+            None => {
+                use std::io::IsTerminal;
+                if std::io::stderr().is_terminal() {
+                    ProgressMode::Bars
+                } else {
+                    ProgressMode::Quiet
+                }
+            }
+            Some("bars") => ProgressMode::Bars,
+            Some("lines") => ProgressMode::Lines,
+            Some("quiet") => ProgressMode::Quiet,
+            Some(other) => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown progress '{other}': expected bars, lines or quiet"
+                )));
+            }
+        };
+        let mut options = RunOptions {
+            sequential,
+            progress,
+            keep,
+            ..RunOptions::default()
+        };
+        if let Some(n) = max_workers {
+            if n == 0 {
+                return Err(PyValueError::new_err("max_workers must be at least 1"));
+            }
+            options.max_workers = n;
+        }
+        let report = py.detach(move || execute(&plan, options))?;
+        Ok(Run::new(report))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "quiver.Plan('{}': {} nodes, {} declared)",
+            self.inner.name, self.inner.stats.unique, self.inner.stats.declared
+        )
+    }
+}
+
+/// Runs `plan` on runtimes of its own; a pending KeyboardInterrupt (checked
+/// every 100 ms) cancels it.
+fn execute(plan: &QPlan, options: RunOptions) -> PyResult<RunReport> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the async runtime: {e}")))?;
+    let executor = Executor::new(options)
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the compute runtime: {e}")))?;
+    let interrupted = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if Python::attach(|py| py.check_signals()).is_err() {
+                return;
+            }
+        }
+    };
+    let report = runtime.block_on(executor.run_until(plan, interrupted));
+    drop(executor);
+    if report.totals.cancelled {
+        return Err(pyo3::exceptions::PyKeyboardInterrupt::new_err(format!(
+            "the run was cancelled\n{report}"
+        )));
+    }
+    Ok(report)
+}
+
+/// A finished run: its report and the tables it kept.
+#[pyclass(module = "quiver._native", frozen)]
+pub struct Run {
+    report: RunReport,
+}
+
+impl Run {
+    fn new(report: RunReport) -> Self {
+        Self { report }
+    }
+}
+
+#[pymethods]
+impl Run {
+    /// Whether every node succeeded (or was skipped by its policy).
+    #[getter]
+    fn succeeded(&self) -> bool {
+        self.report.succeeded()
+    }
+
+    /// The kept outputs, node id → table.
+    #[getter]
+    fn tables<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for (id, table) in &self.report.outputs {
+            out.set_item(id, Table::new(table.clone()))?;
+        }
+        Ok(out)
+    }
+
+    /// The run report as `quiver run` saves it (JSON text).
+    #[getter]
+    fn report_json(&self) -> String {
+        serde_json::to_string(&self.report).unwrap_or_default()
+    }
+
+    /// The summary `quiver run` prints.
+    #[getter]
+    fn summary(&self) -> String {
+        self.report.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "quiver.Run('{}': {} in {:.2}s, {} tables)",
+            self.report.pipeline,
+            if self.report.succeeded() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            self.report.totals.wall.as_secs_f64(),
+            self.report.outputs.len(),
+        )
+    }
+}
