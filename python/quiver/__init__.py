@@ -13,11 +13,12 @@ quiver`` runs that command); runs release the GIL.
 from __future__ import annotations
 
 import datetime as _dt
+import inspect as _inspect
 import json as _json
 import os as _os
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import pyarrow as _pa
 
@@ -31,7 +32,9 @@ __all__ = [
     "Run",
     "RunError",
     "Table",
+    "TransientError",
     "compile",
+    "operator",
     "ops",
     "__version__",
 ]
@@ -46,6 +49,84 @@ class RunError(RuntimeError):
     def __init__(self, run: "Run") -> None:
         super().__init__(run.summary)
         self.run = run
+
+
+class TransientError(Exception):
+    """Raised by a Python operator for a failure that may pass when tried
+    again (a timeout, a throttled service): the node's ``retries`` apply.
+    Any other exception fails the node at once."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def operator(
+    name: str,
+    *,
+    pure: bool = True,
+    version: int = 1,
+    inputs: int | None = None,
+) -> Callable[[_F], _F]:
+    """Register a Python function as operator ``name`` for pipelines
+    compiled from Python afterwards::
+
+        @quiver.operator("my.score")
+        def score(inputs: dict[str, pa.Table], *, window: int = 5) -> pa.Table: ...
+
+    The function takes the node's inputs (input name -> ``pyarrow.Table``)
+    and its ``with:`` parameters as keywords, and returns anything with
+    ``__arrow_c_stream__`` (a ``pyarrow.Table``, a Polars frame). Its
+    keyword parameters are the ones YAML may set; those without a default
+    are required. ``pure``: the same parameters and inputs give the same
+    table, so identical nodes are merged (``pure=False`` never merges, as a
+    sink). Bump ``version`` when the output for the same parameters
+    changes. ``inputs``: how many inputs a node must have (any by default).
+    It runs on a thread of the run's budget holding the GIL only while
+    Python runs; raise :class:`TransientError` for failures worth a retry.
+    Registering a name again replaces it.
+    """
+
+    def register(function: _F) -> _F:
+        parameters = list(_inspect.signature(function).parameters.values())
+        positional = (
+            _inspect.Parameter.POSITIONAL_ONLY,
+            _inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+        if not parameters or parameters[0].kind not in positional:
+            raise TypeError(
+                f"operator {name!r}: the function's first parameter takes the inputs "
+                "(a dict of input name -> pyarrow.Table)"
+            )
+        names: list[str] = []
+        defaults: dict[str, Any] = {}
+        for p in parameters[1:]:
+            if p.kind in (_inspect.Parameter.VAR_POSITIONAL, _inspect.Parameter.VAR_KEYWORD):
+                raise TypeError(
+                    f"operator {name!r}: name each parameter (*args and **kwargs cannot be "
+                    "checked against the pipeline's with:)"
+                )
+            names.append(p.name)
+            if p.default is not p.empty:
+                defaults[p.name] = p.default
+        try:
+            defaults_json = _json.dumps(_yaml_value(defaults))
+        except TypeError as e:
+            raise TypeError(
+                f"operator {name!r}: parameter defaults must be JSON values: {e}"
+            ) from None
+        _native.register_operator(
+            name,
+            function,
+            pure,
+            version,
+            _inspect.getdoc(function) or "",
+            names,
+            defaults_json,
+            inputs,
+        )
+        return function
+
+    return register
 
 
 @dataclass(frozen=True)

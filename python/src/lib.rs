@@ -5,6 +5,7 @@
 //! idiom; this module keeps to what needs Rust.
 
 mod plan;
+mod pyop;
 mod table;
 
 use std::path::PathBuf;
@@ -15,7 +16,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use quiver::compile::{Options, Override, compile_file_with_options};
 use quiver::diag::{Diagnostics, did_you_mean};
-use quiver::operators::registry;
 
 pub use plan::{Plan, Run};
 pub use table::Table;
@@ -38,7 +38,8 @@ fn compile(py: Python<'_>, path: PathBuf, sets: Vec<String>, merge: bool) -> PyR
         .collect::<Result<Vec<_>, _>>()
         .map_err(PyValueError::new_err)?;
     let options = Options { merge };
-    let compiled = py.detach(|| compile_file_with_options(&path, &overrides, registry(), options));
+    let compiled =
+        py.detach(|| compile_file_with_options(&path, &overrides, &pyop::registry(), options));
     match compiled {
         Ok(plan) => Ok(Plan::new(plan)),
         Err(diags) => Err(pipeline_error(py, &diags)),
@@ -81,7 +82,7 @@ fn pipeline_error(py: Python<'_>, diags: &Diagnostics) -> PyErr {
 #[pyfunction]
 fn ops(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let list = PyList::empty(py);
-    for def in registry().iter() {
+    for def in pyop::registry().iter() {
         let item = PyDict::new(py);
         item.set_item("name", def.name())?;
         item.set_item("doc", def.doc())?;
@@ -100,7 +101,7 @@ fn ops(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 /// The description of operator `name`, or a KeyError naming the closest.
 #[pyfunction]
 fn op_doc(name: &str) -> PyResult<String> {
-    let reg = registry();
+    let reg = pyop::registry();
     match reg.get(name) {
         Some(def) => Ok(def.doc().to_string()),
         None => Err(PyKeyError::new_err(format!(
@@ -128,6 +129,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ops, m)?)?;
     m.add_function(wrap_pyfunction!(op_doc, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(pyop::register_operator, m)?)?;
     m.add_class::<Plan>()?;
     m.add_class::<Run>()?;
     m.add_class::<Table>()?;

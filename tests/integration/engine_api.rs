@@ -408,13 +408,7 @@ nodes:
     )
     .unwrap_or_else(|d| panic!("{d}"));
     let keep = vec![plan.find("prices").unwrap(), plan.find("count").unwrap()];
-    let report = run_with(
-        &plan,
-        RunOptions {
-            keep,
-            ..workers(2)
-        },
-    );
+    let report = run_with(&plan, RunOptions { keep, ..workers(2) });
     assert!(report.succeeded(), "{report}");
     let names: Vec<&str> = report.outputs.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(names, ["prices", "count"]);
