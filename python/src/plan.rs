@@ -164,6 +164,15 @@ impl Plan {
             Some(names) => self.resolve(names)?,
             None => Vec::new(),
         };
+        // A node asked for under an alias is handed back under it too.
+        let aliases: Vec<(String, String)> = outputs
+            .iter()
+            .flatten()
+            .filter_map(|name| {
+                let (_, node) = self.inner.nodes().find(|(_, n)| n.aliases.contains(name))?;
+                Some((name.clone(), node.id.clone()))
+            })
+            .collect();
         let plan = quiver::cache::uncached_keeping(&self.inner, &wanted);
         let keep = match outputs {
             Some(_) => wanted,
@@ -211,7 +220,7 @@ impl Plan {
             options.max_workers = n;
         }
         let report = py.detach(move || execute(&plan, options))?;
-        Ok(Run::new(report))
+        Ok(Run { report, aliases })
     }
 
     fn __repr__(&self) -> String {
@@ -253,12 +262,8 @@ fn execute(plan: &QPlan, options: RunOptions) -> PyResult<RunReport> {
 #[pyclass(module = "quiver._native", frozen)]
 pub struct Run {
     report: RunReport,
-}
-
-impl Run {
-    fn new(report: RunReport) -> Self {
-        Self { report }
-    }
+    /// Names asked for that are aliases, with the id of their node.
+    aliases: Vec<(String, String)>,
 }
 
 #[pymethods]
@@ -269,12 +274,18 @@ impl Run {
         self.report.succeeded()
     }
 
-    /// The kept outputs, node id → table.
+    /// The kept outputs, node id → table (and alias → table for the
+    /// aliases asked for).
     #[getter]
     fn tables<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
         for (id, table) in &self.report.outputs {
             out.set_item(id, Table::new(table.clone()))?;
+        }
+        for (alias, id) in &self.aliases {
+            if let Some((_, table)) = self.report.outputs.iter().find(|(i, _)| i == id) {
+                out.set_item(alias, Table::new(table.clone()))?;
+            }
         }
         Ok(out)
     }

@@ -82,6 +82,7 @@ def test_a_python_operator_runs_from_yaml_and_merges_when_declared_twice(in_tmp)
     close = run.tables["prices"]["close"].to_pylist()
     assert len(close) == 5
     assert run.tables["doubled"]["close"].to_pylist() == [2.0 * c for c in close]
+    assert run.tables["again"].equals(run.tables["doubled"])
     assert run.tables["tripled"]["close"].to_pylist() == [3.0 * c for c in close]
     assert "test.scale" in {op["name"] for op in quiver.ops()}
 
