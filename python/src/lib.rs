@@ -116,9 +116,9 @@ fn op_doc(name: &str) -> PyResult<String> {
 #[pyfunction]
 fn cli_main(py: Python<'_>, argv: Vec<String>) -> u8 {
     let code = py.detach(|| quiver::cli::main(argv));
-    // `ExitCode` does not say its value; the command's codes are 0, 1, 2.
-    [0u8, 1, 2]
-        .into_iter()
+    // `ExitCode` does not say its value: find the byte it was made from
+    // (0, 1, 2, or 130 for a run stopped by Ctrl-C).
+    (0..=u8::MAX)
         .find(|&c| std::process::ExitCode::from(c) == code)
         .unwrap_or(1)
 }
