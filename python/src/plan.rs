@@ -35,12 +35,9 @@ impl Plan {
         let plan = &self.inner;
         let mut out = Vec::new();
         for name in names {
-            let exact: Vec<NodeIndex> = plan
-                .nodes()
-                .filter(|(_, n)| n.names().any(|x| x == name))
-                .map(|(i, _)| i)
-                .collect();
-            let found = if exact.is_empty() {
+            let found: Vec<NodeIndex> = if let Some(node) = plan.find(name) {
+                vec![node]
+            } else {
                 let (bracket, at) = (format!("{name}["), format!("{name}@"));
                 plan.nodes()
                     .filter(|(_, n)| {
@@ -49,8 +46,6 @@ impl Plan {
                     })
                     .map(|(i, _)| i)
                     .collect()
-            } else {
-                exact
             };
             if found.is_empty() {
                 return Err(PyKeyError::new_err(format!(
@@ -169,8 +164,8 @@ impl Plan {
             .iter()
             .flatten()
             .filter_map(|name| {
-                let (_, node) = self.inner.nodes().find(|(_, n)| n.aliases.contains(name))?;
-                Some((name.clone(), node.id.clone()))
+                let id = &self.inner.graph[self.inner.find(name)?].id;
+                (id != name).then(|| (name.clone(), id.clone()))
             })
             .collect();
         let plan = quiver::cache::uncached_keeping(&self.inner, &wanted);
