@@ -20,7 +20,6 @@ mod wrap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use petgraph::graph::DiGraph;
 use quiver_operators::{Effect, Freshness, Workload};
 
 pub use forecast::{Action, Forecast, NodeForecast, Options, State};
@@ -28,7 +27,7 @@ pub use key::Key;
 pub use store::Store;
 
 use crate::exec::RunReport;
-use crate::plan::{NodePolicy, Plan, PlanNode, Reuse};
+use crate::plan::{NodePolicy, Plan, Reuse};
 use store::EntryHeader;
 
 /// The cache folder when neither `--cache-dir` nor the pipeline names one.
@@ -48,7 +47,7 @@ pub fn dir_for(plan: &Plan, flag: Option<&Path>) -> PathBuf {
 /// the selection have neither inputs nor consumers left; nodes that run
 /// store their output (or, for sinks, what they wrote).
 pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
-    rebuild(plan, |i, node| {
+    crate::plan::rebuild(plan, |i, node| {
         let f = &forecast.nodes[i];
         match f.action {
             forecast::Action::Run => {
@@ -113,59 +112,6 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
             ),
         }
     })
-}
-
-/// `plan` with each node's operator, reuse, workload, inputs and policy as
-/// `each` says (the rest as they were), and the edges its inputs make.
-fn rebuild(
-    plan: &Plan,
-    mut each: impl FnMut(
-        usize,
-        &PlanNode,
-    ) -> (
-        Arc<dyn quiver_operators::Operator>,
-        Reuse,
-        Workload,
-        Vec<crate::plan::PlanInput>,
-        NodePolicy,
-    ),
-) -> Plan {
-    let mut graph = DiGraph::with_capacity(plan.graph.node_count(), plan.graph.edge_count());
-    for (i, node) in plan.nodes() {
-        let (operator, reuse, workload, inputs, policy) = each(i.index(), node);
-        let n = graph.add_node(PlanNode {
-            id: node.id.clone(),
-            aliases: node.aliases.clone(),
-            op: node.op.clone(),
-            params: node.params.clone(),
-            resolved: node.resolved.clone(),
-            version: node.version,
-            operator,
-            effect: node.effect,
-            workload,
-            inputs,
-            policy,
-            identity: node.identity,
-            reuse,
-        });
-        for input in &graph[n].inputs.clone() {
-            for m in input.source.nodes() {
-                graph.update_edge(m, n, ());
-            }
-        }
-    }
-    Plan {
-        name: plan.name.clone(),
-        file: plan.file.clone(),
-        params: plan.params.clone(),
-        resources: plan.resources.clone(),
-        graph: Arc::new(graph),
-        stats: plan.stats.clone(),
-        cache_dir: plan.cache_dir.clone(),
-        force_all: plan.force_all,
-        keep_going: plan.keep_going,
-        secrets: plan.secrets.clone(),
-    }
 }
 
 /// Records, after a run, what made the keys of the nodes that ran and
@@ -312,7 +258,7 @@ pub fn uncached(plan: &Plan) -> Plan {
 /// asked for their tables. Node indexes stay those of `plan`.
 pub fn uncached_keeping(plan: &Plan, wanted: &[petgraph::graph::NodeIndex]) -> Plan {
     use petgraph::Direction;
-    rebuild(plan, |i, node| {
+    crate::plan::rebuild(plan, |i, node| {
         let index = petgraph::graph::NodeIndex::new(i);
         let idle = forecast::is_union(node)
             && !wanted.contains(&index)

@@ -41,7 +41,7 @@ use quiver_operators::datafusion::execution::runtime_env::RuntimeEnv;
 pub use fanin::fan_in;
 pub use memory::peak_resident_bytes;
 pub use progress::ProgressMode;
-pub use report::{NodeError, NodeReport, NodeStatus, RunReport};
+pub use report::{NodeError, NodeReport, NodeStatus, Piece, RunReport};
 
 use crate::plan::Plan;
 use scheduler::{Episode, Scheduler};

@@ -321,6 +321,90 @@ impl RunReport {
     pub fn node(&self, id: &str) -> Option<&NodeReport> {
         self.nodes.iter().find(|n| n.id == id)
     }
+
+    /// The report of a run made of parts that ran apart (see
+    /// [`crate::plan::parts`]): each node as the piece that ran it tells,
+    /// its times moved by when that piece started. A node no piece ran is
+    /// as the plan leaves it, or not run. `failed` are nodes whose piece
+    /// was lost before it could tell (its process died), with why.
+    pub fn assemble(
+        plan: &Plan,
+        pieces: &[Piece],
+        failed: &[(NodeIndex, String)],
+        wall: Duration,
+        cancelled: bool,
+    ) -> RunReport {
+        use crate::plan::Reuse;
+        let mut nodes: Vec<NodeReport> = plan
+            .nodes()
+            .map(|(_, node)| {
+                let mut report = NodeReport::pending(node);
+                report.status = match node.reuse {
+                    Reuse::Unselected => NodeStatus::Unselected,
+                    Reuse::AsDays => NodeStatus::AsDays,
+                    _ => NodeStatus::NotRun,
+                };
+                report
+            })
+            .collect();
+        let (mut peak_output_bytes, mut peak_threads) = (0, 0);
+        let (mut cpu, mut resident): (Option<Duration>, Option<u64>) = (None, None);
+        for piece in pieces {
+            let totals = &piece.report.totals;
+            peak_output_bytes = peak_output_bytes.max(totals.peak_output_bytes);
+            peak_threads = peak_threads.max(totals.peak_threads);
+            if let Some(t) = totals.cpu_time {
+                cpu = Some(cpu.unwrap_or_default() + t);
+            }
+            resident = resident.max(totals.peak_resident_bytes);
+            for &i in &piece.nodes {
+                let Some(mut report) = piece.report.node(&plan.graph[i].id).cloned() else {
+                    continue;
+                };
+                report.start += piece.offset;
+                report.end += piece.offset;
+                nodes[i.index()] = report;
+            }
+        }
+        for (i, why) in failed {
+            let report = &mut nodes[i.index()];
+            report.status = NodeStatus::Failed;
+            report.error = Some(NodeError {
+                kind: Fault::Environment,
+                message: why.clone(),
+                causes: Vec::new(),
+            });
+        }
+        let tally = Tally {
+            nodes: &nodes,
+            wall,
+            peak_output_bytes,
+            peak_threads,
+            cpu_time: cpu,
+            cancelled,
+        };
+        let mut totals = Totals::count(&RunHeader::of(plan), &plan.graph, tally);
+        totals.peak_resident_bytes = resident;
+        let header = RunHeader::of(plan);
+        RunReport {
+            pipeline: header.pipeline,
+            params: header.params,
+            complete: true,
+            totals,
+            nodes,
+            save_error: None,
+            outputs: Vec::new(),
+        }
+    }
+}
+
+/// What one part of a run did (see [`RunReport::assemble`]).
+pub struct Piece {
+    /// The nodes the part ran.
+    pub nodes: Vec<NodeIndex>,
+    pub report: RunReport,
+    /// When the part started, from the start of the whole run.
+    pub offset: Duration,
 }
 
 fn by_resource(header: &RunHeader, nodes: &[NodeReport]) -> BTreeMap<String, ResourceTotals> {

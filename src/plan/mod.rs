@@ -2,6 +2,7 @@
 //! inlined, duplicates merged, as a petgraph DAG of operators, each node
 //! with the policy it runs under.
 
+pub mod parts;
 pub mod policy;
 pub mod secrets;
 
@@ -168,5 +169,58 @@ impl Plan {
             *out.entry(n.op.as_str()).or_insert(0) += 1;
         }
         out
+    }
+}
+
+/// `plan` with each node's operator, reuse, workload, inputs and policy as
+/// `each` says (the rest as they were), and the edges its inputs make.
+pub(crate) fn rebuild(
+    plan: &Plan,
+    mut each: impl FnMut(
+        usize,
+        &PlanNode,
+    ) -> (
+        Arc<dyn Operator>,
+        Reuse,
+        Workload,
+        Vec<PlanInput>,
+        NodePolicy,
+    ),
+) -> Plan {
+    let mut graph = DiGraph::with_capacity(plan.graph.node_count(), plan.graph.edge_count());
+    for (i, node) in plan.nodes() {
+        let (operator, reuse, workload, inputs, policy) = each(i.index(), node);
+        let n = graph.add_node(PlanNode {
+            id: node.id.clone(),
+            aliases: node.aliases.clone(),
+            op: node.op.clone(),
+            params: node.params.clone(),
+            resolved: node.resolved.clone(),
+            version: node.version,
+            operator,
+            effect: node.effect,
+            workload,
+            inputs,
+            policy,
+            identity: node.identity,
+            reuse,
+        });
+        for input in &graph[n].inputs.clone() {
+            for m in input.source.nodes() {
+                graph.update_edge(m, n, ());
+            }
+        }
+    }
+    Plan {
+        name: plan.name.clone(),
+        file: plan.file.clone(),
+        params: plan.params.clone(),
+        resources: plan.resources.clone(),
+        graph: Arc::new(graph),
+        stats: plan.stats.clone(),
+        cache_dir: plan.cache_dir.clone(),
+        force_all: plan.force_all,
+        keep_going: plan.keep_going,
+        secrets: plan.secrets.clone(),
     }
 }

@@ -11,6 +11,7 @@ mod enrichment;
 mod executor;
 mod fixtures;
 mod partitions;
+mod parts;
 mod plans;
 mod postgres;
 mod properties;
