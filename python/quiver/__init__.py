@@ -59,6 +59,9 @@ class TransientError(Exception):
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+# Python operators registered in this process: name -> (function, options).
+_python_operators: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
+
 
 def operator(
     name: str,
@@ -124,6 +127,9 @@ def operator(
             defaults_json,
             inputs,
         )
+        # Kept so that engines running parts elsewhere (quiver.ray) can
+        # register the same operators in their workers.
+        _python_operators[name] = (function, {"pure": pure, "version": version, "inputs": inputs})
         return function
 
     return register
@@ -174,7 +180,22 @@ def compile(
         f"{name}={_json.dumps(_yaml_value(value))}"
         for name, value in (params or {}).items()
     ]
-    return Plan(_native.compile(_os.fspath(path), sets, merge))
+    return _compile_sets(path, sets, merge)
+
+
+def _compile_sets(
+    path: str | _os.PathLike[str],
+    sets: Sequence[str],
+    merge: bool = True,
+    params_file: str | _os.PathLike[str] | None = None,
+) -> "Plan":
+    """``compile`` with ``--set`` texts and a ``--params`` file as the
+    command takes them."""
+    path, file = _os.fspath(path), None if params_file is None else _os.fspath(params_file)
+    plan = Plan(_native.compile(path, list(sets), merge, file))
+    absolute = None if file is None else _os.path.abspath(file)
+    plan._source = (_os.path.abspath(path), tuple(sets), merge, absolute)
+    return plan
 
 
 def ops() -> list[dict[str, Any]]:
@@ -194,6 +215,9 @@ class Plan:
 
     def __init__(self, native: "_native.Plan") -> None:
         self._native = native
+        # How it was compiled (path, --set texts, merge, params file), so
+        # that another process can compile the same plan.
+        self._source: tuple[str, tuple[str, ...], bool, str | None] | None = None
 
     @property
     def name(self) -> str:
@@ -224,6 +248,16 @@ class Plan:
         """``declared`` nodes, ``unique`` after merging, and ``merged``:
         declared nodes merged away, per operator."""
         return self._native.stats
+
+    def parts(self, outputs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """How :func:`quiver.ray.run` cuts the plan into tasks: each a dict
+        of ``key`` (the fan-out key its nodes share, or None), ``nodes``
+        (ids), ``reads`` (ids of other tasks' nodes) and ``pools`` (per
+        resource, the slots it may use), each after those it reads."""
+        return self._native_parts(outputs)["parts"]
+
+    def _native_parts(self, outputs: Sequence[str] | None) -> dict[str, Any]:
+        return _native.plan_parts(self._native, None if outputs is None else list(outputs))
 
     def render(self, format: str = "text") -> str:
         """The plan as ``text``, ``dot``, ``mermaid``, ``json``, ``svg`` or

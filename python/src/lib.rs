@@ -4,6 +4,7 @@
 //! buffers. The Python package (`python/quiver/`) wraps it in Python's
 //! idiom; this module keeps to what needs Rust.
 
+mod parts;
 mod plan;
 mod pyop;
 mod table;
@@ -28,15 +29,26 @@ create_exception!(
 );
 
 /// Compiles the pipeline file at `path` with parameter values `sets`
-/// (`NAME=VALUE`, the value read as YAML, as `--set` takes them).
+/// (`NAME=VALUE`, the value read as YAML, as `--set` takes them) over
+/// those of the YAML file `params_file` (as `--params`).
 #[pyfunction]
-#[pyo3(signature = (path, sets = Vec::new(), merge = true))]
-fn compile(py: Python<'_>, path: PathBuf, sets: Vec<String>, merge: bool) -> PyResult<Plan> {
-    let overrides = sets
-        .iter()
-        .map(|s| Override::parse_set(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(PyValueError::new_err)?;
+#[pyo3(signature = (path, sets = Vec::new(), merge = true, params_file = None))]
+fn compile(
+    py: Python<'_>,
+    path: PathBuf,
+    sets: Vec<String>,
+    merge: bool,
+    params_file: Option<PathBuf>,
+) -> PyResult<Plan> {
+    let mut overrides = match &params_file {
+        Some(file) => {
+            Override::read_file(file).map_err(|e| PyValueError::new_err(e.to_string()))?
+        }
+        None => Vec::new(),
+    };
+    for s in &sets {
+        overrides.push(Override::parse_set(s).map_err(PyValueError::new_err)?);
+    }
     let options = Options { merge };
     let compiled =
         py.detach(|| compile_file_with_options(&path, &overrides, &pyop::registry(), options));
@@ -130,6 +142,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(op_doc, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(pyop::register_operator, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::plan_parts, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::run_part, m)?)?;
+    m.add_function(wrap_pyfunction!(parts::assemble, m)?)?;
     m.add_class::<Plan>()?;
     m.add_class::<Run>()?;
     m.add_class::<Table>()?;

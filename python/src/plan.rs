@@ -18,7 +18,7 @@ use crate::table::Table;
 /// A compiled pipeline: render it, look at its nodes, run it.
 #[pyclass(module = "quiver._native", frozen)]
 pub struct Plan {
-    inner: Arc<QPlan>,
+    pub(crate) inner: Arc<QPlan>,
 }
 
 impl Plan {
@@ -59,6 +59,46 @@ impl Plan {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+    /// The plan a run from Python executes (as `quiver run --no-cache`:
+    /// the union of a partitioned node's days runs only when asked for),
+    /// the nodes whose tables it keeps (`outputs`, by default every node
+    /// nothing else reads), and the names asked for that are aliases, with
+    /// their node's id.
+    pub(crate) fn prepare(
+        &self,
+        outputs: Option<&[String]>,
+    ) -> PyResult<(QPlan, Vec<NodeIndex>, Vec<(String, String)>)> {
+        let wanted = match outputs {
+            Some(names) => self.resolve(names)?,
+            None => Vec::new(),
+        };
+        // A node asked for under an alias is handed back under it too.
+        let aliases: Vec<(String, String)> = outputs
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
+                let id = &self.inner.graph[self.inner.find(name)?].id;
+                (id != name).then(|| (name.clone(), id.clone()))
+            })
+            .collect();
+        let plan = quiver::cache::uncached_keeping(&self.inner, &wanted);
+        let keep = match outputs {
+            Some(_) => wanted,
+            None => plan
+                .nodes()
+                .filter(|&(i, n)| {
+                    n.reuse != Reuse::AsDays
+                        && plan
+                            .graph
+                            .neighbors_directed(i, Direction::Outgoing)
+                            .next()
+                            .is_none()
+                })
+                .map(|(i, _)| i)
+                .collect(),
+        };
+        Ok((plan, keep, aliases))
     }
 }
 
@@ -153,37 +193,7 @@ impl Plan {
         sequential: bool,
         progress: Option<&str>,
     ) -> PyResult<Run> {
-        // As `quiver run --no-cache` runs it: the union of a partitioned
-        // node's days runs only when asked for.
-        let wanted = match &outputs {
-            Some(names) => self.resolve(names)?,
-            None => Vec::new(),
-        };
-        // A node asked for under an alias is handed back under it too.
-        let aliases: Vec<(String, String)> = outputs
-            .iter()
-            .flatten()
-            .filter_map(|name| {
-                let id = &self.inner.graph[self.inner.find(name)?].id;
-                (id != name).then(|| (name.clone(), id.clone()))
-            })
-            .collect();
-        let plan = quiver::cache::uncached_keeping(&self.inner, &wanted);
-        let keep = match outputs {
-            Some(_) => wanted,
-            None => plan
-                .nodes()
-                .filter(|&(i, n)| {
-                    n.reuse != Reuse::AsDays
-                        && plan
-                            .graph
-                            .neighbors_directed(i, Direction::Outgoing)
-                            .next()
-                            .is_none()
-                })
-                .map(|(i, _)| i)
-                .collect(),
-        };
+        let (plan, keep, aliases) = self.prepare(outputs.as_deref())?;
         let progress = match progress {
             None => {
                 use std::io::IsTerminal;
@@ -228,7 +238,7 @@ impl Plan {
 
 /// Runs `plan` on runtimes of its own; a pending KeyboardInterrupt (checked
 /// every 100 ms) cancels it.
-fn execute(plan: &QPlan, options: RunOptions) -> PyResult<RunReport> {
+pub(crate) fn execute(plan: &QPlan, options: RunOptions) -> PyResult<RunReport> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -256,9 +266,9 @@ fn execute(plan: &QPlan, options: RunOptions) -> PyResult<RunReport> {
 /// A finished run: its report and the tables it kept.
 #[pyclass(module = "quiver._native", frozen)]
 pub struct Run {
-    report: RunReport,
+    pub(crate) report: RunReport,
     /// Names asked for that are aliases, with the id of their node.
-    aliases: Vec<(String, String)>,
+    pub(crate) aliases: Vec<(String, String)>,
 }
 
 #[pymethods]

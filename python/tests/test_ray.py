@@ -1,0 +1,198 @@
+"""quiver on a local Ray cluster (2 CPUs, started once for the module): the
+same tables and files as a run in one process, every node once, a killed
+worker recovered, failures reported as a local run reports them, and a
+resource's concurrency held across tasks."""
+
+import os
+import sys
+import textwrap
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import quiver
+
+ray = pytest.importorskip("ray")
+import quiver.ray  # noqa: E402
+
+# The operators below travel to the workers by value: this test module is
+# not importable there.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@quiver.operator("test.die_once", inputs=1)
+def die_once(inputs, *, marker: str):
+    """Kills its own process the first time it runs (when `marker` does
+    not exist yet, writing its pid there); passes its input on after."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        os._exit(1)
+    (table,) = inputs.values()
+    return table
+
+
+@quiver.operator("test.stamp", inputs=1)
+def stamp(inputs, *, log: str):
+    """Appends when it ran to `log` (one line per call: start end), taking
+    a while; passes its input on."""
+    start = time.time()
+    time.sleep(0.3)
+    with open(log, "a") as f:
+        f.write(f"{start} {time.time()}\n")
+    (table,) = inputs.values()
+    return table
+
+
+@quiver.operator("test.refuse", inputs=1)
+def refuse(inputs, *, symbol: str):
+    """Fails for VNM."""
+    if symbol == "VNM":
+        raise ValueError(f"no model for {symbol}")
+    (table,) = inputs.values()
+    return table
+
+
+def write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def chain(path, middle, extra=""):
+    """Per symbol: prices → `middle` (YAML of one node's op and with,
+    reading `p`) → returns; then every symbol aligned and saved."""
+    return write(path, f"""\
+        pipeline: chain
+        {extra}
+        params:
+          symbols: {{type: list, default: [FPT, VNM, HPG, MWG]}}
+          out: {{type: string, default: out.parquet}}
+        resources:
+          api: {{concurrency: 1}}
+        nodes:
+          prices:
+            foreach: symbol in ${{symbols}}
+            op: fetch.synthetic
+            with: {{dataset: prices, symbol: "${{symbol}}", start: 2026-01-05, end: 2026-01-30}}
+          middle:
+            foreach: symbol in ${{symbols}}
+            inputs: {{p: "prices[${{symbol}}]"}}
+            {middle}
+          returns:
+            foreach: symbol in ${{symbols}}
+            op: transform.sql
+            inputs: {{m: "middle[${{symbol}}]"}}
+            with: {{query: "SELECT date, close / lag(close) OVER (ORDER BY date) - 1 AS r FROM m ORDER BY date"}}
+          aligned:
+            op: align.timestamps
+            inputs: {{returns: "returns[*]"}}
+            with: {{key: symbol, time: date, layout: long, join: outer}}
+          save: {{op: sink.parquet, inputs: [aligned], with: {{path: "${{out}}"}}}}
+        """)
+
+
+def test_symbols_on_ray_equal_the_local_run_table_for_table(repo, in_tmp):
+    os.chdir(repo)
+    path = repo / "pipelines" / "symbols.yaml"
+    every = [node.id for node in quiver.compile(path).nodes]
+    local = quiver.compile(path, {"out": str(in_tmp / "local.parquet")}).run(outputs=every)
+    plan = quiver.compile(path, {"out": str(in_tmp / "ray.parquet")})
+    on_ray = quiver.ray.run(plan, outputs=every)
+
+    # One task for the shared CSV read, one per symbol, one for the fan-in
+    # and its sink.
+    parts = plan.parts()
+    assert [p["key"] for p in parts] == [None, "AAPL", "GOOG", "IBM", "MSFT", "FB", None]
+    assert parts[-1]["nodes"] == ["aligned", "save"]
+    assert sorted(on_ray.tables) == sorted(local.tables) == sorted(every)
+    for node in every:
+        if node != "save":  # its summary names the file it wrote
+            assert on_ray.tables[node].equals(local.tables[node]), node
+    assert pq.read_table(in_tmp / "ray.parquet").equals(pq.read_table(in_tmp / "local.parquet"))
+    # Every node ran exactly once, as in the local run.
+    nodes = on_ray.report["nodes"]
+    assert [(n["id"], n["status"], n["attempts"]) for n in nodes] == [
+        (n, "succeeded", 1) for n in every
+    ]
+    totals, expected = on_ray.report["totals"], local.report["totals"]
+    assert totals["executions_by_op"] == expected["executions_by_op"]
+    assert totals["merged_avoided"] == expected["merged_avoided"] == 4
+
+
+def test_a_killed_worker_is_retried_and_the_output_is_the_same(in_tmp):
+    marker = in_tmp / "died"
+    middle = f"op: test.die_once\n            with: {{marker: '{marker}'}}"
+    path = chain(in_tmp / "die.yaml", middle)
+    on_ray = quiver.ray.run(path, {"out": "ray.parquet"}, max_retries=2)
+    # The first attempt killed its worker...
+    pid = int(marker.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    # ...and the retry gave what one process gives (the marker now exists,
+    # so nothing dies there).
+    local = quiver.compile(path, {"out": "local.parquet"}).run()
+    assert pq.read_table("ray.parquet").equals(pq.read_table("local.parquet"))
+    assert on_ray.succeeded and on_ray.report["totals"]["executed"] == local.report["totals"]["executed"]
+    # Each symbol's die_once node counts once, the retried one included:
+    # the report is the attempt that finished.
+    assert on_ray.report["totals"]["executions_by_op"]["test.die_once"] == 4
+
+
+def test_a_task_lost_for_good_fails_its_nodes_and_the_run(in_tmp):
+    marker = in_tmp / "died"
+    middle = f"op: test.die_once\n            with: {{marker: '{marker}'}}"
+    path = chain(in_tmp / "die.yaml", middle)
+    with pytest.raises(quiver.RunError) as caught:
+        quiver.ray.run(path, max_retries=0)
+    report = caught.value.run.report
+    status = {n["id"]: n for n in report["nodes"]}
+    lost = status["middle[FPT]"]
+    assert lost["status"] == "failed"
+    assert "its Ray task failed" in lost["error"]["message"]
+    assert status["save"]["status"] == "not_run"
+    assert not os.path.exists("out.parquet")
+
+
+def test_a_failing_node_on_ray_fails_the_run_as_locally(in_tmp):
+    middle = "op: test.refuse\n            with: {symbol: '${symbol}'}"
+    path = chain(in_tmp / "refuse.yaml", middle)
+    with pytest.raises(quiver.RunError) as caught:
+        quiver.ray.run(path)
+    status = {n["id"]: n for n in caught.value.run.report["nodes"]}
+    failed = status["middle[VNM]"]
+    assert failed["status"] == "failed"
+    assert "no model for VNM" in failed["error"]["message"]
+    assert status["aligned"]["status"] == "not_run"
+
+    # With keep_going the others go on, and the fan-in aligns what came.
+    path = chain(in_tmp / "going.yaml", middle, extra="keep_going: true")
+    run = quiver.ray.run(path, check=False)
+    status = {n["id"]: n for n in run.report["nodes"]}
+    assert not run.succeeded
+    assert status["returns[VNM]"]["status"] == "skipped"
+    assert status["aligned"]["status"] == "succeeded"
+    assert status["aligned"]["missing"] == ["VNM"]
+    assert set(pq.read_table("out.parquet")["symbol"].to_pylist()) == {"FPT", "HPG", "MWG"}
+
+
+def test_a_resource_concurrency_holds_across_tasks(in_tmp):
+    log = in_tmp / "calls"
+    middle = f"op: test.stamp\n            resource: api\n            with: {{log: '{log}'}}"
+    path = chain(in_tmp / "stamp.yaml", middle.replace("{log:", "{log:"))
+    run = quiver.ray.run(path)
+    assert run.succeeded
+    calls = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
+    assert len(calls) == 4
+    # `api` allows one call at a time: no two calls overlap, though two
+    # tasks could run at once on the two CPUs.
+    for (_, end), (start, _) in zip(calls, calls[1:]):
+        assert start >= end, calls
