@@ -16,6 +16,8 @@ import datetime as _dt
 import inspect as _inspect
 import json as _json
 import os as _os
+import sys as _sys
+import time as _time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Mapping, Sequence, TypeVar
@@ -279,25 +281,70 @@ class Plan:
         alias, or a stage's name for all its fan-out and date instances
         (``"features"``). By default, every node nothing else reads.
         ``max_workers``: compute nodes at once (default: the cores).
-        ``progress``: ``"bars"``, ``"lines"`` or ``"quiet"`` (default: bars
-        when stderr is a terminal). With ``check`` (the default) a failed
+        ``progress``: ``"bars"``, ``"lines"`` or ``"quiet"``, or
+        ``"notebook"``: one line of nodes done, rewritten in place on
+        ``sys.stderr`` (which a notebook cell shows). By default bars when
+        stderr is a terminal, the notebook line inside Jupyter, and nothing
+        otherwise. With ``check`` (the default) a failed
         run raises :class:`RunError`. Ctrl-C cancels the run and raises
         ``KeyboardInterrupt``.
         """
-        run = Run(
-            self._native.run(
+        mode, line = _progress(progress, self.name)
+        try:
+            native = self._native.run(
                 max_workers=max_workers,
                 outputs=None if outputs is None else list(outputs),
                 sequential=sequential,
-                progress=progress,
+                progress=mode,
+                on_progress=line,
             )
-        )
+        finally:
+            if line is not None:
+                line.end()
+        run = Run(native)
         if check and not run.succeeded:
             raise RunError(run)
         return run
 
     def __repr__(self) -> str:
         return repr(self._native)
+
+
+class _ProgressLine:
+    """Progress drawn by Python: one line rewritten in place on
+    ``sys.stderr``, which a notebook cell shows (the engine's own bars
+    write to the process's stderr, which Jupyter does not)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.start = _time.monotonic()
+        self.last: tuple[int, int] | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        self.last = (done, total)
+        _sys.stderr.write(
+            f"\r{self.name}: {done}/{total} nodes, {_time.monotonic() - self.start:.1f}s"
+        )
+        _sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.last is not None:
+            _sys.stderr.write("\n")
+            _sys.stderr.flush()
+
+
+def _progress(progress: str | None, name: str) -> tuple[str, _ProgressLine | None]:
+    """The engine's progress mode, and the line Python draws if any."""
+    if progress is None:
+        if _sys.stderr.isatty():
+            progress = "bars"
+        elif "ipykernel" in _sys.modules:
+            progress = "notebook"
+        else:
+            progress = "quiet"
+    if progress == "notebook":
+        return "quiet", _ProgressLine(name)
+    return progress, None
 
 
 class Run:

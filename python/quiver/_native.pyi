@@ -1,6 +1,6 @@
 """The Rust side of the package (``quiver._native``); use ``quiver``."""
 
-from typing import Any
+from typing import Any, Callable
 
 __version__: str
 
@@ -42,6 +42,7 @@ class Plan:
         outputs: list[str] | None = None,
         sequential: bool = False,
         progress: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> "Run": ...
 
 class Run:
@@ -54,7 +55,9 @@ class Run:
     @property
     def summary(self) -> str: ...
 
-def compile(path: str, sets: list[str] = ..., merge: bool = True) -> Plan: ...
+def compile(
+    path: str, sets: list[str] = ..., merge: bool = True, params_file: str | None = None
+) -> Plan: ...
 def ops() -> list[dict[str, Any]]: ...
 def op_doc(name: str) -> str: ...
 def cli_main(argv: list[str]) -> int: ...
@@ -68,3 +71,27 @@ def register_operator(
     defaults_json: str,
     inputs: int | None = None,
 ) -> None: ...
+def plan_parts(plan: Plan, outputs: list[str] | None = None) -> dict[str, Any]:
+    """The plan cut into the parts Ray tasks run: ``parts`` (``key``,
+    ``nodes``, ``reads``, ``pools``), ``outputs``, ``aliases``, ``pools``
+    and ``keep_going``."""
+def run_part(
+    plan: Plan,
+    nodes: list[str],
+    given: dict[str, Table],
+    nothing: dict[str, str],
+    keep: list[str],
+    pools: dict[str, tuple[int, int]],
+    max_workers: int = 1,
+) -> Run:
+    """Runs one part, its inputs from other parts handed in."""
+def assemble(
+    plan: Plan,
+    outputs: list[str] | None,
+    pieces: list[tuple[list[str], str, float]],
+    lost: dict[str, str],
+    tables: list[tuple[str, Table]],
+    wall: float,
+    cancelled: bool,
+) -> Run:
+    """One run from the reports of its parts."""

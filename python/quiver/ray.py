@@ -70,9 +70,10 @@ class _Spec:
         return (self.path, self.sets, self.merge, self.params_file, self.cwd, tuple(self.operators))
 
 
-# In a worker process: the plans compiled so far, so that a worker running
+# In a worker process: the plans compiled last, so that a worker running
 # many tasks of one run compiles once.
 _plans: dict[tuple[Any, ...], Plan] = {}
+_PLANS_KEPT = 4
 
 
 def _worker_plan(spec: _Spec) -> Plan:
@@ -83,6 +84,8 @@ def _worker_plan(spec: _Spec) -> Plan:
         for name, (function, options) in spec.operators.items():
             _register(name, **options)(function)
         plan = _compile_sets(spec.path, spec.sets, spec.merge, spec.params_file)
+        while len(_plans) >= _PLANS_KEPT:
+            del _plans[next(iter(_plans))]
         _plans[spec.key()] = plan
     return plan
 
@@ -219,6 +222,8 @@ class _Driver:
         # Resources: slots in use against each pool's concurrency, and for
         # a rate kept in this run, the parts that may draw on it at once.
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+        self.slots = slots
+        self.granted: dict[int, dict[str, int]] = {}
         self.limit: dict[str, int | None] = {}
         self.share: dict[str, int] = {}
         for name, pool in info["pools"].items():
@@ -228,8 +233,18 @@ class _Driver:
         self.used = {name: 0 for name in self.limit}
         self.drawing = {name: 0 for name in self.limit}
 
-    def fits(self, part: dict[str, Any]) -> bool:
+    def grants(self, part: dict[str, Any]) -> dict[str, int]:
+        """The slots of each pool the part gets: what it can use, but no
+        more than an even share among the tasks the cluster runs at once,
+        so that one part does not hold a pool the others wait for."""
+        out = {}
         for name, slots in part["pools"].items():
+            limit = self.limit.get(name)
+            out[name] = slots if limit is None else max(1, min(slots, limit // self.slots))
+        return out
+
+    def fits(self, part: dict[str, Any]) -> bool:
+        for name, slots in self.grants(part).items():
             limit = self.limit.get(name)
             if limit is not None and self.used[name] + slots > limit:
                 return False
@@ -240,12 +255,14 @@ class _Driver:
     def submit(self, p: int) -> None:
         self.started += 1
         part = self.parts[p]
-        for name, slots in part["pools"].items():
+        grants = self.grants(part)
+        self.granted[p] = grants
+        for name, slots in grants.items():
             self.used[name] += slots
             self.drawing[name] += 1
         given = [id for id in part["reads"] if id in self.refs]
         nothing = {id: self.nothing[id] for id in part["reads"] if id in self.nothing}
-        pools = {name: (slots, self.share[name]) for name, slots in part["pools"].items()}
+        pools = {name: (slots, self.share[name]) for name, slots in grants.items()}
         keep = self.keep[p]
         options = {"num_cpus": self.cpus, "max_retries": self.retries, "num_returns": 1 + len(keep)}
         refs = self.task.options(**options).remote(
@@ -276,7 +293,7 @@ class _Driver:
     def finish(self, head: Any) -> None:
         p, outs = self.flight.pop(head)
         part = self.parts[p]
-        for name, slots in part["pools"].items():
+        for name, slots in self.granted.pop(p).items():
             self.used[name] -= slots
             self.drawing[name] -= 1
         try:

@@ -13,7 +13,7 @@ use quiver::exec::{Piece, ProgressMode, RunOptions, RunReport};
 use quiver::plan::Plan as QPlan;
 use quiver::plan::parts::{Given, cut, slice};
 
-use crate::plan::{Plan, Run, execute};
+use crate::plan::{Plan, Prepared, Run, execute};
 use crate::table::Table;
 
 /// Node ids to indexes, once per call.
@@ -48,7 +48,11 @@ pub fn plan_parts<'py>(
     plan: &Plan,
     outputs: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (run_plan, keep, aliases) = plan.prepare(outputs.as_deref())?;
+    let Prepared {
+        plan: run_plan,
+        keep,
+        aliases,
+    } = plan.prepare(outputs.as_deref())?;
     let parts = py.detach(|| cut(&run_plan));
     let graph = &run_plan.graph;
     let ids = |nodes: &[NodeIndex]| -> Vec<&str> {
@@ -111,18 +115,19 @@ pub fn run_part(
     for (id, why) in nothing {
         handed.push((ids.get(whole, &id)?, Given::Nothing(why)));
     }
+    let sliced = slice(whole, &run, handed, &pools).map_err(PyValueError::new_err)?;
+    let ids = Ids::of(&sliced);
     let keep = keep
         .iter()
-        .map(|id| ids.get(whole, id))
+        .map(|id| ids.get(&sliced, id))
         .collect::<PyResult<Vec<_>>>()?;
-    let sliced = slice(whole, &run, handed, &pools).map_err(PyValueError::new_err)?;
     let options = RunOptions {
         max_workers: max_workers.max(1),
         progress: ProgressMode::Quiet,
         keep,
         ..RunOptions::default()
     };
-    let report = py.detach(move || execute(&sliced, options))?;
+    let report = py.detach(move || execute(&sliced, options, None))?;
     Ok(Run {
         report,
         aliases: Vec::new(),
@@ -146,7 +151,11 @@ pub fn assemble(
     wall: f64,
     cancelled: bool,
 ) -> PyResult<Run> {
-    let (run_plan, _, aliases) = plan.prepare(outputs.as_deref())?;
+    let Prepared {
+        plan: run_plan,
+        aliases,
+        ..
+    } = plan.prepare(outputs.as_deref())?;
     let ids = Ids::of(&run_plan);
     let mut assembled = Vec::with_capacity(pieces.len());
     for (nodes, json, offset) in pieces {

@@ -1,6 +1,7 @@
 //! A compiled plan and a finished run, as Python objects.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use petgraph::Direction;
@@ -14,6 +15,15 @@ use quiver::plan::{Plan as QPlan, Reuse, Source};
 use quiver::render::{self, Format};
 
 use crate::table::Table;
+
+/// What a run from Python executes (see [`Plan::prepare`]).
+pub(crate) struct Prepared {
+    pub plan: QPlan,
+    /// The nodes whose tables it hands back.
+    pub keep: Vec<NodeIndex>,
+    /// Names asked for that are aliases, with their node's id.
+    pub aliases: Vec<(String, String)>,
+}
 
 /// A compiled pipeline: render it, look at its nodes, run it.
 #[pyclass(module = "quiver._native", frozen)]
@@ -65,10 +75,7 @@ impl Plan {
     /// the nodes whose tables it keeps (`outputs`, by default every node
     /// nothing else reads), and the names asked for that are aliases, with
     /// their node's id.
-    pub(crate) fn prepare(
-        &self,
-        outputs: Option<&[String]>,
-    ) -> PyResult<(QPlan, Vec<NodeIndex>, Vec<(String, String)>)> {
+    pub(crate) fn prepare(&self, outputs: Option<&[String]>) -> PyResult<Prepared> {
         let wanted = match outputs {
             Some(names) => self.resolve(names)?,
             None => Vec::new(),
@@ -98,7 +105,11 @@ impl Plan {
                 .map(|(i, _)| i)
                 .collect(),
         };
-        Ok((plan, keep, aliases))
+        Ok(Prepared {
+            plan,
+            keep,
+            aliases,
+        })
     }
 }
 
@@ -184,7 +195,9 @@ impl Plan {
     /// in `resolve`); by default every node nothing else reads. `progress`: "bars", "lines" or
     /// "quiet"; by default bars on a terminal and quiet otherwise.
     /// Ctrl-C (KeyboardInterrupt) cancels the run as in the command.
-    #[pyo3(signature = (max_workers = None, outputs = None, sequential = false, progress = None))]
+    /// `on_progress(done, total)` is called every 100 ms and at the end
+    /// with the nodes finished, for progress drawn by Python (a notebook).
+    #[pyo3(signature = (max_workers = None, outputs = None, sequential = false, progress = None, on_progress = None))]
     fn run(
         &self,
         py: Python<'_>,
@@ -192,8 +205,13 @@ impl Plan {
         outputs: Option<Vec<String>>,
         sequential: bool,
         progress: Option<&str>,
+        on_progress: Option<Py<PyAny>>,
     ) -> PyResult<Run> {
-        let (plan, keep, aliases) = self.prepare(outputs.as_deref())?;
+        let Prepared {
+            plan,
+            keep,
+            aliases,
+        } = self.prepare(outputs.as_deref())?;
         let progress = match progress {
             None => {
                 use std::io::IsTerminal;
@@ -224,7 +242,16 @@ impl Plan {
             }
             options.max_workers = n;
         }
-        let report = py.detach(move || execute(&plan, options))?;
+        let watch = on_progress.map(|callback| {
+            let count = Arc::new(AtomicUsize::new(0));
+            options.finished = Some(count.clone());
+            Watch {
+                callback,
+                count,
+                total: plan.graph.node_count(),
+            }
+        });
+        let report = py.detach(move || execute(&plan, options, watch))?;
         Ok(Run { report, aliases })
     }
 
@@ -236,25 +263,58 @@ impl Plan {
     }
 }
 
+/// A Python callback told how many nodes have finished.
+pub(crate) struct Watch {
+    callback: Py<PyAny>,
+    count: Arc<AtomicUsize>,
+    total: usize,
+}
+
+impl Watch {
+    fn tell(&self, py: Python<'_>) -> PyResult<()> {
+        let done = self.count.load(Ordering::Relaxed);
+        self.callback.call1(py, (done, self.total)).map(drop)
+    }
+}
+
 /// Runs `plan` on runtimes of its own; a pending KeyboardInterrupt (checked
-/// every 100 ms) cancels it.
-pub(crate) fn execute(plan: &QPlan, options: RunOptions) -> PyResult<RunReport> {
+/// every 100 ms) cancels it, as does an exception in `watch`'s callback.
+pub(crate) fn execute(
+    plan: &QPlan,
+    options: RunOptions,
+    watch: Option<Watch>,
+) -> PyResult<RunReport> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| PyRuntimeError::new_err(format!("cannot start the async runtime: {e}")))?;
     let executor = Executor::new(options)
         .map_err(|e| PyRuntimeError::new_err(format!("cannot start the compute runtime: {e}")))?;
+    let failed = std::sync::Mutex::new(None);
     let interrupted = async {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if Python::attach(|py| py.check_signals()).is_err() {
+            let told = Python::attach(|py| {
+                py.check_signals()?;
+                watch.as_ref().map_or(Ok(()), |w| w.tell(py))
+            });
+            if let Err(e) = told {
+                *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                 return;
             }
         }
     };
     let report = runtime.block_on(executor.run_until(plan, interrupted));
     drop(executor);
+    if let Some(watch) = &watch {
+        Python::attach(|py| watch.tell(py))?;
+    }
+    let failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = failed.filter(|e| {
+        !Python::attach(|py| e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py))
+    }) {
+        return Err(e);
+    }
     if report.totals.cancelled {
         return Err(pyo3::exceptions::PyKeyboardInterrupt::new_err(format!(
             "the run was cancelled\n{report}"

@@ -1,6 +1,7 @@
 """The Python API over the real engine: compile, plans, runs, tables."""
 
 import datetime as dt
+import re
 import subprocess
 import sys
 import textwrap
@@ -203,3 +204,18 @@ def test_python_dash_m_is_the_command(repo, in_tmp):
     assert usage.returncode == 2
     listed = subprocess.run([sys.executable, "-m", "quiver", "ops"], capture_output=True, text=True)
     assert listed.returncode == 0 and "fetch.synthetic" in listed.stdout
+
+
+def test_notebook_progress_is_one_line_on_sys_stderr(repo, in_tmp, capsys):
+    """In a notebook the engine's bars would go to the kernel's terminal;
+    progress="notebook" (the default inside Jupyter) draws on sys.stderr,
+    which the cell shows."""
+    plan = quiver.compile(repo / "pipelines" / "vn30.yaml", {**SMALL, "out_dir": "out"})
+    run = plan.run(progress="notebook")
+    err = capsys.readouterr().err
+    draws = err.split("\r")[1:]
+    assert draws, err
+    total = len(plan.nodes)
+    assert re.fullmatch(rf"vn30: {total}/{total} nodes, \d+\.\ds\n", draws[-1]), draws[-1]
+    assert all(re.fullmatch(rf"vn30: \d+/{total} nodes, \d+\.\ds\n?", d) for d in draws)
+    assert run.succeeded

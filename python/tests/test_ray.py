@@ -196,3 +196,33 @@ def test_a_resource_concurrency_holds_across_tasks(in_tmp):
     # tasks could run at once on the two CPUs.
     for (_, end), (start, _) in zip(calls, calls[1:]):
         assert start >= end, calls
+
+
+def test_python_m_quiver_runs_on_ray_with_engine_ray(repo, in_tmp):
+    import subprocess
+
+    address = ray.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "quiver", "run", str(repo / "pipelines" / "symbols.yaml"),
+               "--engine", "ray", "--address", address, "--set", f"out={in_tmp / 'ray.parquet'}",
+               "--report", "report.json"]
+    done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "us_daily_features: executed 13 nodes" in done.stderr
+    assert "report: report.json" in done.stderr
+    local = quiver.compile(repo / "pipelines" / "symbols.yaml",
+                           {"out": str(in_tmp / "local.parquet")})
+    os.chdir(repo)
+    local.run()
+    assert pq.read_table(in_tmp / "ray.parquet").equals(pq.read_table(in_tmp / "local.parquet"))
+    # The report is a run report as `quiver report` reads it.
+    shown = subprocess.run([sys.executable, "-m", "quiver", "report", str(repo / "report.json")],
+                           cwd=in_tmp, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "save" in shown.stdout
+    os.remove(repo / "report.json")
+
+    # What the Ray engine does not do is refused, as the command refuses.
+    refused = subprocess.run(command[:7] + ["--sequential"], cwd=repo, capture_output=True,
+                             text=True)
+    assert refused.returncode == 2
+    assert "unrecognized arguments: --sequential" in refused.stderr

@@ -42,9 +42,27 @@ pub struct RunArgs {
     /// Also write the run's timeline as a self-contained HTML page.
     #[arg(long, value_name = "FILE")]
     report_html: Option<PathBuf>,
+    /// Where the nodes run: in this process, or on a Ray cluster (from the
+    /// Python package: `python -m quiver run PIPELINE --engine ray`).
+    #[arg(long, value_enum, default_value_t = Engine::Local)]
+    engine: Engine,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    Local,
+    Ray,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.engine == Engine::Ray {
+        eprintln!(
+            "error: --engine ray runs from the Python package, which drives Ray: \
+             pip install ./python ray, then python -m quiver run {} --engine ray",
+            args.pipeline.pipeline.display()
+        );
+        return Ok(ExitCode::from(super::EXIT_INVALID));
+    }
     let plan = match args.pipeline.compile() {
         Ok(plan) => plan,
         Err(code) => return Ok(code),

@@ -70,6 +70,9 @@ pub struct RunOptions {
     /// instead of dropping them once their consumers are done (a library
     /// caller's results; the command line keeps none).
     pub keep: Vec<petgraph::graph::NodeIndex>,
+    /// Counts the nodes that reached their final state (out of the
+    /// plan's), for a caller that shows progress its own way.
+    pub finished: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Default for RunOptions {
@@ -82,6 +85,7 @@ impl Default for RunOptions {
             memory_limit: None,
             hold_limit: Some(DEFAULT_HOLD_LIMIT),
             keep: Vec::new(),
+            finished: None,
         }
     }
 }

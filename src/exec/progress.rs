@@ -2,6 +2,8 @@
 //! (`fetch.synthetic features[*].ticks  17/30`), plain lines otherwise.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -47,6 +49,8 @@ pub struct Progress {
     group_of: Vec<usize>,
     done: usize,
     total: usize,
+    /// Finished nodes, for a caller that draws progress of its own.
+    shared: Option<Arc<AtomicUsize>>,
 }
 
 /// How long a finished node's line may wait in the buffer.
@@ -122,12 +126,22 @@ impl Progress {
             group_of,
             done: 0,
             total: plan.graph.node_count(),
+            shared: None,
         }
+    }
+
+    /// Also counts finished nodes in `count` (see [`super::RunOptions::finished`]).
+    pub fn counting(mut self, count: Option<Arc<AtomicUsize>>) -> Self {
+        self.shared = count;
+        self
     }
 
     /// Records a node that reached its final state.
     pub fn finished(&mut self, index: usize, report: &NodeReport) {
         self.done += 1;
+        if let Some(count) = &self.shared {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
         if self.mode == ProgressMode::Quiet {
             return;
         }

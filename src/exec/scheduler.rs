@@ -89,7 +89,7 @@ impl Scheduler {
         stop: oneshot::Receiver<()>,
     ) -> Box<Self> {
         let graph = plan.graph.clone();
-        let progress = Progress::new(plan, options.progress);
+        let progress = Progress::new(plan, options.progress).counting(options.finished.clone());
         let width = if options.sequential {
             1
         } else {

@@ -17,7 +17,7 @@ use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use quiver_operators::{ExecContext, Inputs, OpError, Operator, Table, Workload};
 
-use super::{NodePolicy, OnError, Plan, PlanNode, Rate, Reuse, rebuild};
+use super::{Graph, NodePolicy, OnError, Plan, PlanNode, Rate, Reuse, Source};
 
 /// Nodes of a plan that run together.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,71 +183,90 @@ pub enum Given {
     Nothing(String),
 }
 
-/// The plan that runs `run` alone: those nodes run as compiled, the nodes
-/// in `given` hand over the table they were given (or fail with its
-/// message, as an input that produced nothing), and every other node is
-/// left out. `pools` caps a resource's concurrency, and divides its rate,
-/// for this part. Node indexes stay those of `plan`.
+/// The plan that runs `run` alone: those nodes as compiled, and the nodes
+/// of other parts they read, which hand over the table they were `given`
+/// (or fail with its message, as an input that produced nothing). Nothing
+/// else is in it, so its size is the part's, not the whole plan's; its
+/// nodes are the given ones first, then `run` in plan order. `pools`
+/// caps a resource's concurrency, and divides its rate, for this part.
 pub fn slice(
     plan: &Plan,
     run: &[NodeIndex],
     given: Vec<(NodeIndex, Given)>,
     pools: &BTreeMap<String, (u32, u32)>,
 ) -> Result<Plan, String> {
-    let graph = &plan.graph;
-    let mut given: HashMap<NodeIndex, Given> = given.into_iter().collect();
-    let running: std::collections::HashSet<NodeIndex> = run.iter().copied().collect();
-    for &i in run {
-        if i.index() >= graph.node_count() {
-            return Err(format!("the plan has no node number {}", i.index()));
-        }
-        for p in graph.neighbors_directed(i, Direction::Incoming) {
-            if !running.contains(&p) && !given.contains_key(&p) {
-                return Err(format!(
+    let whole = &plan.graph;
+    let mut given: Vec<(NodeIndex, Given)> = given;
+    given.sort_by_key(|(i, _)| *i);
+    let mut run: Vec<NodeIndex> = run.to_vec();
+    run.sort();
+    run.dedup();
+    if let Some(i) = run
+        .iter()
+        .chain(given.iter().map(|(i, _)| i))
+        .find(|i| i.index() >= whole.node_count())
+    {
+        return Err(format!("the plan has no node number {}", i.index()));
+    }
+    let mut graph = Graph::with_capacity(given.len() + run.len(), 0);
+    let mut index: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    for (i, given) in given {
+        let node = &whole[i];
+        let handed = PlanNode {
+            operator: Arc::new(Handed {
+                node: node.id.clone(),
+                given,
+            }),
+            reuse: Reuse::Load,
+            workload: Workload::Io,
+            inputs: Vec::new(),
+            // One that produced nothing is skipped here: its failure is
+            // the other part's.
+            policy: NodePolicy {
+                on_error: OnError::Skip,
+                ..NodePolicy::default()
+            },
+            ..copy(node)
+        };
+        index.insert(i, graph.add_node(handed));
+    }
+    for &i in &run {
+        let node = &whole[i];
+        let mut inputs = node.inputs.clone();
+        for input in &mut inputs {
+            let place = |n: &mut NodeIndex| match index.get(n) {
+                Some(&m) => {
+                    *n = m;
+                    Ok(())
+                }
+                None => Err(format!(
                     "node '{}' reads '{}', which is neither run nor given",
-                    graph[i].id, graph[p].id
-                ));
+                    node.id, whole[*n].id
+                )),
+            };
+            match &mut input.source {
+                Source::One(n) => place(n)?,
+                Source::All { members, .. } => {
+                    for (_, n) in members {
+                        place(n)?;
+                    }
+                }
             }
         }
+        let n = graph.add_node(PlanNode {
+            inputs,
+            ..copy(node)
+        });
+        for input in &graph[n].inputs.clone() {
+            for m in input.source.nodes() {
+                graph.update_edge(m, n, ());
+            }
+        }
+        index.insert(i, n);
     }
-    let mut sliced = rebuild(plan, |i, node| {
-        let index = NodeIndex::new(i);
-        if running.contains(&index) {
-            return (
-                node.operator.clone(),
-                Reuse::None,
-                node.workload,
-                node.inputs.clone(),
-                node.policy.clone(),
-            );
-        }
-        match given.remove(&index) {
-            Some(given) => (
-                Arc::new(Handed {
-                    node: node.id.clone(),
-                    given,
-                }) as Arc<dyn Operator>,
-                Reuse::Load,
-                Workload::Io,
-                Vec::new(),
-                // One that produced nothing is skipped here: its failure
-                // is the other part's.
-                NodePolicy {
-                    on_error: OnError::Skip,
-                    ..NodePolicy::default()
-                },
-            ),
-            None => (
-                node.operator.clone(),
-                Reuse::Unselected,
-                node.workload,
-                Vec::new(),
-                node.policy.clone(),
-            ),
-        }
-    });
+    let mut resources = plan.resources.clone();
     for (name, &(slots, of)) in pools {
-        let Some(pool) = sliced.resources.get_mut(name) else {
+        let Some(pool) = resources.get_mut(name) else {
             return Err(format!("the plan has no resource '{name}'"));
         };
         pool.concurrency = Some(pool.concurrency.map_or(slots, |c| c.min(slots)).max(1));
@@ -259,7 +278,37 @@ pub fn slice(
             };
         }
     }
-    Ok(sliced)
+    Ok(Plan {
+        name: plan.name.clone(),
+        file: plan.file.clone(),
+        params: plan.params.clone(),
+        resources,
+        graph: Arc::new(graph),
+        stats: plan.stats.clone(),
+        cache_dir: plan.cache_dir.clone(),
+        force_all: plan.force_all,
+        keep_going: plan.keep_going,
+        secrets: plan.secrets.clone(),
+    })
+}
+
+/// `node` as it was compiled, for a slice.
+fn copy(node: &PlanNode) -> PlanNode {
+    PlanNode {
+        id: node.id.clone(),
+        aliases: node.aliases.clone(),
+        op: node.op.clone(),
+        params: node.params.clone(),
+        resolved: node.resolved.clone(),
+        version: node.version,
+        operator: node.operator.clone(),
+        effect: node.effect,
+        workload: node.workload,
+        inputs: Vec::new(),
+        policy: node.policy.clone(),
+        identity: node.identity,
+        reuse: Reuse::None,
+    }
 }
 
 /// Hands over an output another part produced.

@@ -135,7 +135,12 @@ fn run_in_parts(plan: &Plan, parts: &[Part]) -> (RunReport, HashMap<NodeIndex, A
         let report = run_with(
             &sliced,
             RunOptions {
-                keep: part.nodes.clone(),
+                // The slice's own indexes.
+                keep: part
+                    .nodes
+                    .iter()
+                    .map(|&i| sliced.find(&plan.graph[i].id).unwrap())
+                    .collect(),
                 max_workers: 1,
                 ..RunOptions::default()
             },
@@ -143,11 +148,12 @@ fn run_in_parts(plan: &Plan, parts: &[Part]) -> (RunReport, HashMap<NodeIndex, A
         for (id, table) in &report.outputs {
             outputs.insert(plan.find(id).unwrap(), table.clone());
         }
-        // Nodes outside the part did not run in it.
-        for (i, node) in plan.nodes() {
-            if !part.nodes.contains(&i) {
-                assert_eq!(report.nodes[i.index()].attempts, 0, "{}", node.id);
-            }
+        // Only the part's nodes ran in it; the slice holds them and what
+        // they read, nothing else.
+        assert_eq!(report.nodes.len(), part.nodes.len() + part.reads.len());
+        for node in &report.nodes {
+            let ours = part.nodes.contains(&plan.find(&node.id).unwrap());
+            assert_eq!(node.attempts > 0, ours, "{}", node.id);
         }
         pieces.push(Piece {
             nodes: part.nodes.clone(),
@@ -225,7 +231,7 @@ fn a_part_whose_input_produced_nothing_skips_what_reads_it() {
     ];
     let sliced = slice(&plan, &rest, given, &BTreeMap::new()).unwrap();
     let report = run_with(&sliced, RunOptions::default());
-    let bars = &report.nodes[plan.find("bars[FPT]").unwrap().index()];
+    let bars = report.node("bars[FPT]").unwrap();
     // As in a whole run that keeps going: what reads nothing is skipped,
     // saying which input produced nothing.
     assert_eq!(bars.status, NodeStatus::Skipped, "{report}");
@@ -233,13 +239,14 @@ fn a_part_whose_input_produced_nothing_skips_what_reads_it() {
         bars.reason.as_deref(),
         Some("input 'p' (bars[FPT].p) produced nothing")
     );
-    // The given nodes hand over; everything else was left alone.
-    for (i, node) in sliced.nodes() {
-        if i == fetch || i == info {
-            assert_eq!(node.reuse, Reuse::Load, "{}", node.id);
-        } else if !rest.contains(&i) {
-            assert_eq!(node.reuse, Reuse::Unselected, "{}", node.id);
-        }
+    // The given nodes hand over; nothing else is in the slice.
+    let ids: Vec<&str> = sliced.nodes().map(|(_, n)| n.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["bars[FPT].p", "bars[FPT].info", "bars[FPT]", "stats[FPT]"]
+    );
+    for (_, node) in sliced.nodes().take(2) {
+        assert_eq!(node.reuse, Reuse::Load, "{}", node.id);
     }
 }
 
@@ -264,4 +271,19 @@ fn a_part_shares_a_rate_with_the_parts_in_flight() {
     assert_eq!(api.concurrency, Some(1));
     let rate = api.rate.unwrap();
     assert_eq!((rate.count, rate.per), (10, Duration::from_secs(4)));
+}
+
+#[test]
+fn the_command_sends_ray_runs_to_the_python_package() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["run", "pipelines/symbols.yaml", "--engine", "ray"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("python -m quiver run pipelines/symbols.yaml --engine ray"),
+        "{stderr}"
+    );
 }
