@@ -223,6 +223,10 @@ class _Driver:
         # a rate kept in this run, the parts that may draw on it at once.
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
         self.slots = slots
+        # Tasks submitted at once: enough to keep every CPU busy while
+        # finished ones are collected, few enough that waiting on them
+        # stays cheap.
+        self.window = max(16, 4 * slots)
         self.granted: dict[int, dict[str, int]] = {}
         self.limit: dict[str, int | None] = {}
         self.share: dict[str, int] = {}
@@ -277,14 +281,19 @@ class _Driver:
             if not self.stopping:
                 waiting = []
                 for p in self.ready:
-                    if self.fits(self.parts[p]):
+                    if len(self.flight) < self.window and self.fits(self.parts[p]):
                         self.submit(p)
                     else:
                         waiting.append(p)
                 self.ready = waiting
             if not self.flight:
                 break
-            ready, _ = self.ray.wait(list(self.flight), num_returns=1, timeout=0.2)
+            # Wait for one task, then take every other that is done too.
+            flight = list(self.flight)
+            ready, rest = self.ray.wait(flight, num_returns=1, timeout=0.2)
+            if ready and rest:
+                more, _ = self.ray.wait(rest, num_returns=len(rest), timeout=0)
+                ready += more
             for head in ready:
                 self.finish(head)
             self.draw()
