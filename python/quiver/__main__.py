@@ -72,6 +72,9 @@ def _run_on_ray(argv: Sequence[str]) -> int:
     except KeyboardInterrupt as e:
         print(e, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INVALID
     print(run.summary, file=sys.stderr, end="")
     path = args.report or os.path.join(
         ".quiver", "runs", f"{int(time.time() * 1000)}-{os.getpid()}", "report.json"

@@ -226,3 +226,27 @@ def test_python_m_quiver_runs_on_ray_with_engine_ray(repo, in_tmp):
                              text=True)
     assert refused.returncode == 2
     assert "unrecognized arguments: --sequential" in refused.stderr
+
+
+def test_vn30_on_ray_equals_the_local_run_day_by_day(repo, in_tmp):
+    """Date partitions, per-day fan-ins and the index carried from day to
+    day: parts of many kinds, and the same tables and files."""
+    import datetime as dt
+    import glob
+
+    params = {"symbols": ["FPT", "VNM", "HPG"], "weight_cap": 0.5,
+              "start_date": dt.date(2026, 1, 5), "end_date": dt.date(2026, 1, 7)}
+    path = repo / "pipelines" / "vn30.yaml"
+    wanted = ["vn30", "features"]
+    local = quiver.compile(path, {**params, "out_dir": "local"}).run(outputs=wanted)
+    plan = quiver.compile(path, {**params, "out_dir": "ray"})
+    parts = plan.parts(outputs=wanted)
+    assert {p["key"] for p in parts} >= {"FPT", "VNM", "HPG", None}
+    on_ray = quiver.ray.run(plan, outputs=wanted)
+    assert sorted(on_ray.tables) == sorted(local.tables)
+    for name, table in local.tables.items():
+        assert on_ray.tables[name].equals(table), name
+    files = sorted(glob.glob("local/**/*.parquet", recursive=True))
+    assert len(files) == 6  # features and index, three days each
+    for file in files:
+        assert pq.read_table(file.replace("local/", "ray/", 1)).equals(pq.read_table(file)), file
