@@ -16,11 +16,11 @@ use quiver::plan::parts::{Given, cut, slice};
 use crate::plan::{Plan, Prepared, Run, execute};
 use crate::table::Table;
 
-/// Node ids to indexes, once per call.
-struct Ids(HashMap<String, NodeIndex>);
+/// Node ids to indexes.
+pub(crate) struct Ids(HashMap<String, NodeIndex>);
 
 impl Ids {
-    fn of(plan: &QPlan) -> Self {
+    pub(crate) fn of(plan: &QPlan) -> Self {
         Self(plan.nodes().map(|(i, n)| (n.id.clone(), i)).collect())
     }
 
@@ -103,7 +103,7 @@ pub fn run_part(
     max_workers: usize,
 ) -> PyResult<Run> {
     let whole = &plan.inner;
-    let ids = Ids::of(whole);
+    let ids = plan.ids.get_or_init(|| Ids::of(whole));
     let run = nodes
         .iter()
         .map(|id| ids.get(whole, id))

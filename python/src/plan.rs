@@ -29,12 +29,16 @@ pub(crate) struct Prepared {
 #[pyclass(module = "quiver._native", frozen)]
 pub struct Plan {
     pub(crate) inner: Arc<QPlan>,
+    /// Node ids to indexes, made the first time a part of the plan runs
+    /// (a Ray worker runs many parts of one plan).
+    pub(crate) ids: std::sync::OnceLock<crate::parts::Ids>,
 }
 
 impl Plan {
     pub fn new(plan: QPlan) -> Self {
         Self {
             inner: Arc::new(plan),
+            ids: std::sync::OnceLock::new(),
         }
     }
 

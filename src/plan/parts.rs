@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use indexmap::IndexMap;
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use quiver_operators::{ExecContext, Inputs, OpError, Operator, Table, Workload};
@@ -281,7 +282,10 @@ pub fn slice(
     Ok(Plan {
         name: plan.name.clone(),
         file: plan.file.clone(),
-        params: plan.params.clone(),
+        // Left out: the part's report is a piece of the run's, which
+        // takes them from the whole plan (and a symbol list of thousands
+        // would be copied and reported again by every part).
+        params: IndexMap::new(),
         resources,
         graph: Arc::new(graph),
         stats: plan.stats.clone(),
