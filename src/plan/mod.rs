@@ -190,37 +190,72 @@ pub(crate) fn rebuild(
     let mut graph = DiGraph::with_capacity(plan.graph.node_count(), plan.graph.edge_count());
     for (i, node) in plan.nodes() {
         let (operator, reuse, workload, inputs, policy) = each(i.index(), node);
-        let n = graph.add_node(PlanNode {
-            id: node.id.clone(),
-            aliases: node.aliases.clone(),
-            op: node.op.clone(),
-            params: node.params.clone(),
-            resolved: node.resolved.clone(),
-            version: node.version,
+        add_node(
+            &mut graph,
+            node.remade(operator, reuse, workload, inputs, policy),
+        );
+    }
+    plan.over(graph)
+}
+
+impl PlanNode {
+    /// The node with another operator, reuse, workload, inputs and policy:
+    /// the same node of a plan made from this one.
+    pub(crate) fn remade(
+        &self,
+        operator: Arc<dyn Operator>,
+        reuse: Reuse,
+        workload: Workload,
+        inputs: Vec<PlanInput>,
+        policy: NodePolicy,
+    ) -> PlanNode {
+        PlanNode {
+            id: self.id.clone(),
+            aliases: self.aliases.clone(),
+            op: self.op.clone(),
+            params: self.params.clone(),
+            resolved: self.resolved.clone(),
+            version: self.version,
             operator,
-            effect: node.effect,
+            effect: self.effect,
             workload,
             inputs,
             policy,
-            identity: node.identity,
+            identity: self.identity,
             reuse,
-        });
-        for input in &graph[n].inputs.clone() {
-            for m in input.source.nodes() {
-                graph.update_edge(m, n, ());
-            }
         }
     }
-    Plan {
-        name: plan.name.clone(),
-        file: plan.file.clone(),
-        params: plan.params.clone(),
-        resources: plan.resources.clone(),
-        graph: Arc::new(graph),
-        stats: plan.stats.clone(),
-        cache_dir: plan.cache_dir.clone(),
-        force_all: plan.force_all,
-        keep_going: plan.keep_going,
-        secrets: plan.secrets.clone(),
+}
+
+/// Adds `node` to `graph`, with the edges from the producers its inputs
+/// name (already in `graph`).
+pub(crate) fn add_node(graph: &mut Graph, node: PlanNode) -> NodeIndex {
+    let producers: Vec<NodeIndex> = node
+        .inputs
+        .iter()
+        .flat_map(|input| input.source.nodes())
+        .collect();
+    let n = graph.add_node(node);
+    for m in producers {
+        graph.update_edge(m, n, ());
+    }
+    n
+}
+
+impl Plan {
+    /// A plan like this one over another graph of its nodes.
+    pub(crate) fn over(&self, graph: Graph) -> Plan {
+        Plan {
+            name: self.name.clone(),
+            file: self.file.clone(),
+            params: self.params.clone(),
+            resources: self.resources.clone(),
+            graph: Arc::new(graph),
+            stats: self.stats.clone(),
+            cache_dir: self.cache_dir.clone(),
+            force_all: self.force_all,
+            keep_going: self.keep_going,
+            secrets: self.secrets.clone(),
+        }
     }
 }

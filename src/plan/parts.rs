@@ -18,7 +18,7 @@ use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use quiver_operators::{ExecContext, Inputs, OpError, Operator, Table, Workload};
 
-use super::{Graph, NodePolicy, OnError, Plan, PlanNode, Rate, Reuse, Source};
+use super::{Graph, NodePolicy, OnError, Plan, PlanNode, Rate, Reuse, Source, add_node};
 
 /// Nodes of a plan that run together.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,23 +213,18 @@ pub fn slice(
     let mut index: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     for (i, given) in given {
         let node = &whole[i];
-        let handed = PlanNode {
-            operator: Arc::new(Handed {
-                node: node.id.clone(),
-                given,
-            }),
-            reuse: Reuse::Load,
-            workload: Workload::Io,
-            inputs: Vec::new(),
-            // One that produced nothing is skipped here: its failure is
-            // the other part's.
-            policy: NodePolicy {
-                on_error: OnError::Skip,
-                ..NodePolicy::default()
-            },
-            ..copy(node)
+        let handed = Arc::new(Handed {
+            node: node.id.clone(),
+            given,
+        });
+        // One that produced nothing is skipped here: its failure is the
+        // other part's.
+        let policy = NodePolicy {
+            on_error: OnError::Skip,
+            ..NodePolicy::default()
         };
-        index.insert(i, graph.add_node(handed));
+        let node = node.remade(handed, Reuse::Load, Workload::Io, Vec::new(), policy);
+        index.insert(i, add_node(&mut graph, node));
     }
     for &i in &run {
         let node = &whole[i];
@@ -254,20 +249,22 @@ pub fn slice(
                 }
             }
         }
-        let n = graph.add_node(PlanNode {
+        let node = node.remade(
+            node.operator.clone(),
+            Reuse::None,
+            node.workload,
             inputs,
-            ..copy(node)
-        });
-        for input in &graph[n].inputs.clone() {
-            for m in input.source.nodes() {
-                graph.update_edge(m, n, ());
-            }
-        }
-        index.insert(i, n);
+            node.policy.clone(),
+        );
+        index.insert(i, add_node(&mut graph, node));
     }
-    let mut resources = plan.resources.clone();
+    let mut sliced = plan.over(graph);
+    // Left out: the part's report is a piece of the run's, which takes
+    // them from the whole plan (and a symbol list of thousands would be
+    // copied and reported again by every part).
+    sliced.params = IndexMap::new();
     for (name, &(slots, of)) in pools {
-        let Some(pool) = resources.get_mut(name) else {
+        let Some(pool) = sliced.resources.get_mut(name) else {
             return Err(format!("the plan has no resource '{name}'"));
         };
         pool.concurrency = Some(pool.concurrency.map_or(slots, |c| c.min(slots)).max(1));
@@ -279,40 +276,7 @@ pub fn slice(
             };
         }
     }
-    Ok(Plan {
-        name: plan.name.clone(),
-        file: plan.file.clone(),
-        // Left out: the part's report is a piece of the run's, which
-        // takes them from the whole plan (and a symbol list of thousands
-        // would be copied and reported again by every part).
-        params: IndexMap::new(),
-        resources,
-        graph: Arc::new(graph),
-        stats: plan.stats.clone(),
-        cache_dir: plan.cache_dir.clone(),
-        force_all: plan.force_all,
-        keep_going: plan.keep_going,
-        secrets: plan.secrets.clone(),
-    })
-}
-
-/// `node` as it was compiled, for a slice.
-fn copy(node: &PlanNode) -> PlanNode {
-    PlanNode {
-        id: node.id.clone(),
-        aliases: node.aliases.clone(),
-        op: node.op.clone(),
-        params: node.params.clone(),
-        resolved: node.resolved.clone(),
-        version: node.version,
-        operator: node.operator.clone(),
-        effect: node.effect,
-        workload: node.workload,
-        inputs: Vec::new(),
-        policy: node.policy.clone(),
-        identity: node.identity,
-        reuse: Reuse::None,
-    }
+    Ok(sliced)
 }
 
 /// Hands over an output another part produced.
