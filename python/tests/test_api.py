@@ -219,3 +219,29 @@ def test_notebook_progress_is_one_line_on_sys_stderr(repo, in_tmp, capsys):
     assert re.fullmatch(rf"vn30: {total}/{total} nodes, \d+\.\ds\n", draws[-1]), draws[-1]
     assert all(re.fullmatch(rf"vn30: \d+/{total} nodes, \d+\.\ds\n?", d) for d in draws)
     assert run.succeeded
+
+
+def test_progress_shows_in_a_real_notebook_cell(repo, in_tmp):
+    """The same, in a Jupyter kernel: a cell that runs a plan shows the
+    progress line in its own output, with no progress argument."""
+    import nbclient
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    params = {**SMALL, "out_dir": str(in_tmp / "out")}
+    notebook.cells.append(nbformat.v4.new_code_cell(textwrap.dedent(f"""\
+        import datetime, quiver
+        plan = quiver.compile({str(repo / "pipelines" / "vn30.yaml")!r}, {params!r})
+        print(plan.run().succeeded, len(plan.nodes))
+        """)))
+    client = nbclient.NotebookClient(
+        notebook, timeout=120, kernel_name="python3",
+        resources={"metadata": {"path": str(in_tmp)}},
+    )
+    client.execute()
+    outputs = notebook.cells[0].outputs
+    stdout = "".join(o["text"] for o in outputs if o.get("name") == "stdout")
+    stderr = "".join(o["text"] for o in outputs if o.get("name") == "stderr")
+    succeeded, total = stdout.split()
+    assert succeeded == "True"
+    assert re.search(rf"\rvn30: {total}/{total} nodes, \d+\.\ds\n", stderr), stderr
