@@ -29,6 +29,7 @@ by value; from a module, that module must be importable on the workers.
 
 from __future__ import annotations
 
+import hashlib as _hashlib
 import json as _json
 import os as _os
 import sys as _sys
@@ -65,9 +66,23 @@ class _Spec:
     params_file: str | None
     cwd: str
     operators: Mapping[str, tuple[Callable[..., Any], dict[str, Any]]]
+    # What the driver's plan is made of: a worker whose plan differs (the
+    # file edited since, or another file at that path) must not run it.
+    fingerprint: str
 
     def key(self) -> tuple[Any, ...]:
-        return (self.path, self.sets, self.merge, self.params_file, self.cwd, tuple(self.operators))
+        return (self.path, self.sets, self.merge, self.params_file, self.cwd,
+                tuple(self.operators), self.fingerprint)
+
+
+def _fingerprint(plan: Plan) -> str:
+    """A hash of every node's id, operator, parameters and inputs."""
+    digest = _hashlib.sha256()
+    for node in plan._native.nodes:
+        text = _json.dumps([node["id"], node["op"], node["params"], node["inputs"]],
+                           sort_keys=True)
+        digest.update(text.encode())
+    return digest.hexdigest()
 
 
 # In a worker process: the plans compiled last, so that a worker running
@@ -84,6 +99,12 @@ def _worker_plan(spec: _Spec) -> Plan:
         for name, (function, options) in spec.operators.items():
             _register(name, **options)(function)
         plan = _compile_sets(spec.path, spec.sets, spec.merge, spec.params_file)
+        if _fingerprint(plan) != spec.fingerprint:
+            raise RuntimeError(
+                f"{spec.path} compiles to another plan in this worker than in the driver: "
+                "the pipeline and the files it includes must be the same, at the same "
+                "paths, on every machine of the cluster"
+            )
         while len(_plans) >= _PLANS_KEPT:
             del _plans[next(iter(_plans))]
         _plans[spec.key()] = plan
@@ -166,7 +187,7 @@ def run(
     # The Python operators the plan names travel with it.
     used = {node.op for node in plan.nodes}
     operators = {name: op for name, op in _python_operators.items() if name in used}
-    spec = _Spec(path, sets, merge, params_file, _os.getcwd(), operators)
+    spec = _Spec(path, sets, merge, params_file, _os.getcwd(), operators, _fingerprint(plan))
     info = plan._native_parts(outputs)
     driver = _Driver(ray, plan, info, ray.put(spec), cpus_per_task, max_retries, show)
     try:

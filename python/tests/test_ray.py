@@ -250,3 +250,16 @@ def test_vn30_on_ray_equals_the_local_run_day_by_day(repo, in_tmp):
     assert len(files) == 6  # features and index, three days each
     for file in files:
         assert pq.read_table(file.replace("local/", "ray/", 1)).equals(pq.read_table(file)), file
+
+
+def test_a_pipeline_edited_between_runs_is_compiled_again_in_the_workers(in_tmp):
+    """Workers keep the plans they compiled; an edit makes another plan,
+    which they compile afresh rather than run the old one."""
+    path = chain(in_tmp / "edit.yaml", "op: transform.sql\n            with: {query: 'SELECT * FROM p'}")
+    first = quiver.ray.run(path, outputs=["returns[FPT]"]).tables["returns[FPT]"]
+    path.write_text(path.read_text().replace("close / lag(close)", "close * 2 / lag(close)"))
+    second = quiver.ray.run(path, outputs=["returns[FPT]"]).tables["returns[FPT]"]
+    assert first["date"].equals(second["date"])
+    r1, r2 = first["r"].to_pylist(), second["r"].to_pylist()
+    assert r1[0] is None and r2[0] is None
+    assert all(abs(b - (2 * (a + 1) - 1)) < 1e-12 for a, b in zip(r1[1:], r2[1:]))
