@@ -383,9 +383,9 @@ impl RunReport {
             cpu_time: cpu,
             cancelled,
         };
-        let mut totals = Totals::count(&RunHeader::of(plan), &plan.graph, tally);
-        totals.peak_resident_bytes = resident;
         let header = RunHeader::of(plan);
+        let mut totals = Totals::count(&header, &plan.graph, tally);
+        totals.peak_resident_bytes = resident;
         RunReport {
             pipeline: header.pipeline,
             params: header.params,
