@@ -394,6 +394,16 @@ impl ExecContext {
         }
     }
 
+    /// Runs a brief piece of CPU work (well under a millisecond) on this
+    /// thread, inside the budget: handing it to a blocking thread and back
+    /// would cost as much as the work. Longer work goes to [`Self::run_cpu`].
+    pub async fn run_cpu_brief<T>(&self, f: impl FnOnce(&ExecContext) -> T) -> T {
+        let threads = self.threads(1).await;
+        let out = f(self);
+        drop(threads);
+        out
+    }
+
     /// Reserves `bytes` of the run's memory for `consumer` (an operator that
     /// cannot spill), or fails naming the limit.
     pub fn reserve(&self, consumer: &str, bytes: usize) -> Result<MemoryReservation, OpError> {

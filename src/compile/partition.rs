@@ -241,7 +241,10 @@ fn split_stage(
         let Some(parts) = days[i].as_ref() else {
             return i;
         };
-        let Some(at) = parts.iter().position(|(day, _)| day == date) else {
+        // Parts are in date order (ISO dates sort as text): a search, not a
+        // scan, or splitting is quadratic in the days.
+        debug_assert!(parts.is_sorted_by(|a, b| a.0 < b.0));
+        let Ok(at) = parts.binary_search_by(|(day, _)| day.as_str().cmp(date)) else {
             return i;
         };
         if lookback == 0 {

@@ -6,7 +6,7 @@
 //! Each write replaces the file whole (a temporary file, then a rename), so
 //! a reader never sees half a report. Writes are throttled, never per node:
 //! at most one every [`INTERVAL`], and, for reports so big that serializing
-//! them takes a while, far enough apart that serializing takes at most 5%
+//! them takes a while, far enough apart that serializing takes at most 2%
 //! of the scheduler's time. The first report is made and written off the
 //! scheduler, so nodes start at once; the others are written off it. The
 //! JSON is compact: a report of 100,000 nodes is tens of megabytes.
@@ -75,7 +75,7 @@ impl Journal {
             return;
         };
         self.dirty = false;
-        self.next = Instant::now() + INTERVAL.max(now.elapsed() * 20);
+        self.next = Instant::now() + INTERVAL.max(now.elapsed() * 50);
         let path = self.path.clone();
         let failed = self.failed.clone();
         self.writing = Some(tokio::task::spawn_blocking(move || {

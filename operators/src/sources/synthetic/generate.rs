@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::{
     ArrayRef, Date32Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
 };
+use datafusion::arrow::buffer::{Buffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -516,10 +517,23 @@ pub(super) fn generate(
     Ok(Table::new(batch.schema(), batches))
 }
 
+/// `symbol` on every one of `rows` rows, its buffers built whole rather
+/// than row by row (a day's ticks are thousands of rows).
 fn symbols(symbol: &str, rows: usize) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-        symbol, rows,
-    )))
+    Arc::new(StringArray::new(
+        OffsetBuffer::from_lengths(std::iter::repeat_n(symbol.len(), rows)),
+        Buffer::from_vec(symbol.repeat(rows).into_bytes()),
+        None,
+    ))
+}
+
+/// One-letter texts, one per byte of `letters`.
+fn letters(letters: Vec<u8>) -> ArrayRef {
+    Arc::new(StringArray::new(
+        OffsetBuffer::from_lengths(std::iter::repeat_n(1, letters.len())),
+        Buffer::from_vec(letters),
+        None,
+    ))
 }
 
 fn ticks(
@@ -538,12 +552,10 @@ fn ticks(
         }
         let trades = trades_of(seed, symbol, model, &session);
         remember(seed, symbol, session.day, DayBar::of(&trades));
-        for trade in trades {
-            ts.push(trade.ts);
-            price.push(trade.price as f64);
-            volume.push(trade.volume);
-            side.push(if trade.buy { "B" } else { "S" });
-        }
+        ts.extend(trades.iter().map(|t| t.ts));
+        price.extend(trades.iter().map(|t| t.price as f64));
+        volume.extend(trades.iter().map(|t| t.volume));
+        side.extend(trades.iter().map(|t| if t.buy { b'B' } else { b'S' }));
     }
     Ok(RecordBatch::try_new(
         ticks_schema(),
@@ -552,7 +564,7 @@ fn ticks(
             Arc::new(TimestampMillisecondArray::from(ts).with_timezone(TIME_ZONE)),
             Arc::new(Float64Array::from(price)),
             Arc::new(Int64Array::from(volume)),
-            Arc::new(StringArray::from(side)),
+            letters(side),
         ],
     )?)
 }

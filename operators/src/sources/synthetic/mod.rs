@@ -274,6 +274,10 @@ fn parse_latency(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(nanos as u64))
 }
 
+/// Ranges shorter than this many calendar days (a trading day, or one
+/// across a weekend) are generated on the calling thread.
+const BRIEF_DAYS: i32 = 4;
+
 /// The runtime operator.
 #[derive(Debug)]
 struct SyntheticFetch {
@@ -313,15 +317,23 @@ impl Operator for SyntheticFetch {
                 transient: true,
             });
         }
-        // A long range of ticks is seconds of computing: off the async
-        // threads, inside the run's thread budget.
+        // A day is a fraction of a millisecond, computed here; a long range
+        // of ticks is seconds of computing, off the async threads. Both
+        // inside the run's thread budget.
         let (dataset, seed, days) = (self.dataset, self.seed, self.days);
-        let symbol = self.symbol.clone();
-        let table = ctx
-            .run_cpu(1, move |ctx, _| {
+        let brief = days.is_none_or(|(first, last)| last - first < BRIEF_DAYS);
+        let table = if brief {
+            ctx.run_cpu_brief(|ctx| {
+                generate::generate(dataset, seed, &self.symbol, days, ctx.cancel_token())
+            })
+            .await?
+        } else {
+            let symbol = self.symbol.clone();
+            ctx.run_cpu(1, move |ctx, _| {
                 generate::generate(dataset, seed, &symbol, days, ctx.cancel_token())
             })
-            .await?;
+            .await?
+        };
         tracing::debug!(
             symbol = %self.symbol,
             dataset = %self.dataset,

@@ -149,20 +149,22 @@ impl Intraday {
         clock: &Clock,
     ) -> Result<Vec<Candle>, String> {
         let mut out: Vec<Candle> = Vec::new();
-        // The session so far: (symbol, day), Σ value, Σ volume.
-        let mut session: Option<(String, i32)> = None;
+        // Rows are told apart by their symbol's rank, a number, not by
+        // comparing text on every row.
+        let (names, ranks, order) = trades.by_symbol_and_time();
+        // The session so far: (symbol rank, day), Σ value, Σ volume; and the
+        // candle being filled: (symbol rank, day, bar).
+        let mut session: Option<(u32, i32)> = None;
+        let mut filling: Option<(u32, i32, i64)> = None;
         let (mut value, mut volume) = (0.0, 0i64);
         let mut reference = 0.0;
         let mut expected: Option<f64> = None;
-        for i in trades.by_symbol_and_time() {
-            let (symbol, ts) = (trades.symbol(i), trades.ts(i));
-            let day = clock.day(ts);
-            let bar = clock.bar(ts);
-            if session
-                .as_ref()
-                .is_none_or(|(s, d)| s != symbol || *d != day)
-            {
-                session = Some((symbol.to_string(), day));
+        for i in order {
+            let (rank, ts) = (ranks[i], trades.ts(i));
+            let (day, bar) = clock.day_and_bar(ts);
+            if session != Some((rank, day)) {
+                let symbol = names[rank as usize];
+                session = Some((rank, day));
                 (value, volume) = (0.0, 0);
                 let days = daily.get(symbol);
                 reference = days
@@ -194,16 +196,14 @@ impl Intraday {
             let worth = price * size as f64;
             value += worth;
             volume += size;
-            let same = out
-                .last()
-                .is_some_and(|c| c.bar == bar && c.symbol == symbol && c.date == day);
-            if !same {
-                let previous_close = match out.last() {
-                    Some(c) if c.symbol == symbol && c.date == day => c.close,
+            if filling != Some((rank, day, bar)) {
+                let previous_close = match (filling, out.last()) {
+                    (Some((r, d, _)), Some(c)) if (r, d) == (rank, day) => c.close,
                     _ => reference,
                 };
+                filling = Some((rank, day, bar));
                 out.push(Candle {
-                    symbol: symbol.to_string(),
+                    symbol: names[rank as usize].to_string(),
                     date: day,
                     bar,
                     open: price,

@@ -158,7 +158,7 @@ fn candles(
         let mut candle: Option<Candle> = None;
         while let Some(&i) = order.get(next) {
             let ts = trades.ts(i);
-            let trade_day = clock.day(ts);
+            let (trade_day, bar) = clock.day_and_bar(ts);
             if trade_day < date {
                 return Err(format!(
                     "a trade of {} on {} comes before the first session rebalanced ({})",
@@ -180,7 +180,6 @@ fn candles(
             };
             sum += (trades.price(i) - prices[k]) * shares[k];
             prices[k] = trades.price(i);
-            let bar = clock.bar(ts);
             if candle.is_some_and(|c| c.bar != bar) {
                 out.extend(candle.take());
                 // Start each candle from an exact sum, so that rounding

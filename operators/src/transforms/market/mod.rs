@@ -182,10 +182,11 @@ impl Trades {
     }
 
     /// The row order by symbol, then time (stable: rows at the same time
-    /// keep their order).
-    fn by_symbol_and_time(&self) -> Vec<usize> {
-        let (_, ranks) = self.symbol_ranks();
-        self.ordered(|i| (ranks[i], self.ts(i)))
+    /// keep their order), with the symbols and ranks it was sorted by.
+    fn by_symbol_and_time(&self) -> (Vec<&str>, Vec<u32>, Vec<usize>) {
+        let (names, ranks) = self.symbol_ranks();
+        let order = self.ordered(|i| (ranks[i], self.ts(i)));
+        (names, ranks, order)
     }
 
     /// The row order by time, then symbol (stable within both), given the
@@ -294,11 +295,16 @@ impl Clock {
         (ts + self.offset_ms(ts)).div_euclid(DAY_MS) as i32
     }
 
-    /// The start of the candle holding `ts`: candles are aligned on local
-    /// time, so 5-minute candles start at 09:15, 09:20, …
-    fn bar(&self, ts: i64) -> i64 {
+    /// [`Clock::day`] of `ts`, and the start of the candle holding it:
+    /// candles are aligned on local time, so 5-minute candles start at
+    /// 09:15, 09:20, …
+    fn day_and_bar(&self, ts: i64) -> (i32, i64) {
         let offset = self.offset_ms(ts);
-        (ts + offset).div_euclid(self.interval_ms) * self.interval_ms - offset
+        let local = ts + offset;
+        (
+            local.div_euclid(DAY_MS) as i32,
+            local.div_euclid(self.interval_ms) * self.interval_ms - offset,
+        )
     }
 }
 
