@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use petgraph::graph::NodeIndex;
 use quiver_operators::{CancelToken, ExecContext, Inputs, OpError, Operator, Table};
 
+use super::memory::Buffers;
 use super::resources::{Admission, Resource};
 use crate::plan::{AttemptPolicy, Graph, Secrets};
 
@@ -44,6 +45,9 @@ pub struct Outcome {
     pub attempts: u32,
     /// Time spent waiting for the resource (concurrency, rate, open breaker).
     pub wait: Duration,
+    /// The output's buffers, listed in the node's task rather than by the
+    /// scheduler, which every node's end goes through.
+    pub buffers: Option<Buffers>,
 }
 
 /// A node that finished: its index, when it started, how it went.
@@ -63,7 +67,10 @@ impl Attempts {
             },
         };
         let start = Instant::now();
-        let outcome = self.attempts(inputs).await;
+        let mut outcome = self.attempts(inputs).await;
+        if let Ok(table) = &outcome.result {
+            outcome.buffers = Some(super::memory::buffers(table));
+        }
         (self.node.index(), start, outcome)
     }
 
@@ -93,6 +100,7 @@ impl Attempts {
                         }),
                         attempts,
                         wait,
+                        buffers: None,
                     };
                 }
                 tracing::debug!(node = %self.id(), resource = %resource.name, wait_ms = retry_in.as_millis() as u64, "Circuit open, waiting");
@@ -143,6 +151,7 @@ impl Attempts {
                         result,
                         attempts,
                         wait,
+                        buffers: None,
                     };
                 }
             }

@@ -7,7 +7,9 @@
 //! buffers. Summing each output's own size counts a shared buffer once per
 //! holder, which is how a run holding 10 GB reported 73 GB.
 
-use std::collections::HashMap;
+// Looked up by pointer for every buffer of every output: aHash, not
+// SipHash; never iterated, so the order cannot show.
+use ahash::AHashMap as HashMap;
 
 use quiver_operators::Table;
 use quiver_operators::arrow::array::{Array, ArrayData};
@@ -19,16 +21,15 @@ pub struct LiveBuffers {
     held: HashMap<usize, (usize, u32)>,
     /// The allocations of each live output, by node: listed once when the
     /// output arrives, not walked again when it goes.
-    outputs: HashMap<usize, Vec<(usize, usize)>>,
+    outputs: HashMap<usize, Buffers>,
     live: usize,
     peak: usize,
 }
 
 impl LiveBuffers {
-    /// `table`, the output of node `node`, became live; returns its own
-    /// bytes, each of its buffers counted once.
-    pub fn add(&mut self, node: usize, table: &Table) -> usize {
-        let buffers = buffers(table);
+    /// An output of node `node` whose [`buffers`] are `buffers` became
+    /// live; returns its own bytes, each of its buffers counted once.
+    pub fn add(&mut self, node: usize, buffers: Buffers) -> usize {
         let mut own = 0;
         for &(ptr, bytes) in &buffers {
             own += bytes;
@@ -75,8 +76,11 @@ impl LiveBuffers {
     }
 }
 
-/// The distinct allocations behind `table`'s arrays, as (start, bytes).
-fn buffers(table: &Table) -> Vec<(usize, usize)> {
+/// The distinct allocations behind a table's arrays, as (start, bytes).
+pub type Buffers = Vec<(usize, usize)>;
+
+/// The distinct allocations behind `table`'s arrays.
+pub fn buffers(table: &Table) -> Buffers {
     let mut out = Vec::new();
     for batch in table.batches() {
         for column in batch.columns() {
@@ -155,7 +159,7 @@ mod tests {
     fn shared_buffers_count_once() {
         let source = table(10_000);
         let mut live = LiveBuffers::default();
-        let own = live.add(0, &source);
+        let own = live.add(0, buffers(&source));
         assert!(own >= 10_000 * 8, "{own}");
         assert!(own <= source.memory_size());
         // Slices of the source, and the source itself twice over, hold no new memory.
@@ -164,9 +168,9 @@ mod tests {
             batch.schema(),
             vec![batch.slice(0, 5_000), batch.slice(5_000, 5_000)],
         );
-        assert_eq!(live.add(1, &halves), own);
+        assert_eq!(live.add(1, buffers(&halves)), own);
         let twice = Table::new(batch.schema(), vec![batch.clone(), batch.clone()]);
-        assert_eq!(live.add(2, &twice), own);
+        assert_eq!(live.add(2, buffers(&twice)), own);
         assert_eq!(live.peak(), own);
         // The memory is live until its last holder goes.
         live.remove(0);
@@ -177,8 +181,8 @@ mod tests {
         assert!(live.held.is_empty());
         // A copy is new memory.
         let copy = table(10_000);
-        live.add(0, &source);
-        live.add(1, &copy);
+        live.add(0, buffers(&source));
+        live.add(1, buffers(&copy));
         assert_eq!(live.peak(), 2 * own);
     }
 

@@ -283,6 +283,7 @@ impl Scheduler {
             ))),
             attempts: 1,
             wait: Duration::ZERO,
+            buffers: None,
         };
         self.finished(i, now, outcome);
     }

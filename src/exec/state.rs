@@ -375,7 +375,10 @@ impl RunState {
             }
         };
         report.rows_out = output.num_rows();
-        report.bytes_out = self.memory.add(i, &output);
+        let buffers = outcome
+            .buffers
+            .unwrap_or_else(|| super::memory::buffers(&output));
+        report.bytes_out = self.memory.add(i, buffers);
         if self.ready.source[i] {
             self.source_bytes = self.source_bytes.max(report.bytes_out);
         }
@@ -391,6 +394,7 @@ impl RunState {
             result: Err(e),
             attempts: 0,
             wait: Default::default(),
+            buffers: None,
         };
         self.settle(i, now, now, outcome)
     }
