@@ -138,8 +138,8 @@ fn candles(
     let mut sessions: Vec<i32> = weights.iter().map(|w| w.date).collect();
     sessions.dedup();
     let (names, ranks) = trades.symbol_ranks();
-    let order = trades.by_time(&ranks);
-    let mut next = 0; // into `order`
+    let ticks = trades.in_time_order(&ranks);
+    let mut next = 0; // into `ticks`
     let mut out = Vec::new();
     for date in sessions {
         let day: Vec<&Weight> = weights.iter().filter(|w| w.date == date).collect();
@@ -156,13 +156,13 @@ fn candles(
         let mut sum: f64 = prices.iter().zip(&shares).map(|(p, q)| p * q).sum();
         let divisor = sum / previous_close;
         let mut candle: Option<Candle> = None;
-        while let Some(&i) = order.get(next) {
-            let ts = trades.ts(i);
+        while let Some(&tick) = ticks.get(next) {
+            let ts = tick.ts;
             let (trade_day, bar) = clock.day_and_bar(ts);
             if trade_day < date {
                 return Err(format!(
                     "a trade of {} on {} comes before the first session rebalanced ({})",
-                    trades.symbol(i),
+                    names[tick.rank as usize],
                     date_text(trade_day),
                     date_text(date)
                 ));
@@ -171,15 +171,15 @@ fn candles(
                 break;
             }
             next += 1;
-            let Some(k) = slot[ranks[i] as usize] else {
+            let Some(k) = slot[tick.rank as usize] else {
                 return Err(format!(
                     "{} traded on {} but is not among the day's components in 'weights'",
-                    trades.symbol(i),
+                    names[tick.rank as usize],
                     date_text(date)
                 ));
             };
-            sum += (trades.price(i) - prices[k]) * shares[k];
-            prices[k] = trades.price(i);
+            sum += (tick.price - prices[k]) * shares[k];
+            prices[k] = tick.price;
             if candle.is_some_and(|c| c.bar != bar) {
                 out.extend(candle.take());
                 // Start each candle from an exact sum, so that rounding
@@ -197,11 +197,11 @@ fn candles(
             out.push(c);
         }
     }
-    if let Some(&i) = order.get(next) {
+    if let Some(tick) = ticks.get(next) {
         return Err(format!(
             "{} traded on {}, a day 'weights' has no rebalance for",
-            trades.symbol(i),
-            date_text(clock.day(trades.ts(i)))
+            names[tick.rank as usize],
+            date_text(clock.day(tick.ts))
         ));
     }
     Ok(out)

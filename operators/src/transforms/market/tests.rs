@@ -678,7 +678,8 @@ fn trades_are_ordered_by_time_then_symbol_stably() {
             } else {
                 at(MON, 9, 15, 0) + draw(8_100) as i64 * 1000
             };
-            rows.push((symbol, ts, 0.0, 0, "B"));
+            // Each row's price is its number, to tell rows apart by.
+            rows.push((symbol, ts, rows.len() as f64, 0, "B"));
         }
     }
     let table = trades(&rows);
@@ -691,5 +692,11 @@ fn trades_are_ordered_by_time_then_symbol_stably() {
     assert_eq!(names, ["ACB", "FPT", "VNM"]);
     let mut expected: Vec<usize> = (0..rows.len()).collect();
     expected.sort_by_key(|&i| (rows[i].1, rows[i].0));
-    assert_eq!(trades.by_time(&ranks), expected);
+    let ticks = trades.in_time_order(&ranks);
+    let order: Vec<usize> = ticks.iter().map(|t| t.price as usize).collect();
+    assert_eq!(order, expected);
+    for t in ticks {
+        let row = rows[t.price as usize];
+        assert_eq!((names[t.rank as usize], t.ts), (row.0, row.1));
+    }
 }
