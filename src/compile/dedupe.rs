@@ -23,7 +23,7 @@ use crate::spec::Yaml;
 #[derive(PartialEq, Eq, Hash)]
 struct NodeKey {
     op: String,
-    params: String,
+    params: Arc<str>,
     inputs: Vec<(String, InputKey)>,
 }
 
@@ -56,8 +56,9 @@ pub struct Merger<'a> {
     state: Vec<State>,
     stack: Vec<usize>,
     seen: HashMap<NodeKey, NodeIndex>,
-    /// Built operators, shared by nodes with equal op and parameters.
-    operators: HashMap<(String, String), Prepared>,
+    /// Built operators by op, then parameters as text, shared by nodes with
+    /// equal op and parameters (two maps, so that a lookup copies no key).
+    operators: HashMap<String, HashMap<String, Prepared>>,
     param_names: HashMap<String, Vec<String>>,
     registry: &'a Registry,
     /// Whether identical pure nodes become one (see [`Merger::merging`]).
@@ -214,7 +215,7 @@ impl<'a> Merger<'a> {
         let prepared = self.build(d, &params_text, params_json.clone())?;
         let key = NodeKey {
             op: decl.op.clone(),
-            params: prepared.text.to_string(),
+            params: prepared.text.clone(),
             inputs: keys,
         };
         let pure = def.effect() == Effect::Pure;
@@ -304,8 +305,11 @@ impl<'a> Merger<'a> {
             ));
             return None;
         }
-        let cache_key = (decl.op.clone(), params_text.to_string());
-        if let Some(op) = self.operators.get(&cache_key) {
+        if let Some(op) = self
+            .operators
+            .get(&decl.op)
+            .and_then(|built| built.get(params_text))
+        {
             return Some(op.clone());
         }
         let with_path = format!("{}.with", decl.origin.path);
@@ -356,7 +360,10 @@ impl<'a> Merger<'a> {
                     text: resolved.to_string().into(),
                     resolved: Arc::new(resolved),
                 };
-                self.operators.insert(cache_key, prepared.clone());
+                self.operators
+                    .entry(decl.op.clone())
+                    .or_default()
+                    .insert(params_text.to_string(), prepared.clone());
                 Some(prepared)
             }
             Err(e) => {

@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::Dataset;
-use super::market::{Band, Listing, listing, round_to_tick};
+use super::market::{Band, Listing, listing, round, round_to_tick};
 use crate::shared::bucket_sort::bucket_sort;
 use crate::shared::calendar::{TIME_ZONE, local_to_utc_ms, trading_days};
 use datafusion::arrow::compute::concat_batches;
@@ -414,7 +414,7 @@ fn lots(rng: &mut Rng) -> i64 {
     if rng.uniform() < BLOCK_PROBABILITY {
         (500.0 * 10f64.powf(rng.uniform())).round() as i64
     } else {
-        ((8f64.ln() + 0.9 * rng.ziggurat()).exp().round() as i64).clamp(1, 50)
+        round((8f64.ln() + 0.9 * rng.ziggurat()).exp()).clamp(1, 50)
     }
 }
 
