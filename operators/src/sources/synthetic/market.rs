@@ -17,10 +17,11 @@ pub(super) fn round_to_tick(price: f64) -> i64 {
     let p = round(price).max(10);
     // A constant tick in each arm, so each division is a multiplication.
     let to = |tick: i64| (p + tick / 2) / tick * tick;
-    match p {
-        ..10_000 => to(10),
-        10_000..50_000 => to(50),
-        _ => to(100),
+    match tick_size(p) {
+        10 => to(10),
+        50 => to(50),
+        100 => to(100),
+        tick => to(tick),
     }
 }
 
