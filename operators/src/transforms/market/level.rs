@@ -201,7 +201,7 @@ fn candles(
         return Err(format!(
             "{} traded on {}, a day 'weights' has no rebalance for",
             names[tick.rank as usize],
-            date_text(clock.day(tick.ts))
+            date_text(clock.day_and_bar(tick.ts).0)
         ));
     }
     Ok(out)

@@ -309,14 +309,9 @@ impl Clock {
         offset
     }
 
-    /// The local day of `ts`, as days since 1970-01-01.
-    fn day(&self, ts: i64) -> i32 {
-        (ts + self.offset_ms(ts)).div_euclid(DAY_MS) as i32
-    }
-
-    /// [`Clock::day`] of `ts`, and the start of the candle holding it:
-    /// candles are aligned on local time, so 5-minute candles start at
-    /// 09:15, 09:20, …
+    /// The local day of `ts`, as days since 1970-01-01, and the start of
+    /// the candle holding it: candles are aligned on local time, so
+    /// 5-minute candles start at 09:15, 09:20, …
     fn day_and_bar(&self, ts: i64) -> (i32, i64) {
         let offset = self.offset_ms(ts);
         let local = ts + offset;
