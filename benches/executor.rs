@@ -46,7 +46,7 @@ fn node(i: usize, workload: Workload) -> PlanNode {
         id: format!("n{i}"),
         aliases: Vec::new(),
         op: "noop".into(),
-        params: serde_json::Value::Null,
+        params: Default::default(),
         resolved: Default::default(),
         version: 1,
         operator: Arc::new(NoOp),

@@ -144,7 +144,7 @@ impl Plan {
             item.set_item("op", &node.op)?;
             item.set_item(
                 "params",
-                serde_json::to_string(&node.params).unwrap_or_default(),
+                serde_json::to_string(&*node.params).unwrap_or_default(),
             )?;
             let inputs = PyDict::new(py);
             for input in &node.inputs {

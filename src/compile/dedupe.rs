@@ -38,6 +38,9 @@ enum InputKey {
 #[derive(Clone)]
 struct Prepared {
     operator: Arc<dyn Operator>,
+    /// The parameters as written, shared by every node that wrote them
+    /// (400,000 nodes of a plan may write a handful of distinct ones).
+    params: Arc<Json>,
     resolved: Arc<Json>,
     /// `resolved` as text: what merging compares.
     text: Arc<str>,
@@ -52,7 +55,9 @@ enum State {
 }
 
 pub struct Merger<'a> {
-    decls: &'a [Decl],
+    /// The declared nodes; each one's parameters and inputs are dropped
+    /// once it is merged (see [`Merger::run`]).
+    decls: &'a mut [Decl],
     state: Vec<State>,
     stack: Vec<usize>,
     seen: HashMap<NodeKey, NodeIndex>,
@@ -69,10 +74,11 @@ pub struct Merger<'a> {
 }
 
 impl<'a> Merger<'a> {
-    pub fn new(decls: &'a [Decl], registry: &'a Registry, diags: &'a mut Diagnostics) -> Self {
+    pub fn new(decls: &'a mut [Decl], registry: &'a Registry, diags: &'a mut Diagnostics) -> Self {
+        let declared = decls.len();
         Self {
             decls,
-            state: vec![State::New; decls.len()],
+            state: vec![State::New; declared],
             stack: Vec::new(),
             seen: HashMap::new(),
             operators: HashMap::new(),
@@ -81,7 +87,7 @@ impl<'a> Merger<'a> {
             merge: true,
             graph: DiGraph::new(),
             stats: Stats {
-                declared: decls.len(),
+                declared,
                 ..Stats::default()
             },
             diags,
@@ -123,6 +129,13 @@ impl<'a> Merger<'a> {
                 if self.state[d] == State::Visiting {
                     self.state[d] = result.map_or(State::Failed, State::Done);
                 }
+                // Nothing reads them again: every later node reads this one
+                // by its state. Dropped now, their memory is reused while
+                // the graph grows instead of adding to the peak (half the
+                // compile's memory at 600,000 declared nodes).
+                let decl = &mut self.decls[d];
+                decl.params = Yaml::new(crate::spec::Value::Null, decl.params.pos);
+                decl.inputs = Vec::new();
             }
         }
         self.stats.unique = self.graph.node_count();
@@ -212,7 +225,8 @@ impl<'a> Merger<'a> {
         let params_text = params_json.to_string();
         // Merged on the parameters as the operator reads them, so a default
         // written out and one left out are the same node.
-        let prepared = self.build(d, &params_text, params_json.clone())?;
+        let prepared = self.build(d, &params_text, params_json)?;
+        let decl = &self.decls[d];
         let key = NodeKey {
             op: decl.op.clone(),
             params: prepared.text.clone(),
@@ -254,7 +268,7 @@ impl<'a> Merger<'a> {
             id: decl.name.clone(),
             aliases: Vec::new(),
             op: decl.op.clone(),
-            params: params_json,
+            params: prepared.params,
             resolved: prepared.resolved,
             version: def.version(),
             operator: prepared.operator,
@@ -352,11 +366,13 @@ impl<'a> Merger<'a> {
         if bad {
             return None;
         }
+        let written = Arc::new(params.clone());
         match def.prepare(params) {
             Ok(built) => {
                 let resolved = canonical(built.params);
                 let prepared = Prepared {
                     operator: built.operator,
+                    params: written,
                     text: resolved.to_string().into(),
                     resolved: Arc::new(resolved),
                 };

@@ -183,7 +183,7 @@ pub fn compile_str_with_options(
         .as_ref()
         .and_then(|c| c.force.as_ref())
         .is_some_and(|force| cache_force(&file, force, &names, &mut diags));
-    let (graph, stats) = dedupe::Merger::new(&decls, registry, &mut diags)
+    let (graph, stats) = dedupe::Merger::new(&mut decls, registry, &mut diags)
         .merging(options.merge)
         .run();
     check_sinks(&graph, &decls, &mut diags);
@@ -362,8 +362,6 @@ fn check_sinks(
     decls: &[expand::Decl],
     diags: &mut Diagnostics,
 ) {
-    let origins: HashMap<&str, &expand::Origin> =
-        decls.iter().map(|d| (d.name.as_str(), &d.origin)).collect();
     // The days of a sink partitioned by date write their own folders.
     let mut by_target: IndexMap<(String, Option<&str>), Vec<&str>> = IndexMap::new();
     for node in graph.node_weights().filter(|n| n.effect == Effect::Sink) {
@@ -372,7 +370,13 @@ fn check_sinks(
             by_target.entry((target, day)).or_default().push(&node.id);
         }
     }
-    for ((target, _), sinks) in by_target.iter().filter(|(_, s)| s.len() > 1) {
+    by_target.retain(|_, sinks| sinks.len() > 1);
+    if by_target.is_empty() {
+        return;
+    }
+    let origins: HashMap<&str, &expand::Origin> =
+        decls.iter().map(|d| (d.name.as_str(), &d.origin)).collect();
+    for ((target, _), sinks) in &by_target {
         for (i, name) in sinks.iter().enumerate() {
             let others: Vec<&str> = sinks
                 .iter()

@@ -58,8 +58,9 @@ pub struct PlanNode {
     /// Every other declared name merged into this node.
     pub aliases: Vec<String>,
     pub op: String,
-    /// The operator's parameters as written, canonical (keys sorted).
-    pub params: serde_json::Value,
+    /// The operator's parameters as written, canonical (keys sorted);
+    /// shared by the nodes that wrote the same ones.
+    pub params: Arc<serde_json::Value>,
     /// The parameters as the operator reads them, every default filled in
     /// (keys sorted): what identity and the cache key are made of.
     pub resolved: Arc<serde_json::Value>,

@@ -143,7 +143,7 @@ pub fn plan_of(nodes: Vec<(&str, Test, Vec<Source>)>) -> Plan {
             id: id.to_string(),
             aliases: Vec::new(),
             op: op.name().to_string(),
-            params: serde_json::Value::Null,
+            params: Default::default(),
             resolved: Default::default(),
             version: 1,
             workload: op.workload(),
