@@ -142,10 +142,7 @@ impl Plan {
             item.set_item("id", &node.id)?;
             item.set_item("aliases", &node.aliases)?;
             item.set_item("op", &node.op)?;
-            item.set_item(
-                "params",
-                serde_json::to_string(&*node.params).unwrap_or_default(),
-            )?;
+            item.set_item("params", &*node.params)?;
             let inputs = PyDict::new(py);
             for input in &node.inputs {
                 let producers: Vec<&str> = match &input.source {

@@ -97,7 +97,7 @@ impl Forecast {
             let mut parts = Parts::of(node, fingerprint.as_deref(), &tokens);
             if !plan.secrets.is_empty() {
                 // Secrets enter the key, and the manifest, only hashed.
-                parts.params = plan.secrets.hash_json(&node.resolved).to_string();
+                parts.params = plan.secrets.hash_json(&node.resolved_json()).to_string();
             }
             let key = parts.key();
             let fresh_token = || format!("{}@{nonce}", key.hex());

@@ -40,10 +40,10 @@ struct Prepared {
     operator: Arc<dyn Operator>,
     /// The parameters as written, shared by every node that wrote them
     /// (400,000 nodes of a plan may write a handful of distinct ones).
-    params: Arc<Json>,
-    resolved: Arc<Json>,
-    /// `resolved` as text: what merging compares.
-    text: Arc<str>,
+    params: Arc<str>,
+    /// The parameters as the operator reads them, as text: what merging
+    /// compares.
+    resolved: Arc<str>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -63,7 +63,7 @@ pub struct Merger<'a> {
     seen: HashMap<NodeKey, NodeIndex>,
     /// Built operators by op, then parameters as text, shared by nodes with
     /// equal op and parameters (two maps, so that a lookup copies no key).
-    operators: HashMap<String, HashMap<String, Prepared>>,
+    operators: HashMap<String, HashMap<Arc<str>, Prepared>>,
     param_names: HashMap<String, Vec<String>>,
     registry: &'a Registry,
     /// Whether identical pure nodes become one (see [`Merger::merging`]).
@@ -229,7 +229,7 @@ impl<'a> Merger<'a> {
         let decl = &self.decls[d];
         let key = NodeKey {
             op: decl.op.clone(),
-            params: prepared.text.clone(),
+            params: prepared.resolved.clone(),
             inputs: keys,
         };
         let pure = def.effect() == Effect::Pure;
@@ -366,20 +366,18 @@ impl<'a> Merger<'a> {
         if bad {
             return None;
         }
-        let written = Arc::new(params.clone());
         match def.prepare(params) {
             Ok(built) => {
                 let resolved = canonical(built.params);
                 let prepared = Prepared {
                     operator: built.operator,
-                    params: written,
-                    text: resolved.to_string().into(),
-                    resolved: Arc::new(resolved),
+                    params: params_text.into(),
+                    resolved: resolved.to_string().into(),
                 };
                 self.operators
                     .entry(decl.op.clone())
                     .or_default()
-                    .insert(params_text.to_string(), prepared.clone());
+                    .insert(prepared.params.clone(), prepared.clone());
                 Some(prepared)
             }
             Err(e) => {

@@ -58,12 +58,15 @@ pub struct PlanNode {
     /// Every other declared name merged into this node.
     pub aliases: Vec<String>,
     pub op: String,
-    /// The operator's parameters as written, canonical (keys sorted);
-    /// shared by the nodes that wrote the same ones.
-    pub params: Arc<serde_json::Value>,
-    /// The parameters as the operator reads them, every default filled in
-    /// (keys sorted): what identity and the cache key are made of.
-    pub resolved: Arc<serde_json::Value>,
+    /// The operator's parameters as written, as canonical JSON text (keys
+    /// sorted; [`PlanNode::params_json`] reads it back), shared by the
+    /// nodes that wrote the same ones. Text, not a JSON tree: a tree of a
+    /// few keys takes most of a kilobyte, and a plan over a year of days
+    /// holds 200,000 fetches with parameters of their own.
+    pub params: Arc<str>,
+    /// The parameters as the operator reads them, every default filled in,
+    /// as canonical JSON text: what identity and the cache key are made of.
+    pub resolved: Arc<str>,
     /// The operator's version (see [`quiver_operators::OperatorDef::version`]).
     pub version: u32,
     pub operator: Arc<dyn Operator>,
@@ -99,10 +102,25 @@ pub enum Reuse {
 }
 
 impl PlanNode {
+    /// [`PlanNode::params`] as JSON.
+    pub fn params_json(&self) -> serde_json::Value {
+        json_of(&self.params)
+    }
+
+    /// [`PlanNode::resolved`] as JSON.
+    pub fn resolved_json(&self) -> serde_json::Value {
+        json_of(&self.resolved)
+    }
+
     /// Every name the node was declared under.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.id.as_str()).chain(self.aliases.iter().map(String::as_str))
     }
+}
+
+/// JSON text the compiler wrote from a JSON value, read back.
+fn json_of(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).expect("the compiler writes parameters as JSON")
 }
 
 /// A named input of a node.

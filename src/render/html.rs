@@ -53,7 +53,7 @@ fn data(plan: &Plan, notes: Option<&Annotations>) -> Value {
             let mut v = json!({
                 "i": node.id,
                 "o": op,
-                "p": *node.params,
+                "p": node.params_json(),
                 "h": format!("{:016x}", node.identity),
             });
             if !inputs.is_empty() {

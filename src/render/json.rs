@@ -24,7 +24,7 @@ pub fn to_json(plan: &Plan, notes: Option<&Annotations>) -> Value {
             let mut v = json!({
                 "id": node.id,
                 "op": node.op,
-                "params": *node.params,
+                "params": node.params_json(),
                 "inputs": inputs,
                 "aliases": node.aliases,
                 "identity": format!("{:016x}", node.identity),
