@@ -118,9 +118,10 @@ impl PlanNode {
     }
 }
 
-/// JSON text the compiler wrote from a JSON value, read back.
+/// JSON text read back; text that is not JSON (a plan made by hand) as a
+/// JSON string.
 fn json_of(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).expect("the compiler writes parameters as JSON")
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
 }
 
 /// A named input of a node.
@@ -276,5 +277,23 @@ impl Plan {
             keep_going: self.keep_going,
             secrets: self.secrets.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_of;
+    use serde_json::json;
+
+    #[test]
+    fn parameters_read_back_as_written_and_text_that_is_not_json_stays_text() {
+        let text = json!({"end": "2026-01-05", "seed": 7, "symbols": ["ACB", "FPT"]}).to_string();
+        assert_eq!(
+            json_of(&text),
+            json!({"end": "2026-01-05", "seed": 7, "symbols": ["ACB", "FPT"]})
+        );
+        assert_eq!(json_of(&text).to_string(), text);
+        assert_eq!(json_of(""), json!(""));
+        assert_eq!(json_of("{not json"), json!("{not json"));
     }
 }
