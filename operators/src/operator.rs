@@ -96,6 +96,14 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
         Freshness::Forever
     }
 
+    /// Whether the cache stores the output. `false` for an operator that
+    /// remakes its output from its inputs for less than loading it costs
+    /// (`transform.concat` only lists its inputs' batches): a rerun loads
+    /// the inputs and remakes it instead.
+    fn worth_storing(&self) -> bool {
+        true
+    }
+
     /// What the output depends on besides the parameters and the inputs,
     /// as a text that changes when it does: for a file source, the files'
     /// names, sizes and modification times. Part of the cache key, so a

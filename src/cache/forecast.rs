@@ -11,7 +11,7 @@ use petgraph::Direction;
 use quiver_operators::{Effect, Freshness};
 
 use super::key::{Key, Parts};
-use super::store::{Made, Manifest, Receipt, Store, Unusable, now_ms};
+use super::store::{Receipt, Store, Unusable, now_ms};
 use crate::plan::{CacheSetting, Plan, PlanNode};
 
 /// Whether a node's output is in the cache.
@@ -26,6 +26,9 @@ pub enum State {
     New,
     /// Never stored: why (`cache: false`, …).
     Uncached(String),
+    /// Not stored, remade from its inputs (all in the cache) when needed:
+    /// cheaper than loading it.
+    Remade,
 }
 
 /// What the run does with a node.
@@ -80,7 +83,6 @@ pub struct Forecast {
 impl Forecast {
     /// Decides every node of `plan` against the cache in `store`.
     pub fn new(plan: &Plan, store: &Store, options: &Options) -> Forecast {
-        let manifest = store.manifest(&plan.name);
         let nonce = format!("{}-{}", now_ms(), std::process::id());
         let mut warnings = Vec::new();
         let mut tokens: Vec<String> = Vec::with_capacity(plan.graph.node_count());
@@ -101,6 +103,7 @@ impl Forecast {
             }
             let key = parts.key();
             let fresh_token = || format!("{}@{nonce}", key.hex());
+            let made = |key: &Key, parts: &Parts| why_not(store, &plan.name, node, key, parts);
             let (state, token) = if let Some(e) = fingerprint_error {
                 (
                     State::Uncached(format!("what it reads cannot be checked: {e}")),
@@ -109,10 +112,24 @@ impl Forecast {
             } else if node.effect == Effect::Sink {
                 // What a sink outputs (what it wrote where) follows from its
                 // key, written again or not.
-                let state = sink_state(store, node, &key, &parts, &manifest, forced);
+                let state = sink_state(store, node, &key, &parts, made, forced);
                 (state, key.hex())
             } else if freshness == Freshness::Never {
                 (State::Uncached("cache: false".into()), fresh_token())
+            } else if !node.operator.worth_storing() && freshness == Freshness::Forever {
+                // Remade from its inputs whenever they are all at hand.
+                let inputs_cached = plan
+                    .graph
+                    .neighbors_directed(i, Direction::Incoming)
+                    .all(|n| matches!(nodes[n.index()].state, State::Cached | State::Remade));
+                let state = if forced {
+                    State::Stale("forced".into())
+                } else if inputs_cached {
+                    State::Remade
+                } else {
+                    State::Uncached("not stored; its inputs are not all cached".into())
+                };
+                (state, key.hex())
             } else {
                 let deterministic = freshness == Freshness::Forever;
                 let token = if deterministic {
@@ -142,7 +159,7 @@ impl Forecast {
                         },
                         _ => (State::Cached, found.header.token),
                     },
-                    Err(Unusable::Missing) => (why_not(&manifest, node, &key, &parts), token),
+                    Err(Unusable::Missing) => (made(&key, &parts), token),
                     Err(why) => {
                         let why = corrupt(&mut warnings, node, why);
                         (State::Stale(why), token)
@@ -183,12 +200,14 @@ impl Forecast {
                 .find(|c| nodes[c.index()].action == Action::Run)
                 .map(|c| plan.graph[c].id.clone());
             let f = &mut nodes[i.index()];
-            let cached = f.state == State::Cached;
+            let cached = matches!(f.state, State::Cached | State::Remade);
             f.action = match (&needed_by, cached, selected) {
                 (None, true, true) => Action::Keep,
                 (None, _, false) if idle_union && options.selected.is_none() => Action::AsDays,
                 (None, _, false) => Action::Unselected,
                 (None, false, true) => Action::Run,
+                // Remade from its inputs, which the run loads.
+                (Some(_), true, _) if f.state == State::Remade => Action::Run,
                 // Checked in full already, when its token was taken.
                 (Some(_), true, _)
                     if node.effect != Effect::Sink && f.freshness != Freshness::Forever =>
@@ -218,33 +237,30 @@ impl Forecast {
     pub fn count(&self, action: Action) -> usize {
         self.nodes.iter().filter(|n| n.action == action).count()
     }
-
-    /// The manifest after a run: the nodes that ran and succeeded (by
-    /// `ran`) recorded with what made their keys, earlier records kept.
-    pub fn manifest(
-        &self,
-        plan: &Plan,
-        mut old: Manifest,
-        ran: impl Fn(usize) -> bool,
-    ) -> Manifest {
-        for (i, node) in plan.nodes() {
-            let f = &self.nodes[i.index()];
-            if f.action == Action::Run && ran(i.index()) {
-                old.nodes.insert(node.id.clone(), made(f));
-            }
-        }
-        old
-    }
 }
 
-fn made(f: &NodeForecast) -> Made {
-    Made {
-        key: f.key.hex(),
-        op: f.parts.op.clone(),
-        version: f.parts.version,
-        params: serde_json::from_str(&f.parts.params).unwrap_or_default(),
-        fingerprint: f.parts.fingerprint.clone(),
-        inputs: f.parts.inputs.clone(),
+impl NodeForecast {
+    /// What made the node's key, as the JSON of a [`super::store::Made`], written with
+    /// the parameters' canonical text as it is (not parsed again).
+    pub fn made_json(&self) -> String {
+        let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let fingerprint = self
+            .parts
+            .fingerprint
+            .as_deref()
+            .map_or("null".into(), text);
+        let params = if self.parts.params.is_empty() {
+            "null"
+        } else {
+            &self.parts.params
+        };
+        let inputs = serde_json::to_string(&self.parts.inputs).unwrap_or_default();
+        format!(
+            r#"{{"key":"{}","op":{},"version":{},"params":{params},"fingerprint":{fingerprint},"inputs":{inputs}}}"#,
+            self.key.hex(),
+            text(&self.parts.op),
+            self.parts.version,
+        )
     }
 }
 
@@ -263,7 +279,7 @@ fn sink_state(
     node: &PlanNode,
     key: &Key,
     parts: &Parts,
-    manifest: &Manifest,
+    why_not: impl Fn(&Key, &Parts) -> State,
     forced: bool,
 ) -> State {
     if forced {
@@ -273,7 +289,7 @@ fn sink_state(
         return State::Uncached("the sink names no target to check".into());
     };
     match store.receipt(key) {
-        None => why_not(manifest, node, key, parts),
+        None => why_not(key, parts),
         Some(receipt) => match Receipt::of(&target, partition_day(node)) {
             Ok(now) if now == receipt => State::Cached,
             Ok(_) => State::Stale(format!("{target} changed since it was written")),
@@ -303,8 +319,8 @@ pub fn partition_day(node: &PlanNode) -> Option<&str> {
 
 /// Why nothing is stored for `key`: what changed since the node's last
 /// recorded key, or that it never ran.
-fn why_not(manifest: &Manifest, node: &PlanNode, key: &Key, parts: &Parts) -> State {
-    let Some(before) = manifest.nodes.get(&node.id) else {
+fn why_not(store: &Store, pipeline: &str, node: &PlanNode, key: &Key, parts: &Parts) -> State {
+    let Some(before) = store.made(pipeline, &node.id) else {
         return State::New;
     };
     if before.key == key.hex() {
@@ -409,6 +425,7 @@ impl NodeForecast {
             State::Stale(why) => format!("stale: {why}"),
             State::New => "new".into(),
             State::Uncached(why) => format!("not cached: {why}"),
+            State::Remade => "not stored: remade from its cached inputs".into(),
         }
     }
 

@@ -19,6 +19,14 @@ impl Key {
         blake3::Hash::from_bytes(self.0).to_hex().to_string()
     }
 
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Key {
+        Key(bytes)
+    }
+
     pub fn from_hex(text: &str) -> Option<Key> {
         blake3::Hash::from_hex(text)
             .ok()

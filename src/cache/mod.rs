@@ -12,10 +12,15 @@
 //! The executor knows none of this beyond [`crate::plan::Reuse`].
 
 pub mod forecast;
+pub mod gc;
+mod index;
 pub mod key;
+pub mod legacy;
+pub mod pack;
 pub mod select;
 pub mod store;
 mod wrap;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +33,7 @@ pub use store::Store;
 
 use crate::exec::RunReport;
 use crate::plan::{NodePolicy, Plan, Reuse};
-use store::EntryHeader;
+use store::UNDATED;
 
 /// The cache folder when neither `--cache-dir` nor the pipeline names one.
 pub const DEFAULT_DIR: &str = ".quiver/cache";
@@ -51,19 +56,21 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
         let f = &forecast.nodes[i];
         match f.action {
             forecast::Action::Run => {
+                let day = forecast::partition_day(node);
+                let filing = || wrap::Filing {
+                    key: f.key,
+                    token: f.token.clone(),
+                    pipeline: plan.name.clone(),
+                    node: node.id.clone(),
+                    op: node.op.clone(),
+                    day: day.unwrap_or(UNDATED).to_string(),
+                    made: f.made_json(),
+                };
                 let stored = |inner: Arc<dyn quiver_operators::Operator>| {
                     Arc::new(wrap::Stored {
                         inner,
                         store: store.clone(),
-                        header: EntryHeader {
-                            key: f.key.hex(),
-                            pipeline: plan.name.clone(),
-                            node: node.id.clone(),
-                            op: node.op.clone(),
-                            token: f.token.clone(),
-                            created_ms: 0,
-                            rows: 0,
-                        },
+                        filing: filing(),
                     })
                 };
                 let operator: Arc<dyn quiver_operators::Operator> = match node.effect {
@@ -72,11 +79,12 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
                     Effect::Sink => stored(Arc::new(wrap::Receipted {
                         inner: node.operator.clone(),
                         store: store.clone(),
-                        key: f.key,
-                        node: node.id.clone(),
-                        day: forecast::partition_day(node).map(str::to_string),
+                        filing: filing(),
+                        day: day.map(str::to_string),
                     })),
-                    Effect::Pure if f.freshness != Freshness::Never => {
+                    Effect::Pure
+                        if f.freshness != Freshness::Never && node.operator.worth_storing() =>
+                    {
                         stored(node.operator.clone())
                     }
                     Effect::Pure => node.operator.clone(),
@@ -114,16 +122,27 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
     })
 }
 
-/// Records, after a run, what made the keys of the nodes that ran and
-/// succeeded, so the next forecast can say what changed.
-pub fn record(plan: &Plan, forecast: &Forecast, report: &RunReport, store: &Store) {
-    let old = store.manifest(&plan.name);
-    let manifest = forecast.manifest(plan, old, |i| {
-        report.nodes[i].status == crate::exec::NodeStatus::Succeeded
-    });
-    if let Err(e) = store.put_manifest(&plan.name, &manifest) {
-        tracing::warn!(error = %e, "Could not record the run in the cache folder");
-    }
+/// Ends a run in the cache: seals the packs it wrote (each output and
+/// what made its key recorded in the index as its pack is), and records
+/// the run's keys and days, for `gc --keep-runs` and eviction by least
+/// recent use. What was written, for the summary.
+pub fn record(
+    plan: &Plan,
+    forecast: &Forecast,
+    _report: &RunReport,
+    store: &Store,
+) -> writer::Written {
+    let written = store.finish();
+    let keys: Vec<Key> = forecast.nodes.iter().map(|n| n.key).collect();
+    let mut days: Vec<&str> = plan
+        .nodes()
+        .filter_map(|(_, n)| forecast::partition_day(n))
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    days.push(UNDATED);
+    store.record_run(&plan.name, &keys, &days);
+    written
 }
 
 /// The first line of a forecast: `127 nodes: 90 cached, 37 to run

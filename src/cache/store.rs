@@ -1,36 +1,40 @@
-//! The cache folder: node outputs stored under their keys, the receipts of
-//! sink writes, and what each pipeline's last run computed.
+//! The cache folder: node outputs packed by trading day, one index, the
+//! receipts of sink writes, and what made each node's last key.
 //!
 //! ```text
-//! <dir>/entries/ab/ab12…ef.qc   one node output (see `Entry`)
-//! <dir>/sinks/cd34…01.json      what a sink wrote for a key
-//! <dir>/pipelines/NAME.json     per node: the key and what made it
+//! <dir>/index.sqlite                 key → pack, place, checksum, header (see `index`)
+//! <dir>/packs/2026-01-05/<writer>.pack   a day's outputs from one process (see `pack`)
+//! <dir>/packs/undated/<writer>.pack      outputs of nodes not split by day
 //! ```
 //!
-//! An entry is `QVRCACHE`, a format number, a JSON header, the output as an
-//! Arrow IPC stream, and a BLAKE3 hash of header and payload. Every file is
-//! written to a temporary name and renamed into place, so a reader (another
-//! quiver process included) sees a whole file or none; a truncated or
-//! altered entry fails its size or hash check and is never used.
+//! Writes go through a [`Writer`] thread, off the run's critical path;
+//! reads map sealed packs into memory. Any problem with the index or a
+//! pack reads as a miss (the node runs again), with one warning, and is
+//! never a failed run nor wrong data: every entry's checksum is checked
+//! before its output is used.
 
-use std::fs::File;
-use std::io::{Read, Write};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quiver_operators::Table;
-use quiver_operators::arrow::ipc::reader::StreamReader;
-use quiver_operators::arrow::ipc::writer::StreamWriter;
+use quiver_operators::arrow::buffer::Buffer;
 use serde::{Deserialize, Serialize};
 
+use super::index::{Index, Row};
 use super::key::Key;
+use super::legacy;
+use super::pack::{self, Mapped};
+use super::writer::{Job, Shared, Writer, Written};
 
-const MAGIC: &[u8; 8] = b"QVRCACHE";
-const FORMAT: u32 = 1;
-/// Magic, format, header length.
-const PREFIX: usize = 8 + 4 + 4;
-const HASH: usize = 32;
+/// The day folder of outputs of nodes not split by day.
+pub const UNDATED: &str = "undated";
+
+/// The default bound on outputs waiting to be written: half the default
+/// hold limit.
+pub const DEFAULT_WRITE_BUDGET: usize = 256 << 20;
 
 /// What an entry says about itself, readable without its payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,14 +58,19 @@ impl EntryHeader {
     }
 }
 
-/// An entry found on disk, checked for its size but not its hash.
+/// An entry found in the index (or, from before packs, on its own).
 #[derive(Debug, Clone)]
 pub struct Found {
     pub header: EntryHeader,
+    /// The pack (or the old entry file) that holds it.
     pub path: PathBuf,
+    /// Where its bytes start in that file, and how many there are.
+    pub offset: u64,
     pub bytes: u64,
     /// When it was last written or used.
     pub used: SystemTime,
+    /// The day folder of its pack.
+    pub day: Option<String>,
 }
 
 /// Why an entry could not be used.
@@ -72,211 +81,316 @@ pub enum Unusable {
     Corrupt(String),
 }
 
-/// One cache folder.
-#[derive(Debug, Clone)]
+/// One cache folder. Clones share the index connection, the writer and
+/// the mapped packs.
+#[derive(Clone)]
 pub struct Store {
-    dir: PathBuf,
+    inner: Arc<Inner>,
 }
+
+struct Inner {
+    dir: PathBuf,
+    index: Mutex<Option<Index>>,
+    writer: OnceLock<Writer>,
+    budget: AtomicUsize,
+    shared: Arc<Shared>,
+    maps: Mutex<HashMap<PathBuf, Mapped>>,
+    /// Entries loaded by this run, marked as used when it finishes.
+    loaded: Mutex<Vec<Key>>,
+    legacy: bool,
+    legacy_manifests: Mutex<HashMap<String, Option<Manifest>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+/// Packs kept mapped at once.
+const MAPS: usize = 64;
 
 impl Store {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        let dir = dir.into();
+        let legacy = legacy::present(&dir);
+        Self {
+            inner: Arc::new(Inner {
+                dir,
+                index: Mutex::new(None),
+                writer: OnceLock::new(),
+                budget: AtomicUsize::new(DEFAULT_WRITE_BUDGET),
+                shared: Arc::default(),
+                maps: Mutex::default(),
+                loaded: Mutex::default(),
+                legacy,
+                legacy_manifests: Mutex::default(),
+            }),
+        }
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.dir
     }
 
-    fn entry_path(&self, key: &Key) -> PathBuf {
-        let hex = key.hex();
-        self.dir
-            .join("entries")
-            .join(&hex[..2])
-            .join(format!("{hex}.qc"))
+    /// Bounds the outputs waiting to be written (before the first write).
+    pub fn set_write_budget(&self, bytes: usize) {
+        self.inner
+            .budget
+            .store(bytes.max(1 << 20), Ordering::Relaxed);
     }
 
-    fn receipt_path(&self, key: &Key) -> PathBuf {
-        self.dir.join("sinks").join(format!("{}.json", key.hex()))
+    /// The bytes of outputs handed to the writer and not yet written.
+    pub fn pending(&self) -> Arc<AtomicUsize> {
+        self.inner.shared.pending.clone()
     }
 
-    fn manifest_path(&self, pipeline: &str) -> PathBuf {
-        let safe: String = pipeline
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
+    /// Whether a failed write turned the cache off for this run.
+    pub fn disabled(&self) -> bool {
+        self.inner.shared.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the index, opening it first if need be. An error turns
+    /// the cache off with one warning and reads as `None`.
+    pub(crate) fn with_index<T>(
+        &self,
+        f: impl FnOnce(&mut Index) -> rusqlite::Result<T>,
+    ) -> Option<T> {
+        let mut slot = self.inner.index.lock().expect("index");
+        if slot.is_none() {
+            if self.disabled() {
+                return None;
+            }
+            match Index::open(&self.inner.dir) {
+                Ok(index) => *slot = Some(index),
+                Err(e) => {
+                    self.inner.shared.disable(&format!(
+                        "the cache index in {} cannot be opened: {e}",
+                        self.inner.dir.display()
+                    ));
+                    return None;
                 }
-            })
-            .collect();
-        self.dir.join("pipelines").join(format!("{safe}.json"))
+            }
+        }
+        match f(slot.as_mut().expect("just opened")) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.inner.shared.disable(&format!(
+                    "the cache index in {} cannot be used: {e}",
+                    self.inner.dir.display()
+                ));
+                None
+            }
+        }
     }
 
-    /// The entry stored under `key`: its header, after checking that the
-    /// file has the length the header promises.
+    fn row(&self, key: &Key) -> Option<Row> {
+        self.with_index(|index| index.lookup(key)).flatten()
+    }
+
+    /// The entry stored under `key`, as the index (or an entry from before
+    /// packs) has it; its bytes are not read.
     pub fn find(&self, key: &Key) -> Result<Found, Unusable> {
-        let path = self.entry_path(key);
-        let found = read_header(&path)?;
-        if found.header.key != key.hex() {
-            return Err(Unusable::Corrupt(format!(
-                "it holds the key {}",
-                found.header.key
-            )));
+        match self.row(key) {
+            Some(row) => Ok(self.found(row)),
+            None if self.inner.legacy => legacy::find(&self.inner.dir, key),
+            None => Err(Unusable::Missing),
         }
-        Ok(found)
     }
 
-    /// Reads the entry under `key` in full and checks its hash.
+    fn found(&self, row: Row) -> Found {
+        let p = row.placed;
+        Found {
+            header: EntryHeader {
+                token: p.token.unwrap_or_else(|| p.key.clone()),
+                key: p.key,
+                pipeline: p.pipeline,
+                node: p.node,
+                op: p.op,
+                created_ms: p.created_ms,
+                rows: p.rows as usize,
+            },
+            path: self.inner.dir.join(&row.pack),
+            offset: p.offset,
+            bytes: p.length,
+            used: UNIX_EPOCH + Duration::from_millis(row.used_ms),
+            day: Some(row.day),
+        }
+    }
+
+    /// Reads the entry under `key` in full and checks its checksum.
     pub fn verify(&self, key: &Key) -> Result<(), Unusable> {
-        self.checked_bytes(key).map(|_| ())
+        self.load(key).map(|_| ())
     }
 
-    /// The output stored under `key`, its hash checked.
+    /// The output stored under `key`, its checksum checked.
     pub fn load(&self, key: &Key) -> Result<Table, Unusable> {
-        let bytes = self.checked_bytes(key)?;
-        let (_, payload) = split(&bytes)?;
-        let reader = StreamReader::try_new(payload, None)
-            .map_err(|e| Unusable::Corrupt(format!("its Arrow data cannot be read: {e}")))?;
-        let schema = reader.schema();
-        let batches = reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Unusable::Corrupt(format!("its Arrow data cannot be read: {e}")))?;
-        touch(&self.entry_path(key));
-        Ok(Table::new(schema, batches))
-    }
-
-    /// The bytes of the entry under `key`, its lengths and hash checked.
-    fn checked_bytes(&self, key: &Key) -> Result<Vec<u8>, Unusable> {
-        let path = self.entry_path(key);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
-            Err(e) => return Err(Unusable::Corrupt(format!("cannot be read: {e}"))),
+        let Some(row) = self.row(key) else {
+            return if self.inner.legacy {
+                legacy::load(&self.inner.dir, key)
+            } else {
+                Err(Unusable::Missing)
+            };
         };
-        split(&bytes)?;
-        let body = &bytes[PREFIX..bytes.len() - HASH];
-        if blake3::hash(body).as_bytes() != &bytes[bytes.len() - HASH..] {
-            return Err(Unusable::Corrupt("its checksum does not match".into()));
-        }
-        Ok(bytes)
+        let bytes = self.entry_bytes(&row)?;
+        let table = pack::decode(bytes, &row.placed.checksum).map_err(Unusable::Corrupt)?;
+        self.inner.loaded.lock().expect("loaded").push(*key);
+        Ok(table)
     }
 
-    /// Stores `table` under `header.key`, replacing what was there.
-    pub fn put(&self, header: &EntryHeader, table: &Table) -> std::io::Result<u64> {
-        let mut payload = Vec::new();
-        {
-            let mut writer = StreamWriter::try_new(&mut payload, table.schema())
-                .map_err(std::io::Error::other)?;
-            for batch in table.batches() {
-                writer.write(batch).map_err(std::io::Error::other)?;
+    /// The bytes of an entry: compressed ones straight from the mapped
+    /// pack (decompressing copies them anyway), small ones copied, so that
+    /// no output holds a whole pack's map alive.
+    fn entry_bytes(&self, row: &Row) -> Result<Buffer, Unusable> {
+        let path = self.inner.dir.join(&row.pack);
+        let map = {
+            let mut maps = self.inner.maps.lock().expect("maps");
+            match maps.get(&path) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = Mapped::open(&path).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => {
+                            Unusable::Corrupt(format!("its pack {} is gone", row.pack))
+                        }
+                        _ => Unusable::Corrupt(format!("its pack cannot be read: {e}")),
+                    })?;
+                    if maps.len() >= MAPS {
+                        maps.clear();
+                    }
+                    maps.insert(path, m.clone());
+                    m
+                }
             }
-            writer.finish().map_err(std::io::Error::other)?;
-        }
-        let head = serde_json::to_vec(header)?;
-        let mut bytes = Vec::with_capacity(PREFIX + head.len() + 8 + payload.len() + HASH);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&FORMAT.to_le_bytes());
-        bytes.extend_from_slice(&(head.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&head);
-        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&payload);
-        let hash = blake3::hash(&bytes[PREFIX..]);
-        bytes.extend_from_slice(hash.as_bytes());
-        let key = Key::from_hex(&header.key).ok_or_else(|| std::io::Error::other("bad key"))?;
-        write_atomic(&self.entry_path(&key), &bytes)?;
-        Ok(bytes.len() as u64)
+        };
+        let bytes = map
+            .slice(row.placed.offset, row.placed.length)
+            .ok_or_else(|| Unusable::Corrupt("its pack is cut short".into()))?;
+        Ok(if row.placed.length < pack::COMPRESS_FROM as u64 {
+            Buffer::from_vec(bytes.as_slice().to_vec())
+        } else {
+            bytes
+        })
     }
 
-    /// Every entry in the folder, unreadable ones left out.
-    pub fn entries(&self) -> std::io::Result<Vec<Found>> {
-        let mut out = Vec::new();
-        let root = self.dir.join("entries");
-        let shards = match std::fs::read_dir(&root) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e),
+    /// Hands an output to the writer (started on first use); waits only
+    /// while the outputs not yet written fill the write budget.
+    pub async fn submit(&self, job: Job) {
+        if self.disabled() {
+            return;
+        }
+        let writer = self.inner.writer.get_or_init(|| {
+            self.remove_abandoned();
+            Writer::start(
+                self.inner.dir.clone(),
+                writer_id(),
+                self.inner.budget.load(Ordering::Relaxed),
+                self.inner.shared.clone(),
+            )
+        });
+        writer.submit(job).await;
+    }
+
+    /// The end of a run: seals the packs written, and marks the entries
+    /// loaded as used. What was written, for the summary.
+    pub fn finish(&self) -> Written {
+        let written = self
+            .inner
+            .writer
+            .get()
+            .map(Writer::finish)
+            .unwrap_or_default();
+        let loaded = std::mem::take(&mut *self.inner.loaded.lock().expect("loaded"));
+        if !loaded.is_empty() && !self.disabled() {
+            self.with_index(|index| index.touch(&loaded, now_ms()));
+        }
+        written
+    }
+
+    /// Removes the packs that writers which died left unsealed.
+    pub fn remove_abandoned(&self) -> usize {
+        let mut removed = 0;
+        let Ok(days) = std::fs::read_dir(self.inner.dir.join("packs")) else {
+            return 0;
         };
-        for shard in shards {
-            let shard = shard?.path();
-            if !shard.is_dir() {
+        for day in days.flatten() {
+            let Ok(files) = std::fs::read_dir(day.path()) else {
                 continue;
-            }
-            for file in std::fs::read_dir(&shard)? {
-                let path = file?.path();
-                if path.extension().is_some_and(|e| e == "qc")
-                    && let Ok(found) = read_header(&path)
-                {
-                    out.push(found);
+            };
+            for file in files.flatten() {
+                let path = file.path();
+                if pack::is_temporary(&path) && pack::remove_abandoned(&path) {
+                    removed += 1;
                 }
             }
         }
-        Ok(out)
-    }
-
-    /// Removes every entry last used more than `age` ago (and stray
-    /// temporary files as old), returning how many files and bytes went.
-    pub fn gc(&self, age: Duration) -> std::io::Result<(usize, u64)> {
-        let cutoff = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
-        let mut removed = (0, 0);
-        for path in files_under(&self.dir)? {
-            let meta = match std::fs::metadata(&path) {
-                Ok(m) => m,
-                Err(_) => continue,
-            };
-            let in_scope = path.starts_with(self.dir.join("entries"))
-                || path.starts_with(self.dir.join("sinks"))
-                || is_temporary(&path);
-            if in_scope
-                && meta.modified().is_ok_and(|m| m < cutoff)
-                && std::fs::remove_file(&path).is_ok()
-            {
-                removed.0 += 1;
-                removed.1 += meta.len();
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Removes the whole cache folder's contents.
-    pub fn clear(&self) -> std::io::Result<(usize, u64)> {
-        let mut removed = (0, 0);
-        for path in files_under(&self.dir)? {
-            if let Ok(meta) = std::fs::metadata(&path)
-                && std::fs::remove_file(&path).is_ok()
-            {
-                removed.0 += 1;
-                removed.1 += meta.len();
-            }
-        }
-        for sub in ["entries", "sinks", "pipelines"] {
-            let _ = remove_empty_dirs(&self.dir.join(sub));
-        }
-        Ok(removed)
+        removed
     }
 
     pub fn receipt(&self, key: &Key) -> Option<Receipt> {
-        let text = std::fs::read(self.receipt_path(key)).ok()?;
-        serde_json::from_slice(&text).ok()
+        let text = self.with_index(|index| index.receipt(key)).flatten();
+        match text {
+            Some(text) => serde_json::from_str(&text).ok(),
+            None if self.inner.legacy => legacy::receipt(&self.inner.dir, key),
+            None => None,
+        }
     }
 
-    pub fn put_receipt(&self, key: &Key, receipt: &Receipt) -> std::io::Result<()> {
-        write_atomic(&self.receipt_path(key), &serde_json::to_vec(receipt)?)
+    /// Records what a sink wrote for `key`, and what made the key.
+    pub fn put_receipt(&self, key: &Key, receipt: &Receipt, made: &[(String, String, String)]) {
+        if self.disabled() {
+            return;
+        }
+        let Ok(text) = serde_json::to_string(receipt) else {
+            return;
+        };
+        self.with_index(|index| index.put_receipt(key, &text, made, now_ms()));
     }
 
-    pub fn manifest(&self, pipeline: &str) -> Manifest {
-        std::fs::read(self.manifest_path(pipeline))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    /// What made the key last recorded for `node` of `pipeline`.
+    pub fn made(&self, pipeline: &str, node: &str) -> Option<Made> {
+        if let Some(text) = self
+            .with_index(|index| index.made(pipeline, node))
+            .flatten()
+        {
+            return serde_json::from_str(&text).ok();
+        }
+        if !self.inner.legacy {
+            return None;
+        }
+        let mut manifests = self.inner.legacy_manifests.lock().expect("manifests");
+        manifests
+            .entry(pipeline.to_string())
+            .or_insert_with(|| legacy::manifest(&self.inner.dir, pipeline))
+            .as_ref()
+            .and_then(|m| m.nodes.get(node).cloned())
     }
 
-    pub fn put_manifest(&self, pipeline: &str, manifest: &Manifest) -> std::io::Result<()> {
-        write_atomic(
-            &self.manifest_path(pipeline),
-            &serde_json::to_vec(manifest)?,
-        )
+    /// Records a finished run: the keys it used and the days it covered.
+    pub fn record_run(&self, pipeline: &str, keys: &[Key], days: &[&str]) {
+        if self.disabled() {
+            return;
+        }
+        self.with_index(|index| index.record_run(pipeline, keys, days, now_ms()));
     }
+
+    /// Every entry: the index's, and any from before packs.
+    pub fn entries(&self) -> std::io::Result<Vec<Found>> {
+        let rows = self
+            .with_index(|index| index.entries())
+            .ok_or_else(|| std::io::Error::other("the cache index cannot be read"))?;
+        let mut out: Vec<Found> = rows.into_iter().map(|r| self.found(r)).collect();
+        if self.inner.legacy {
+            out.extend(legacy::entries(&self.inner.dir));
+        }
+        Ok(out)
+    }
+}
+
+/// `<unix ms>-<pid>`: a name no other writer's pack takes.
+fn writer_id() -> String {
+    format!("{}-{}", now_ms(), std::process::id())
 }
 
 /// What a sink wrote for one key: each file under its target, with its
@@ -292,6 +406,7 @@ impl Receipt {
     /// with `day`, only those in a `…=day` folder (what the day of a sink
     /// partitioned by date writes).
     pub fn of(target: &str, day: Option<&str>) -> std::io::Result<Receipt> {
+        use std::io::Read;
         let root = PathBuf::from(target);
         let mut paths = if root.is_dir() {
             files_under(&root)?
@@ -312,7 +427,7 @@ impl Receipt {
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
             let mut hasher = blake3::Hasher::new();
-            let mut file = File::open(&path)?;
+            let mut file = std::fs::File::open(&path)?;
             let mut buf = vec![0u8; 1 << 16];
             loop {
                 let n = file.read(&mut buf)?;
@@ -333,8 +448,8 @@ impl Receipt {
     }
 }
 
-/// What a pipeline's last runs computed, per node name: enough to say why a
-/// node is stale.
+/// What a pipeline's runs computed, per node name (how caches before the
+/// index kept it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub nodes: std::collections::BTreeMap<String, Made>,
@@ -353,121 +468,19 @@ pub struct Made {
     pub inputs: Vec<(String, String)>,
 }
 
-fn read_header(path: &Path) -> Result<Found, Unusable> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
-        Err(e) => return Err(Unusable::Corrupt(format!("cannot be read: {e}"))),
-    };
-    let meta = file
-        .metadata()
-        .map_err(|e| Unusable::Corrupt(format!("cannot be read: {e}")))?;
-    let mut prefix = [0u8; PREFIX];
-    file.read_exact(&mut prefix)
-        .map_err(|_| Unusable::Corrupt("it is cut short".into()))?;
-    if &prefix[..8] != MAGIC {
-        return Err(Unusable::Corrupt("it is not a quiver cache entry".into()));
-    }
-    let format = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT {
-        return Err(Unusable::Corrupt(format!(
-            "it is in format {format}, this quiver reads {FORMAT}"
-        )));
-    }
-    let head_len = u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes")) as u64;
-    if head_len > meta.len() {
-        return Err(Unusable::Corrupt("it is cut short".into()));
-    }
-    let mut head = vec![0u8; head_len as usize + 8];
-    file.read_exact(&mut head)
-        .map_err(|_| Unusable::Corrupt("it is cut short".into()))?;
-    let header: EntryHeader = serde_json::from_slice(&head[..head_len as usize])
-        .map_err(|e| Unusable::Corrupt(format!("its header cannot be read: {e}")))?;
-    let payload = u64::from_le_bytes(head[head_len as usize..].try_into().expect("8 bytes"));
-    let expected = PREFIX as u64 + head_len + 8 + payload + HASH as u64;
-    if meta.len() != expected {
-        return Err(Unusable::Corrupt(format!(
-            "it is {} bytes where its header promises {expected}",
-            meta.len()
-        )));
-    }
-    Ok(Found {
-        header,
-        path: path.to_path_buf(),
-        bytes: meta.len(),
-        used: meta.modified().unwrap_or(UNIX_EPOCH),
-    })
-}
-
-/// The header and the payload of an entry's bytes, lengths checked.
-fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), Unusable> {
-    let short = || Unusable::Corrupt("it is cut short".into());
-    if bytes.len() < PREFIX + 8 + HASH || &bytes[..8] != MAGIC {
-        return Err(short());
-    }
-    let head_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
-    let head_end = PREFIX.checked_add(head_len).ok_or_else(short)?;
-    if bytes.len() < head_end + 8 + HASH {
-        return Err(short());
-    }
-    let payload_len =
-        u64::from_le_bytes(bytes[head_end..head_end + 8].try_into().expect("8 bytes")) as usize;
-    let payload_start = head_end + 8;
-    if bytes.len() != payload_start + payload_len + HASH {
-        return Err(short());
-    }
-    Ok((
-        &bytes[PREFIX..head_end],
-        &bytes[payload_start..payload_start + payload_len],
-    ))
-}
-
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Marks a file as just used, for `gc --older-than`.
-pub fn touch(path: &Path) {
-    if let Ok(file) = File::options().append(true).open(path) {
-        let _ = file.set_modified(SystemTime::now());
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder,
-/// so that readers see the old file or the new one, never part of one.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
+/// A sink's temporary file (see `operators::shared::atomic`).
 fn is_temporary(path: &Path) -> bool {
     path.file_name()
         .is_some_and(|n| n.to_string_lossy().contains(".tmp-"))
 }
 
-fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -486,16 +499,4 @@ fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-fn remove_empty_dirs(dir: &Path) -> std::io::Result<()> {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_dirs(&entry.path())?;
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-    Ok(())
 }

@@ -95,14 +95,33 @@ pub struct CacheCommand {
 enum Action {
     /// List the stored outputs, newest first.
     Ls,
-    /// The space the cache takes, per pipeline and operator.
-    Du,
-    /// Remove stored outputs not used for a while.
+    /// The space the cache takes, per pipeline and operator (and day).
+    Du {
+        /// Also per trading day.
+        #[arg(long)]
+        by_day: bool,
+    },
+    /// Remove stored outputs: those not used for a while, those no recent
+    /// run used, or the least recently used days beyond a size. Packs left
+    /// sparse are rewritten.
     Gc {
         /// Remove what was last used longer ago than this: `7d`, `12h`.
         #[arg(long, value_name = "AGE", value_parser = parse_age)]
-        older_than: Duration,
+        older_than: Option<Duration>,
+        /// Keep only what the last N runs of each pipeline used.
+        #[arg(long, value_name = "N")]
+        keep_runs: Option<usize>,
+        /// Remove the least recently used days until the cache takes no
+        /// more than this: `20GiB`.
+        #[arg(long, value_name = "SIZE", value_parser = super::run::parse_size)]
+        max_size: Option<usize>,
     },
+    /// Read every stored output in full, check its checksum, and drop the
+    /// ones that fail.
+    Verify,
+    /// Move a cache written by an older quiver (one file per output) into
+    /// packs and the index.
+    Migrate,
     /// Remove everything in the cache folder.
     Clear,
 }
@@ -122,10 +141,11 @@ pub fn run(args: CacheCommand) -> anyhow::Result<ExitCode> {
     }
     let store = Store::new(&args.cache_dir);
     let dir = super::display_path(&args.cache_dir);
+    let bytes = |n: u64| human_bytes(n as usize);
     match args.action {
         Action::Ls => {
             let mut entries = store.entries()?;
-            entries.sort_by_key(|e| std::cmp::Reverse(e.used));
+            entries.sort_by_key(|e| std::cmp::Reverse(e.header.created_ms));
             if entries.is_empty() {
                 out!("{dir}: no stored outputs");
                 return super::print(&text);
@@ -144,7 +164,7 @@ pub fn run(args: CacheCommand) -> anyhow::Result<ExitCode> {
                     "{:<12}  {:>9}  {:>10}  {:>9}  {:<18}  {:<16}  {}",
                     &e.header.key[..12],
                     e.header.rows,
-                    human_bytes(e.bytes as usize),
+                    bytes(e.bytes),
                     age_text(e.header.age()),
                     e.header.op,
                     e.header.pipeline,
@@ -155,47 +175,125 @@ pub fn run(args: CacheCommand) -> anyhow::Result<ExitCode> {
             out!(
                 "{} stored outputs, {} in {dir}",
                 entries.len(),
-                human_bytes(total as usize)
+                bytes(total)
             );
         }
-        Action::Du => {
+        Action::Du { by_day } => {
             let entries = store.entries()?;
-            let mut by: BTreeMap<(String, String), (usize, u64)> = BTreeMap::new();
-            for e in &entries {
-                let slot = by
-                    .entry((e.header.pipeline.clone(), e.header.op.clone()))
-                    .or_default();
-                slot.0 += 1;
-                slot.1 += e.bytes;
+            let mut by: BTreeMap<(String, String, String), (usize, u64)> = BTreeMap::new();
+            for ((pipeline, op, day), (n, b)) in cache::gc::usage(&entries) {
+                let day = if by_day { day } else { String::new() };
+                let slot = by.entry((pipeline, op, day)).or_default();
+                slot.0 += n;
+                slot.1 += b;
             }
-            for ((pipeline, op), (count, bytes)) in &by {
+            for ((pipeline, op, day), (count, b)) in &by {
+                let day = if day.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {day}")
+                };
                 out!(
-                    "{:>10}  {count:>6} outputs  {pipeline} {op}",
-                    human_bytes(*bytes as usize)
+                    "{:>10}  {count:>6} outputs  {pipeline} {op}{day}",
+                    bytes(*b)
                 );
             }
             let total: u64 = entries.iter().map(|e| e.bytes).sum();
+            let (files, on_disk) = disk_usage(&args.cache_dir);
             out!(
-                "{:>10}  {:>6} outputs  in all, in {dir}",
-                human_bytes(total as usize),
-                entries.len()
+                "{:>10}  {:>6} outputs  in all, in {dir} ({files} files, {} on disk with the index)",
+                bytes(total),
+                entries.len(),
+                bytes(on_disk)
             );
         }
-        Action::Gc { older_than } => {
-            let (files, bytes) = store.gc(older_than)?;
+        Action::Gc {
+            older_than,
+            keep_runs,
+            max_size,
+        } => {
+            if older_than.is_none() && keep_runs.is_none() && max_size.is_none() {
+                eprintln!(
+                    "error: say what to remove: --older-than AGE, --keep-runs N or --max-size SIZE"
+                );
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+            let policy = cache::gc::Policy {
+                older_than,
+                keep_runs,
+                max_size: max_size.map(|m| m as u64),
+                protect: Default::default(),
+            };
+            let swept = cache::gc::gc(&store, &policy)?;
+            let mut why = Vec::new();
+            if let Some(age) = older_than {
+                why.push(format!("last used more than {} ago", age_text(age)));
+            }
+            if let Some(n) = keep_runs {
+                why.push(format!("not used by the last {n} runs"));
+            }
+            if let Some(max) = max_size {
+                why.push(format!("beyond {}", human_bytes(max)));
+            }
             out!(
-                "removed {files} files ({}) last used more than {} ago from {dir}",
-                human_bytes(bytes as usize),
-                age_text(older_than)
+                "removed {} outputs ({}) {} from {dir}; {} packs removed, {} rewritten; {} left",
+                swept.entries,
+                bytes(swept.bytes),
+                why.join(", "),
+                swept.packs_removed,
+                swept.packs_rewritten,
+                bytes(swept.size)
+            );
+        }
+        Action::Verify => {
+            let verified = cache::gc::verify(&store)?;
+            for (node, why) in &verified.bad {
+                out!("dropped {node}: {why}");
+            }
+            out!(
+                "checked {} outputs ({}) in {dir}: {} bad, dropped",
+                verified.checked,
+                bytes(verified.bytes),
+                verified.bad.len()
+            );
+        }
+        Action::Migrate => {
+            let m = cache::gc::migrate(&store)?;
+            out!(
+                "moved {} outputs, {} sink receipts and {} nodes' records into packs and the index in {dir}{}",
+                m.entries,
+                m.receipts,
+                m.nodes,
+                if m.skipped > 0 {
+                    format!("; {} unreadable outputs left out", m.skipped)
+                } else {
+                    String::new()
+                }
             );
         }
         Action::Clear => {
-            let (files, bytes) = store.clear()?;
-            out!(
-                "removed {files} files ({}) from {dir}",
-                human_bytes(bytes as usize)
-            );
+            let (files, b) = cache::gc::clear(&store)?;
+            out!("removed {files} files ({}) from {dir}", bytes(b));
         }
     }
     super::print(&text)
+}
+
+/// Files under `dir` and their bytes.
+fn disk_usage(dir: &std::path::Path) -> (usize, u64) {
+    let mut out = (0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => {
+                    out.0 += 1;
+                    out.1 += m.len();
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    out
 }

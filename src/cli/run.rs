@@ -95,6 +95,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(limit) = args.hold_limit {
         options.hold_limit = Some(limit);
     }
+    if let Some((store, _)) = &cached {
+        // Outputs waiting for the disk: at most half the hold limit, and
+        // counted in it.
+        if let Some(limit) = options.hold_limit {
+            store.set_write_budget(limit / 2);
+        }
+        options.pending_writes = Some(store.pending());
+    }
     if let Some(n) = args.max_workers {
         options.max_workers = n as usize;
     }
@@ -151,7 +159,7 @@ fn default_report_path() -> PathBuf {
 
 /// `4GiB`, `512MiB`, `1.5GB`, `64KiB`, `1000000`: binary units by their
 /// `i` names, decimal ones otherwise.
-fn parse_size(text: &str) -> Result<usize, String> {
+pub(super) fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

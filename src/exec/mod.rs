@@ -66,6 +66,10 @@ pub struct RunOptions {
     /// node starts until consumers have released some; `None` for no
     /// limit. Keeps a run over many days as flat in memory as one day.
     pub hold_limit: Option<usize>,
+    /// Bytes of outputs handed to the cache's writer and not yet written
+    /// (see [`crate::cache::Store::pending`]): they count against the
+    /// hold limit as outputs held do.
+    pub pending_writes: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// Nodes whose outputs the run hands back in [`RunReport::outputs`]
     /// instead of dropping them once their consumers are done (a library
     /// caller's results; the command line keeps none).
@@ -84,6 +88,7 @@ impl Default for RunOptions {
             report_file: None,
             memory_limit: None,
             hold_limit: Some(DEFAULT_HOLD_LIMIT),
+            pending_writes: None,
             keep: Vec::new(),
             finished: None,
         }

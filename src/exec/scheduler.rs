@@ -130,6 +130,7 @@ impl Scheduler {
         scheduler.state.keep_going = plan.keep_going;
         scheduler.state.secrets = Arc::new(plan.secrets.clone());
         scheduler.state.hold_limit = options.hold_limit;
+        scheduler.state.pending_writes = options.pending_writes.clone();
         scheduler.state.keep(&options.keep);
         scheduler.write_first_report();
         scheduler

@@ -116,6 +116,9 @@ pub struct RunState {
     pub secrets: Arc<Secrets>,
     /// Bytes of outputs held above which no new source starts.
     pub hold_limit: Option<usize>,
+    /// Bytes of outputs handed to the cache and not yet written: held
+    /// too, and counted against the hold limit.
+    pub pending_writes: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// Sources started and not yet settled, and the largest output of the
     /// settled ones: the outputs about to be held.
     sources_running: usize,
@@ -189,6 +192,7 @@ impl RunState {
             keep_going: false,
             secrets: Arc::default(),
             hold_limit: None,
+            pending_writes: None,
             sources_running: 0,
             source_bytes: 0,
             kept: vec![false; n],
@@ -229,7 +233,11 @@ impl RunState {
     /// within the default limit.
     fn expected_held(&self) -> usize {
         let largest = self.source_bytes.max(1 << 20);
-        self.memory.live() + self.sources_running * largest
+        let pending = self
+            .pending_writes
+            .as_ref()
+            .map_or(0, |p| p.load(std::sync::atomic::Ordering::Relaxed));
+        self.memory.live() + pending + self.sources_running * largest
     }
 
     /// Starts node `i` if its inputs allow: its inputs, from the memoized

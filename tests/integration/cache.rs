@@ -307,37 +307,26 @@ fn a_corrupt_entry_is_found_reported_and_computed_again() {
     run_cached(&plan, &cache, &Options::default());
     let before = std::fs::read(&out).unwrap();
 
-    // Damage the stored `bars[FPT]` (one byte in its data), and remove the
-    // sink's output so that the run needs it.
+    // Damage one byte in the data of the stored `bars[FPT]`, `bars[VNM]`
+    // (its first, where Arrow's framing is) and `closes`, all in one pack,
+    // and remove the sink's output so that the run needs them.
     let store = Store::new(&cache);
-    let entry = store
-        .entries()
-        .unwrap()
-        .into_iter()
-        .find(|e| e.header.node == "bars[FPT]")
-        .unwrap();
-    let mut bytes = std::fs::read(&entry.path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&entry.path, &bytes).unwrap();
-    // And cut `bars[VNM]` short.
-    let short = store
-        .entries()
-        .unwrap()
-        .into_iter()
-        .find(|e| e.header.node == "bars[VNM]")
-        .unwrap();
-    std::fs::write(&short.path, &std::fs::read(&short.path).unwrap()[..100]).unwrap();
+    let damage = |node: &str, at: fn(u64) -> u64| {
+        let entry = store
+            .entries()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.header.node == node)
+            .unwrap();
+        let mut bytes = std::fs::read(&entry.path).unwrap();
+        bytes[(entry.offset + at(entry.bytes)) as usize] ^= 0xff;
+        std::fs::write(&entry.path, &bytes).unwrap();
+    };
+    damage("bars[FPT]", |n| n / 2);
+    damage("bars[VNM]", |_| 0);
+    damage("closes", |n| n / 2);
     std::fs::remove_file(&out).unwrap();
     let closes = plan.find("closes").unwrap();
-    // `closes` must be recomputed too, so its entry goes.
-    let closes_entry = store
-        .entries()
-        .unwrap()
-        .into_iter()
-        .find(|e| e.header.node == "closes")
-        .unwrap();
-    std::fs::remove_file(&closes_entry.path).unwrap();
 
     let (forecast, report) = run_cached(&plan, &cache, &Options::default());
     assert!(report.succeeded(), "{report}");
@@ -355,7 +344,7 @@ fn a_corrupt_entry_is_found_reported_and_computed_again() {
         "{:?}",
         forecast.nodes[vnm].state
     );
-    assert_eq!(forecast.warnings.len(), 2, "{:?}", forecast.warnings);
+    assert_eq!(forecast.warnings.len(), 3, "{:?}", forecast.warnings);
     assert_eq!(report.totals.executed, 4);
     // Recomputed, the same file.
     assert_eq!(std::fs::read(&out).unwrap(), before);
@@ -547,8 +536,20 @@ fn the_cache_commands_list_measure_and_prune() {
         "--cache-dir",
         cache_dir,
     ]);
-    assert!(gc.starts_with("removed 0 files"), "{gc}");
+    assert!(gc.starts_with("removed 0 outputs"), "{gc}");
     assert!(gc.contains("last used more than 7d ago"), "{gc}");
+    let verify = quiver(&["cache", "verify", "--cache-dir", cache_dir]);
+    assert!(verify.contains("checked 2 outputs"), "{verify}");
+    assert!(verify.contains("0 bad"), "{verify}");
+    let du = quiver(&["cache", "du", "--by-day", "--cache-dir", cache_dir]);
+    assert!(du.contains("listed fetch.synthetic undated"), "{du}");
+    // The last run used both: kept.
+    let gc = quiver(&["cache", "gc", "--keep-runs", "1", "--cache-dir", cache_dir]);
+    assert!(gc.starts_with("removed 0 outputs"), "{gc}");
+    // No room at all: every day goes.
+    let gc = quiver(&["cache", "gc", "--max-size", "1", "--cache-dir", cache_dir]);
+    assert!(gc.starts_with("removed 2 outputs"), "{gc}");
+    assert!(gc.contains("1 packs removed"), "{gc}");
     let clear = quiver(&["cache", "clear", "--cache-dir", cache_dir]);
     assert!(clear.starts_with("removed "), "{clear}");
     let ls = quiver(&["cache", "ls", "--cache-dir", cache_dir]);

@@ -59,6 +59,10 @@ impl Operator for Concat {
         }
         Ok(Table::new(schema, batches))
     }
+
+    fn worth_storing(&self) -> bool {
+        false
+    }
 }
 
 fn names(schema: &datafusion::arrow::datatypes::Schema) -> String {
