@@ -81,6 +81,7 @@ fn plan(n: usize, edges: impl Iterator<Item = (usize, usize)>, workload: Workloa
         graph: Arc::new(graph),
         cache_dir: None,
         force_all: false,
+        cache_max_size: None,
         keep_going: false,
         secrets: Default::default(),
         stats: Stats {

@@ -142,6 +142,19 @@ pub fn record(
     days.dedup();
     days.push(UNDATED);
     store.record_run(&plan.name, &keys, &days);
+    store.remove_abandoned();
+    if let Some(max) = plan.cache_max_size
+        && !store.disabled()
+    {
+        let policy = gc::Policy {
+            max_size: Some(max),
+            protect: days.iter().map(|d| d.to_string()).collect(),
+            ..gc::Policy::default()
+        };
+        if let Err(e) = gc::gc(store, &policy) {
+            tracing::warn!(error = %e, "Could not keep the cache within its max_size");
+        }
+    }
     written
 }
 

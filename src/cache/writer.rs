@@ -34,6 +34,8 @@ use super::store::now_ms;
 const MAX_OPEN: usize = 32;
 /// A pack this large is sealed and the day goes on in another.
 const PACK_MAX: u64 = 1 << 30;
+/// The free space is checked again after this many bytes written.
+const CHECK_EVERY: u64 = 64 << 20;
 
 /// One output to store.
 pub struct Job {
@@ -174,6 +176,8 @@ struct Worker {
     sealed: HashMap<String, u32>,
     written: Written,
     tick: u64,
+    /// Bytes written since the free space was last checked.
+    unchecked: u64,
 }
 
 impl Worker {
@@ -187,6 +191,7 @@ impl Worker {
             sealed: HashMap::new(),
             written: Written::default(),
             tick: 0,
+            unchecked: CHECK_EVERY,
         }
     }
 
@@ -213,6 +218,10 @@ impl Worker {
 
     fn put(&mut self, job: Job) -> Result<(), String> {
         self.tick += 1;
+        if self.unchecked >= CHECK_EVERY {
+            self.unchecked = 0;
+            leaves_room(&self.dir)?;
+        }
         let at = match self.open.iter().position(|o| o.day == job.day) {
             Some(at) => at,
             None => {
@@ -243,10 +252,12 @@ impl Worker {
         };
         let open = &mut self.open[at];
         open.last = self.tick;
+        let before = open.pack.bytes();
         open.pack
             .append(&job.table, job.placed)
             .map_err(|e| format!("cannot write to {}: {e}", self.dir.display()))?;
         open.made.extend(job.made);
+        self.unchecked += open.pack.bytes() - before;
         if open.pack.bytes() >= PACK_MAX {
             self.seal(at)?;
         }
@@ -305,6 +316,41 @@ impl Worker {
         self.open.clear();
         self.shared.disable(why);
     }
+}
+
+/// Outputs come before the cache: it stops writing while the disk holding
+/// `dir` has less free than a quarter of its size or 1 GiB, whichever is
+/// less.
+fn leaves_room(dir: &Path) -> Result<(), String> {
+    let Some((free, total)) = disk_space(dir) else {
+        return Ok(());
+    };
+    let reserve = (total / 4).min(1 << 30);
+    if free < reserve {
+        return Err(format!(
+            "the disk holding {} has {} free, less than the {} kept for the run's outputs",
+            dir.display(),
+            quiver_operators::human_bytes(free as usize),
+            quiver_operators::human_bytes(reserve as usize)
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes free to an unprivileged writer, and the size, of the disk
+/// holding `dir` (or the nearest folder above it that exists).
+fn disk_space(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let existing = dir.ancestors().find(|d| d.exists())?;
+    let path = std::ffi::CString::new(existing.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stat` a valid out
+    // parameter of the right type.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    let unit = stat.f_frsize as u64;
+    Some((stat.f_bavail as u64 * unit, stat.f_blocks as u64 * unit))
 }
 
 /// `path` relative to `dir`, with `/` between its parts.

@@ -113,7 +113,7 @@ enum Action {
         keep_runs: Option<usize>,
         /// Remove the least recently used days until the cache takes no
         /// more than this: `20GiB`.
-        #[arg(long, value_name = "SIZE", value_parser = super::run::parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = quiver::spec::parse_size)]
         max_size: Option<usize>,
     },
     /// Read every stored output in full, check its checksum, and drop the

@@ -183,6 +183,17 @@ pub fn compile_str_with_options(
         .as_ref()
         .and_then(|c| c.force.as_ref())
         .is_some_and(|force| cache_force(&file, force, &names, &mut diags));
+    let cache_max_size = spec
+        .cache
+        .as_ref()
+        .and_then(|c| c.max_size.as_ref())
+        .and_then(|size| match crate::spec::parse_size(&size.scalar_text()) {
+            Ok(n) => Some(n as u64),
+            Err(e) => {
+                diags.push(Diagnostic::new(&file, Some(size.pos), "cache.max_size", e));
+                None
+            }
+        });
     let (graph, stats) = dedupe::Merger::new(&mut decls, registry, &mut diags)
         .merging(options.merge)
         .run();
@@ -204,6 +215,7 @@ pub fn compile_str_with_options(
         stats,
         cache_dir: spec.cache.and_then(|c| c.dir).map(PathBuf::from),
         force_all,
+        cache_max_size,
         keep_going: spec.keep_going.unwrap_or(false),
         secrets,
     })

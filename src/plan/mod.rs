@@ -39,6 +39,9 @@ pub struct Plan {
     /// The pipeline asks for every node to run whatever the cache holds
     /// (`cache: {force: true}`, usually from a parameter), as `--force`.
     pub force_all: bool,
+    /// The most disk the cache may take (`cache: {max_size: …}`): a run
+    /// evicts the least recently used days beyond it.
+    pub cache_max_size: Option<u64>,
     /// A failed node fails the run but does not stop it: the nodes that do
     /// not need it still run (`keep_going: true`).
     pub keep_going: bool,
@@ -274,6 +277,7 @@ impl Plan {
             stats: self.stats.clone(),
             cache_dir: self.cache_dir.clone(),
             force_all: self.force_all,
+            cache_max_size: self.cache_max_size,
             keep_going: self.keep_going,
             secrets: self.secrets.clone(),
         }

@@ -6,6 +6,7 @@
 //! raw [`Yaml`] so that one bad entry does not hide the errors in the others.
 
 pub mod de;
+mod size;
 pub mod yaml;
 
 use std::borrow::Cow;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 
+pub use size::parse_size;
 pub use yaml::{Pos, Value, Yaml};
 
 /// A pipeline file.
@@ -80,6 +82,12 @@ pub struct PipelineCache {
     /// usually a parameter: `force: ${force_recalculate}`.
     #[serde(default)]
     pub force: Option<Yaml>,
+    /// The most disk the cache folder may take, e.g. `20GiB`: a run that
+    /// leaves it larger removes the least recently used trading days
+    /// (never the days the run itself covers).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub max_size: Option<Yaml>,
 }
 
 /// A fragment file, included by a node with `use:`.

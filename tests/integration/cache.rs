@@ -466,7 +466,12 @@ nodes:
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
-            assert!(!p.to_string_lossy().contains(".tmp-"), "{}", p.display());
+            let name = p.to_string_lossy();
+            assert!(
+                !name.contains(".tmp-") && !name.ends_with(".tmp"),
+                "{}",
+                p.display()
+            );
             if p.is_dir() {
                 stack.push(p);
             }

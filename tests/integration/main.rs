@@ -5,6 +5,7 @@ mod backfill;
 mod bench_support;
 mod browser;
 mod cache;
+mod cache_store;
 mod cdp;
 mod engine_api;
 mod enrichment;

@@ -180,6 +180,7 @@ pub fn plan_of(nodes: Vec<(&str, Test, Vec<Source>)>) -> Plan {
         graph: Arc::new(graph),
         cache_dir: None,
         force_all: false,
+        cache_max_size: None,
         keep_going: false,
         secrets: Default::default(),
     }
