@@ -43,7 +43,7 @@ fn cached(plan: &Plan, dir: &Path) -> (Duration, usize, RunReport) {
     let to_run = forecast.count(cache::Action::Run);
     let run_plan = cache::run_plan(plan, &forecast, &store);
     let (_, report) = execute(&run_plan, RunOptions::default());
-    cache::record(plan, &forecast, &report, &store);
+    cache::record(plan, &forecast, &store);
     (start.elapsed(), to_run, report)
 }
 

@@ -27,24 +27,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use support::files;
-
-/// 400 tickers: the VN30 and 370 made up.
-fn universe() -> String {
-    let vn30 = [
-        "ACB", "BCM", "BID", "BVH", "CTG", "FPT", "GAS", "GVR", "HDB", "HPG", "LPB", "MBB", "MSN",
-        "MWG", "PLX", "SAB", "SHB", "SSB", "SSI", "STB", "TCB", "TPB", "VCB", "VHM", "VIB", "VIC",
-        "VJC", "VNM", "VPB", "VRE",
-    ];
-    let mut symbols: Vec<String> = vn30.iter().map(|s| s.to_string()).collect();
-    symbols.extend((0..370).map(|i| format!("X{i:03}")));
-    format!("symbols=[{}]", symbols.join(","))
-}
+use support::{files, universe};
 
 /// One `quiver run`, in `cwd`: wall seconds, peak resident MiB, and the
 /// run's summary lines.
 struct Ran {
     wall: f64,
+    /// CPU seconds in user space and in the kernel.
+    user: f64,
+    system: f64,
     peak_mib: f64,
     summary: String,
     ran: String,
@@ -56,9 +47,11 @@ fn quiver_run(cwd: &Path, pipeline: &str, sets: &[String], extra: &[&str]) -> Ra
     for s in sets {
         cmd.args(["--set", s]);
     }
+    let before = children_cpu();
     let started = Instant::now();
     let output = cmd.current_dir(cwd).output().unwrap();
     let wall = started.elapsed().as_secs_f64();
+    let after = children_cpu();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stderr}");
     let summary = stderr
@@ -79,10 +72,24 @@ fn quiver_run(cwd: &Path, pipeline: &str, sets: &[String], extra: &[&str]) -> Ra
         .to_string();
     Ran {
         wall,
+        user: after.0 - before.0,
+        system: after.1 - before.1,
         peak_mib,
         summary,
         ran,
     }
+}
+
+/// CPU seconds (user, system) of the children waited for so far.
+fn children_cpu() -> (f64, f64) {
+    // SAFETY: getrusage fills the struct it is given, and nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (seconds(usage.ru_utime), seconds(usage.ru_stime))
 }
 
 /// Files, bytes and inodes (files and folders) under `dir`.
@@ -115,8 +122,8 @@ fn line(what: &str, r: &Ran, base: Option<&Ran>) {
         )
     });
     println!(
-        "   {what:<34} wall {:6.1} s, peak resident {:5.0} MiB{ratio}",
-        r.wall, r.peak_mib
+        "   {what:<26} wall {:6.1} s (cpu {:5.1} s user, {:4.1} s system), peak resident {:5.0} MiB{ratio}",
+        r.wall, r.user, r.system, r.peak_mib
     );
 }
 
@@ -221,11 +228,7 @@ fn backfill() {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wants = |part: &str| filter.is_empty() || filter.iter().any(|f| f == part);
+    let wants = support::wanted_parts();
     if wants("vn30") {
         vn30();
     }

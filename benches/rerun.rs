@@ -27,7 +27,7 @@ fn run_once(out: &Path, cache_dir: &Path) -> (Duration, RunReport) {
     let forecast = Forecast::new(&plan, &store, &Options::default());
     let run_plan = cache::run_plan(&plan, &forecast, &store);
     let (_, report) = support::execute(&run_plan, RunOptions::default());
-    cache::record(&plan, &forecast, &report, &store);
+    cache::record(&plan, &forecast, &store);
     (start.elapsed(), report)
 }
 

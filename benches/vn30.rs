@@ -26,7 +26,7 @@ use std::time::Duration;
 use quiver::compile::{Options, Override, compile_file_with_options};
 use quiver::exec::{RunOptions, RunReport};
 use quiver::plan::Plan;
-use support::files;
+use support::{files, universe};
 
 const PIPELINE: &str = "pipelines/vn30.yaml";
 
@@ -111,18 +111,6 @@ fn side_by_side() {
     );
 }
 
-/// 400 tickers: the VN30 and 370 made up.
-fn universe() -> String {
-    let vn30 = [
-        "ACB", "BCM", "BID", "BVH", "CTG", "FPT", "GAS", "GVR", "HDB", "HPG", "LPB", "MBB", "MSN",
-        "MWG", "PLX", "SAB", "SHB", "SSB", "SSI", "STB", "TCB", "TPB", "VCB", "VHM", "VIB", "VIC",
-        "VJC", "VNM", "VPB", "VRE",
-    ];
-    let mut symbols: Vec<String> = vn30.iter().map(|s| s.to_string()).collect();
-    symbols.extend((0..370).map(|i| format!("X{i:03}")));
-    format!("symbols=[{}]", symbols.join(","))
-}
-
 fn scale() {
     let quiver = env!("CARGO_BIN_EXE_quiver");
     let symbols = universe();
@@ -161,11 +149,7 @@ fn scale() {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wants = |part: &str| filter.is_empty() || filter.iter().any(|f| f == part);
+    let wants = support::wanted_parts();
     if wants("naive") {
         side_by_side();
     }

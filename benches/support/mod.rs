@@ -43,3 +43,25 @@ pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// `symbols=[…]` of 400 tickers: the VN30 and 370 made up.
+pub fn universe() -> String {
+    let vn30 = [
+        "ACB", "BCM", "BID", "BVH", "CTG", "FPT", "GAS", "GVR", "HDB", "HPG", "LPB", "MBB", "MSN",
+        "MWG", "PLX", "SAB", "SHB", "SSB", "SSI", "STB", "TCB", "TPB", "VCB", "VHM", "VIB", "VIC",
+        "VJC", "VNM", "VPB", "VRE",
+    ];
+    let mut symbols: Vec<String> = vn30.iter().map(|s| s.to_string()).collect();
+    symbols.extend((0..370).map(|i| format!("X{i:03}")));
+    format!("symbols=[{}]", symbols.join(","))
+}
+
+/// Which parts of a benchmark its command line names (`cargo bench
+/// --bench cache -- vn30`): every part when it names none.
+pub fn wanted_parts() -> impl Fn(&str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    move |part| named.is_empty() || named.iter().any(|n| n == part)
+}

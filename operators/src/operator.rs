@@ -130,6 +130,13 @@ pub enum Freshness {
     Forever,
     /// Recomputed when the stored output is older than this.
     For(Duration),
+    /// As `For(ttl)`, except that an output stored at or after
+    /// `final_from` is kept for good: the data it was made from (a closed
+    /// trading day) can no longer change.
+    Until {
+        ttl: Duration,
+        final_from: std::time::SystemTime,
+    },
     /// Never stored.
     Never,
 }

@@ -274,12 +274,20 @@ class Plan:
         sequential: bool = False,
         progress: str | None = None,
         check: bool = True,
+        cache: bool = True,
+        cache_dir: str | _os.PathLike[str] | None = None,
     ) -> "Run":
         """Run the plan; the GIL is released while it runs.
 
         ``outputs`` names the nodes whose tables to keep: a node's id or
         alias, or a stage's name for all its fan-out and date instances
         (``"features"``). By default, every node nothing else reads.
+        With ``cache`` (the default) the run uses the cache as ``quiver
+        run`` does: nodes cached and unchanged are loaded (those whose
+        tables are kept) or left, what runs is stored. ``cache_dir``: the
+        cache folder (default: the pipeline's ``cache: {dir}``, else
+        ``.quiver/cache`` under the working directory); ``cache=False``
+        runs every node, as ``quiver run --no-cache``.
         ``max_workers``: compute nodes at once (default: the cores).
         ``progress``: ``"bars"``, ``"lines"`` or ``"quiet"``, or
         ``"notebook"``: one line of nodes done, rewritten in place on
@@ -297,6 +305,8 @@ class Plan:
                 sequential=sequential,
                 progress=mode,
                 on_progress=line,
+                cache=cache,
+                cache_dir=None if cache_dir is None else _os.fspath(cache_dir),
             )
         finally:
             if line is not None:

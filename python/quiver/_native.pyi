@@ -1,5 +1,6 @@
 """The Rust side of the package (``quiver._native``); use ``quiver``."""
 
+import os
 from typing import Any, Callable
 
 __version__: str
@@ -43,6 +44,8 @@ class Plan:
         sequential: bool = False,
         progress: str | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        cache: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> "Run": ...
 
 class Run:

@@ -9,6 +9,7 @@ use petgraph::graph::NodeIndex;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use quiver::cache::{Forecast, Options, Store};
 use quiver::diag::did_you_mean;
 use quiver::exec::{Executor, ProgressMode, RunOptions, RunReport};
 use quiver::plan::{Plan as QPlan, Reuse, Source};
@@ -117,6 +118,26 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// What the cache in `dir` (or the plan's own) has of the plan, with
+    /// the nodes in `keep` loaded or run for the caller, and the plan that
+    /// runs that.
+    fn forecast(
+        &self,
+        keep: &[NodeIndex],
+        dir: Option<&std::path::Path>,
+    ) -> (Store, Forecast, QPlan) {
+        let store = Store::new(quiver::cache::dir_for(&self.inner, dir));
+        let options = Options {
+            wanted: keep.iter().map(|i| i.index()).collect(),
+            ..Options::default()
+        };
+        let forecast = Forecast::new(&self.inner, &store, &options);
+        let plan = quiver::cache::run_plan(&self.inner, &forecast, &store);
+        (store, forecast, plan)
+    }
+}
+
 #[pymethods]
 impl Plan {
     /// The pipeline's name.
@@ -191,14 +212,19 @@ impl Plan {
         Ok(py.detach(move || render::render(&plan, format)))
     }
 
-    /// Runs the plan with the GIL released and returns the run, every node
-    /// run (no cache). `outputs`: the nodes whose tables to keep (names as
-    /// in `resolve`); by default every node nothing else reads. `progress`: "bars", "lines" or
-    /// "quiet"; by default bars on a terminal and quiet otherwise.
-    /// Ctrl-C (KeyboardInterrupt) cancels the run as in the command.
+    /// Runs the plan with the GIL released and returns the run.
+    /// `outputs`: the nodes whose tables to keep (names as in `resolve`);
+    /// by default every node nothing else reads. With `cache` (the
+    /// default) the run goes through the cache as `quiver run` does: what
+    /// is cached and unchanged is loaded or left, what runs is stored, in
+    /// `cache_dir` (default: the pipeline's `cache: {dir}`, else
+    /// `.quiver/cache`). `progress`: "bars", "lines" or "quiet"; by
+    /// default bars on a terminal and quiet otherwise. Ctrl-C
+    /// (KeyboardInterrupt) cancels the run as in the command.
     /// `on_progress(done, total)` is called every 100 ms and at the end
     /// with the nodes finished, for progress drawn by Python (a notebook).
-    #[pyo3(signature = (max_workers = None, outputs = None, sequential = false, progress = None, on_progress = None))]
+    #[pyo3(signature = (max_workers = None, outputs = None, sequential = false, progress = None, on_progress = None, cache = true, cache_dir = None))]
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         py: Python<'_>,
@@ -207,12 +233,27 @@ impl Plan {
         sequential: bool,
         progress: Option<&str>,
         on_progress: Option<Py<PyAny>>,
+        cache: bool,
+        cache_dir: Option<std::path::PathBuf>,
     ) -> PyResult<Run> {
         let Prepared {
-            plan,
+            mut plan,
             keep,
             aliases,
         } = self.prepare(outputs.as_deref())?;
+        let cached = if cache {
+            let (store, forecast, run_plan) = self.forecast(&keep, cache_dir.as_deref());
+            for warning in &forecast.warnings {
+                let message =
+                    std::ffi::CString::new(warning.replace('\0', " ")).unwrap_or_default();
+                let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+                PyErr::warn(py, category.as_any(), &message, 1)?;
+            }
+            plan = run_plan;
+            Some((store, forecast))
+        } else {
+            None
+        };
         let progress = match progress {
             None => {
                 use std::io::IsTerminal;
@@ -252,7 +293,19 @@ impl Plan {
                 total: plan.graph.node_count(),
             }
         });
-        let report = py.detach(move || execute(&plan, options, watch))?;
+        if let Some((store, _)) = &cached {
+            quiver::cache::bound_writes(store, &mut options);
+        }
+        let compiled = self.inner.clone();
+        let report = py.detach(move || {
+            let report = execute(&plan, options, watch);
+            // Sealed whether the run succeeded or not: what was computed
+            // before a failure or Ctrl-C is kept.
+            if let Some((store, forecast)) = &cached {
+                quiver::cache::record(&compiled, forecast, store);
+            }
+            report
+        })?;
         Ok(Run { report, aliases })
     }
 

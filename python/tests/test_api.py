@@ -1,6 +1,7 @@
 """The Python API over the real engine: compile, plans, runs, tables."""
 
 import datetime as dt
+import json
 import re
 import subprocess
 import sys
@@ -114,6 +115,30 @@ def test_run_returns_pyarrow_tables_equal_to_what_the_sink_wrote(repo, in_tmp):
     assert sorted(set(weights["symbol"])) == ["FPT", "HPG", "VNM"]
     assert all(w <= 0.5 + 1e-12 for w in weights["weight"])
     assert run.tables["session@2026-01-06"].num_rows > 0
+
+
+def test_a_run_goes_through_the_cache_as_the_command_does(repo, in_tmp):
+    def run(**options):
+        plan = quiver.compile(repo / "pipelines/vn30.yaml", params={**SMALL, "out_dir": "out"})
+        run = plan.run(outputs=["vn30", "weights"], progress="quiet", **options)
+        statuses = [n["status"] for n in json.loads(run.report_json)["nodes"]]
+        return run, statuses
+
+    first, statuses = run()
+    assert "cached" not in statuses
+    assert (in_tmp / ".quiver/cache/index.sqlite").is_file()
+    # Nothing changed: the tables asked for come from the cache, the rest
+    # is left there, and nothing is computed again.
+    second, statuses = run()
+    assert set(statuses) <= {"cached", "up_to_date", "as_days"}, statuses
+    for name in ["vn30", "weights"]:
+        assert second.tables[name].equals(first.tables[name]), name
+    # Without the cache, every node runs; elsewhere, a cache of its own.
+    _, statuses = run(cache=False)
+    assert "cached" not in statuses
+    _, statuses = run(cache_dir=in_tmp / "elsewhere")
+    assert "cached" not in statuses
+    assert (in_tmp / "elsewhere/index.sqlite").is_file()
 
 
 def test_tables_cross_without_a_copy(repo, in_tmp):

@@ -71,6 +71,9 @@ pub struct Options {
     pub force: HashSet<usize>,
     /// `--force-all`.
     pub force_all: bool,
+    /// Nodes whose tables a library caller keeps (`Plan.run(outputs=…)`
+    /// in Python): each runs or is loaded, never left in the cache.
+    pub wanted: HashSet<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,8 +142,8 @@ impl Forecast {
                 };
                 match store.find(&key) {
                     Ok(_) if forced => (State::Stale("forced".into()), token),
-                    Ok(found) => match freshness {
-                        Freshness::For(ttl) if found.header.age() > ttl => (
+                    Ok(found) => match outlived(freshness, &found.header) {
+                        Some(ttl) => (
                             State::Stale(format!(
                                 "stored {} ago, older than its TTL of {}",
                                 age_text(found.header.age()),
@@ -190,15 +193,18 @@ impl Forecast {
                     .neighbors_directed(i, Direction::Outgoing)
                     .next()
                     .is_none();
-            let selected = match &options.selected {
-                None => !idle_union,
-                Some(s) => s[i.index()],
-            };
+            let wanted = options.wanted.contains(&i.index());
+            let selected = wanted
+                || match &options.selected {
+                    None => !idle_union,
+                    Some(s) => s[i.index()],
+                };
             let needed_by = plan
                 .graph
                 .neighbors_directed(i, Direction::Outgoing)
                 .find(|c| nodes[c.index()].action == Action::Run)
-                .map(|c| plan.graph[c].id.clone());
+                .map(|c| plan.graph[c].id.clone())
+                .or_else(|| wanted.then(|| "the caller".to_string()));
             let f = &mut nodes[i.index()];
             let cached = matches!(f.state, State::Cached | State::Remade);
             f.action = match (&needed_by, cached, selected) {
@@ -262,6 +268,17 @@ impl NodeForecast {
             self.parts.version,
         )
     }
+}
+
+/// The TTL a stored output has outlived, if it has one and did. An
+/// output stored once its data could no longer change has none.
+fn outlived(freshness: Freshness, header: &super::store::EntryHeader) -> Option<Duration> {
+    let ttl = match freshness {
+        Freshness::For(ttl) => ttl,
+        Freshness::Until { ttl, final_from } if header.created() < final_from => ttl,
+        _ => return None,
+    };
+    (header.age() > ttl).then_some(ttl)
 }
 
 /// A node's freshness: its `cache:` setting, else its operator's.

@@ -122,16 +122,21 @@ pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
     })
 }
 
+/// Readies `options` for a run that writes to `store`: outputs waiting
+/// for the disk are counted in the hold limit, and may take at most half
+/// of it.
+pub fn bound_writes(store: &Store, options: &mut crate::exec::RunOptions) {
+    if let Some(limit) = options.hold_limit {
+        store.set_write_budget(limit / 2);
+    }
+    options.pending_writes = Some(store.pending());
+}
+
 /// Ends a run in the cache: seals the packs it wrote (each output and
 /// what made its key recorded in the index as its pack is), and records
 /// the run's keys and days, for `gc --keep-runs` and eviction by least
 /// recent use. What was written, for the summary.
-pub fn record(
-    plan: &Plan,
-    forecast: &Forecast,
-    _report: &RunReport,
-    store: &Store,
-) -> writer::Written {
+pub fn record(plan: &Plan, forecast: &Forecast, store: &Store) -> writer::Written {
     let written = store.finish();
     let keys: Vec<Key> = forecast.nodes.iter().map(|n| n.key).collect();
     let mut days: Vec<&str> = plan

@@ -52,6 +52,11 @@ pub struct EntryHeader {
 }
 
 impl EntryHeader {
+    /// When the output was stored.
+    pub fn created(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_millis(self.created_ms)
+    }
+
     pub fn age(&self) -> Duration {
         let now = now_ms();
         Duration::from_millis(now.saturating_sub(self.created_ms))

@@ -96,12 +96,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         options.hold_limit = Some(limit);
     }
     if let Some((store, _)) = &cached {
-        // Outputs waiting for the disk: at most half the hold limit, and
-        // counted in it.
-        if let Some(limit) = options.hold_limit {
-            store.set_write_budget(limit / 2);
-        }
-        options.pending_writes = Some(store.pending());
+        cache::bound_writes(store, &mut options);
     }
     if let Some(n) = args.max_workers {
         options.max_workers = n as usize;
@@ -119,7 +114,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }));
     drop(executor);
     if let Some((store, forecast)) = &cached {
-        cache::record(&plan, forecast, &report, store);
+        cache::record(&plan, forecast, store);
     }
 
     eprint!("{report}");

@@ -31,7 +31,7 @@ pub(crate) fn run_cached(plan: &Plan, dir: &Path, options: &Options) -> (Forecas
     let forecast = Forecast::new(plan, &store, options);
     let run_plan = cache::run_plan(plan, &forecast, &store);
     let report = run_with(&run_plan, RunOptions::default());
-    cache::record(plan, &forecast, &report, &store);
+    cache::record(plan, &forecast, &store);
     (forecast, report)
 }
 

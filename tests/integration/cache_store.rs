@@ -107,6 +107,58 @@ fn kill_9_at_random_points_never_serves_a_corrupt_entry() {
     assert!(stderr.contains("executed 0 nodes"), "{stderr}");
 }
 
+#[test]
+fn two_processes_writing_one_cache_at_once_both_succeed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Overlapping symbol sets: both processes compute (and write) the
+    // shared symbols' nodes, each into packs of its own.
+    let a = [
+        "symbols=[ACB, FPT, HPG, MWG]",
+        "weight_cap=0.5",
+        "api_latency=5ms",
+        "out_dir=out/a",
+    ];
+    let b = [
+        "symbols=[FPT, HPG, VCB, VNM]",
+        "weight_cap=0.5",
+        "api_latency=5ms",
+        "out_dir=out/b",
+    ];
+    let spawn = |sets: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args(run_args(sets))
+            .current_dir(&dir)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(&a), spawn(&b));
+    for child in [first, second] {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.to_lowercase().contains("warn"), "{stderr}");
+    }
+    // The index agrees with the packs, and each run finds all it wrote.
+    let verify = quiver(&dir, &["cache", "verify"]);
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success() && text.contains(" 0 bad"), "{text}");
+    for sets in [&a, &b] {
+        let again = quiver(&dir, &run_args(sets));
+        let stderr = String::from_utf8_lossy(&again.stderr);
+        assert!(stderr.contains("executed 0 nodes"), "{stderr}");
+    }
+    // Each day folder holds the packs of two writers at most.
+    for day in std::fs::read_dir(dir.join(".quiver/cache/packs")).unwrap() {
+        let day = day.unwrap().path();
+        let packs = std::fs::read_dir(&day).unwrap().count();
+        assert!(packs <= 2, "{} holds {packs} packs", day.display());
+    }
+    assert_eq!(litter(&dir.join(".quiver/cache")), Vec::<PathBuf>::new());
+}
+
 /// A tmpfs of `size` mounted on `dir` for as long as it lives.
 struct SmallDisk(PathBuf);
 
@@ -349,4 +401,89 @@ fn compile_err(text: &str) -> String {
         Ok(_) => panic!("compiled"),
         Err(d) => d.to_string(),
     }
+}
+
+#[test]
+fn a_live_source_for_days_that_have_ended_is_kept_for_good() {
+    use quiver::operators::arrow::array::{ArrayRef, Int64Array};
+    use quiver::operators::arrow::record_batch::RecordBatch;
+    // 2020-01-02 ends at 2020-01-03T00:00Z, in Ho Chi Minh City (UTC+7)
+    // at 2020-01-02T17:00Z.
+    const JAN_2_18H_UTC: u64 = 1_577_988_000_000;
+    const JAN_2_12H_UTC: u64 = 1_577_966_400_000;
+    let state = |extra: &str, created_ms: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = compile(&format!(
+            "pipeline: live\nnodes:\n  quotes:\n    op: fetch.http\n    with: {{url: \"http://127.0.0.1:9/q\"{extra}}}\n"
+        ));
+        let store = Store::new(dir.path());
+        let key = Forecast::new(&plan, &store, &Options::default()).nodes[0].key;
+        let header = cache::store::EntryHeader {
+            key: key.hex(),
+            pipeline: "live".into(),
+            node: "quotes".into(),
+            op: "fetch.http".into(),
+            token: "stored".into(),
+            created_ms,
+            rows: 1,
+        };
+        let column: ArrayRef = std::sync::Arc::new(Int64Array::from(vec![1]));
+        let table = quiver::operators::Table::from_batch(
+            RecordBatch::try_from_iter([("x", column)]).unwrap(),
+        );
+        cache::legacy::write(dir.path(), &header, &table).unwrap();
+        let forecast = Forecast::new(&plan, &Store::new(dir.path()), &Options::default());
+        forecast.nodes[0].state.clone()
+    };
+    let stale = |s: &State| matches!(s, State::Stale(why) if why.contains("TTL"));
+    // Stored after its last day ended: kept, years later.
+    assert_eq!(
+        state(", last_day: 2020-01-01", JAN_2_12H_UTC),
+        State::Cached
+    );
+    // Stored while the day was still open: its TTL holds.
+    let s = state(", last_day: 2020-01-02", JAN_2_12H_UTC);
+    assert!(stale(&s), "{s:?}");
+    // The day ends where the exchange is, not in UTC.
+    let s = state(", last_day: 2020-01-02", JAN_2_18H_UTC);
+    assert!(stale(&s), "{s:?}");
+    assert_eq!(
+        state(
+            ", last_day: 2020-01-02, timezone: Asia/Ho_Chi_Minh",
+            JAN_2_18H_UTC
+        ),
+        State::Cached
+    );
+    // Without a last day, a live source is never final.
+    let s = state("", JAN_2_18H_UTC);
+    assert!(stale(&s), "{s:?}");
+    let bad = compile_err(
+        "pipeline: b\nnodes:\n  q:\n    op: fetch.http\n    with: {url: \"http://h/q\", last_day: 2020-01-02, timezone: Asia/Saigonn}\n",
+    );
+    assert!(bad.contains("test.yaml:5") && bad.contains("IANA"), "{bad}");
+}
+
+#[test]
+fn a_table_a_caller_keeps_is_loaded_not_left_in_the_cache() {
+    use quiver::cache::Action;
+    let root = tempfile::tempdir().unwrap();
+    let plan = compile(&small_pipeline(
+        &root.path().join("s.parquet"),
+        "SELECT symbol, count(*) AS n FROM bars GROUP BY symbol ORDER BY symbol",
+    ));
+    let cache_dir = root.path().join("cache");
+    crate::cache::run_cached(&plan, &cache_dir, &Options::default());
+    let stats = plan.find("stats").unwrap().index();
+    let store = Store::new(&cache_dir);
+    let left = Forecast::new(&plan, &store, &Options::default());
+    assert_eq!(left.nodes[stats].action, Action::Keep);
+    let options = Options {
+        wanted: [stats].into(),
+        ..Options::default()
+    };
+    let (forecast, report) = crate::cache::run_cached(&plan, &cache_dir, &options);
+    assert_eq!(forecast.nodes[stats].action, Action::Load);
+    // Its inputs stay where they are: nothing runs.
+    assert_eq!(forecast.count(Action::Run), 0);
+    assert_eq!(report.nodes[stats].status, quiver::exec::NodeStatus::Cached);
 }

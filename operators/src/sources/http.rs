@@ -114,7 +114,32 @@ pub struct HttpParams {
     /// ```
     #[serde(default)]
     pub timeout: Option<String>,
+
+    /// The last day the response covers, when it is for a range of dates
+    /// (usually `${end_date}`, or `${date}` for one day). A live API's
+    /// response is reused for five minutes; once this day has ended in
+    /// `timezone`, what the API answers for it can no longer change, so a
+    /// response stored after then is kept for good. A node's `cache:`
+    /// setting overrides both.
+    ///
+    /// ```yaml
+    /// last_day: "${end_date}"
+    /// ```
+    #[serde(default)]
+    pub last_day: Option<String>,
+
+    /// The time zone in which `last_day` ends, as in the IANA database
+    /// (`Asia/Ho_Chi_Minh`, `America/New_York`). Defaults to `UTC`.
+    ///
+    /// ```yaml
+    /// timezone: Asia/Ho_Chi_Minh
+    /// ```
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
+
+/// How long a live API's responses are reused, unless the node says.
+const LIVE_TTL: Duration = Duration::from_secs(5 * 60);
 
 /// A query parameter's value: text, a number or a boolean.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -279,6 +304,25 @@ impl OpParams for HttpParams {
             None => Duration::from_secs(30),
             Some(text) => parse_duration(text).map_err(|m| ParamError::new(&["timeout"], m))?,
         };
+        let closes = match &self.last_day {
+            None if self.timezone.is_some() => {
+                return Err(ParamError::new(
+                    &["timezone"],
+                    "timezone says where `last_day` ends; set `last_day` too, or remove it",
+                ));
+            }
+            None => None,
+            Some(text) => {
+                let day =
+                    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+                        ParamError::new(
+                            &["last_day"],
+                            format!("'{text}' is not a date; write it as 2026-01-05"),
+                        )
+                    })?;
+                Some(day_end(day, self.timezone.as_deref())?)
+            }
+        };
         let schema = self.schema.map(|columns| {
             Arc::new(Schema::new(
                 columns
@@ -295,8 +339,33 @@ impl OpParams for HttpParams {
             records_path: self.records_path,
             schema,
             timeout,
+            closes,
         }))
     }
+}
+
+/// The instant `day` ends (the next midnight) in `timezone` (default UTC).
+fn day_end(day: chrono::NaiveDate, timezone: Option<&str>) -> Result<SystemTime, ParamError> {
+    use chrono::TimeZone;
+    let zone: chrono_tz::Tz = match timezone {
+        None => chrono_tz::UTC,
+        Some(name) => name.trim().parse().map_err(|_| {
+            ParamError::new(
+                &["timezone"],
+                format!(
+                    "'{name}' is not a time zone of the IANA database; write e.g. \
+                     `Asia/Ho_Chi_Minh` or `America/New_York`"
+                ),
+            )
+        })?,
+    };
+    let midnight = day
+        .succ_opt()
+        .and_then(|next| next.and_hms_opt(0, 0, 0))
+        .and_then(|t| zone.from_local_datetime(&t).earliest())
+        .ok_or_else(|| ParamError::new(&["last_day"], format!("{day} has no end in {zone}")))?;
+    let ms = u64::try_from(midnight.timestamp_millis()).unwrap_or(0);
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 /// A duration written as `500ms`, `30s`, `5m` or `1h`, as the engine writes
@@ -343,6 +412,8 @@ struct HttpFetch {
     records_path: Option<String>,
     schema: Option<SchemaRef>,
     timeout: Duration,
+    /// When the last day the response covers ends (`last_day`).
+    closes: Option<SystemTime>,
 }
 
 impl fmt::Debug for HttpFetch {
@@ -380,9 +451,17 @@ fn client() -> Result<&'static reqwest::Client, OpError> {
 #[async_trait]
 impl Operator for HttpFetch {
     /// A live API can answer differently a minute later: its responses
-    /// are reused for five minutes unless the node says otherwise.
+    /// are reused for five minutes unless the node says otherwise; a
+    /// response for days that have all ended, stored after they did, for
+    /// good.
     fn freshness(&self) -> Freshness {
-        Freshness::For(Duration::from_secs(5 * 60))
+        match self.closes {
+            Some(at) => Freshness::Until {
+                ttl: LIVE_TTL,
+                final_from: at,
+            },
+            None => Freshness::For(LIVE_TTL),
+        }
     }
 
     async fn execute(&self, ctx: &ExecContext, _inputs: Inputs) -> Result<Table, OpError> {
