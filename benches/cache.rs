@@ -38,7 +38,6 @@ struct Ran {
     system: f64,
     peak_mib: f64,
     summary: String,
-    ran: String,
 }
 
 fn quiver_run(cwd: &Path, pipeline: &str, sets: &[String], extra: &[&str]) -> Ran {
@@ -65,18 +64,12 @@ fn quiver_run(cwd: &Path, pipeline: &str, sets: &[String], extra: &[&str]) -> Ra
         .and_then(|t| t.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(f64::NAN);
-    let ran = stderr
-        .lines()
-        .find(|l| l.contains(" ran"))
-        .unwrap_or("")
-        .to_string();
     Ran {
         wall,
         user: after.0 - before.0,
         system: after.1 - before.1,
         peak_mib,
         summary,
-        ran,
     }
 }
 

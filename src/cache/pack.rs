@@ -260,6 +260,10 @@ impl Mapped {
         self.buffer.len() as u64
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.buffer.is_empty()
+    }
+
     /// The bytes of the entry at `offset`, `length` long, if the pack
     /// holds them.
     pub fn slice(&self, offset: u64, length: u64) -> Option<Buffer> {

@@ -56,7 +56,7 @@ pub struct Written {
 }
 
 enum Msg {
-    Put(Job, Option<OwnedSemaphorePermit>, usize),
+    Put(Box<Job>, Option<OwnedSemaphorePermit>, usize),
     Finish(mpsc::Sender<Written>),
 }
 
@@ -125,7 +125,7 @@ impl Writer {
             .tx
             .lock()
             .expect("writer")
-            .send(Msg::Put(job, permit, bytes));
+            .send(Msg::Put(Box::new(job), permit, bytes));
         if sent.is_err() {
             self.shared.pending.fetch_sub(bytes, Ordering::Relaxed);
         }
@@ -200,7 +200,7 @@ impl Worker {
             match msg {
                 Msg::Put(job, permit, bytes) => {
                     if !self.shared.disabled.load(Ordering::Relaxed)
-                        && let Err(e) = self.put(job)
+                        && let Err(e) = self.put(*job)
                     {
                         self.fail(&e);
                     }
