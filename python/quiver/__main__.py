@@ -31,7 +31,7 @@ def _run_on_ray(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m quiver run",
         description="Run a pipeline on a Ray cluster: each fan-out key's chain of nodes "
-        "is one Ray task. Runs every node (no cache).",
+        "is one Ray task. Uses the cache as `quiver run` does.",
     )
     parser.add_argument("pipeline", help="the pipeline YAML file")
     parser.add_argument("--engine", choices=["local", "ray"], required=True)
@@ -42,6 +42,11 @@ def _run_on_ray(argv: Sequence[str]) -> int:
     parser.add_argument("--address", help="the Ray cluster to join (default: start a local one)")
     parser.add_argument("--cpus-per-task", type=int, default=1, metavar="N",
                         help="CPUs each task reserves and computes on (default: 1)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run every node; read and write no cache")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="the cache folder (default: the pipeline's, else .quiver/cache); "
+                        "workers read and write it, so it must be on a file system they share")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.add_argument("--report", metavar="FILE",
                         help="where to save the run report "
@@ -68,7 +73,8 @@ def _run_on_ray(argv: Sequence[str]) -> int:
     progress = "quiet" if args.quiet else ("bars" if sys.stderr.isatty() else "lines")
     try:
         run = quiver.ray.run(plan, address=args.address, cpus_per_task=args.cpus_per_task,
-                             progress=progress, check=False)
+                             progress=progress, check=False, cache=not args.no_cache,
+                             cache_dir=args.cache_dir)
     except KeyboardInterrupt as e:
         print(e, file=sys.stderr)
         return EXIT_INTERRUPTED

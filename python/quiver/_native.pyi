@@ -74,10 +74,19 @@ def register_operator(
     defaults_json: str,
     inputs: int | None = None,
 ) -> None: ...
-def plan_parts(plan: Plan, outputs: list[str] | None = None) -> dict[str, Any]:
+def plan_parts(
+    plan: Plan,
+    outputs: list[str] | None = None,
+    cache: bool = False,
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
     """The plan cut into the parts Ray tasks run: ``parts`` (``key``,
-    ``nodes``, ``reads``, ``pools``), ``outputs``, ``aliases``, ``pools``
-    and ``keep_going``."""
+    ``nodes``, ``reads``, ``pools``, and with ``cache`` ``steps``),
+    ``outputs``, ``aliases``, ``pools`` and ``keep_going``; with ``cache``
+    also ``cache_dir`` and ``cache`` (a :class:`CachedRun`)."""
+
+class CachedRun:
+    """A Ray run through the cache, kept by its driver for ``assemble``."""
 def run_part(
     plan: Plan,
     nodes: list[str],
@@ -86,8 +95,11 @@ def run_part(
     keep: list[str],
     pools: dict[str, tuple[int, int]],
     max_workers: int = 1,
+    steps: str | None = None,
+    cache_dir: str | None = None,
 ) -> Run:
-    """Runs one part, its inputs from other parts handed in."""
+    """Runs one part, its inputs from other parts handed in; with
+    ``steps``, through the cache in ``cache_dir``."""
 def assemble(
     plan: Plan,
     outputs: list[str] | None,
@@ -96,5 +108,7 @@ def assemble(
     tables: list[tuple[str, Table]],
     wall: float,
     cancelled: bool,
+    cache: CachedRun | None = None,
 ) -> Run:
-    """One run from the reports of its parts."""
+    """One run from the reports of its parts; with ``cache``, recorded
+    in the cache."""

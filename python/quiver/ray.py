@@ -118,15 +118,20 @@ def _run_part(
     nothing: dict[str, str],
     pools: dict[str, tuple[int, int]],
     max_workers: int,
+    steps: str | None,
+    cache_dir: str | None,
     given_ids: list[str],
     *given_tables: _pa.Table,
 ) -> Any:
     """One Ray task: runs a part's nodes and returns its report, then one
-    table (or None) per node in ``keep``."""
+    table (or None) per node in ``keep``. With ``steps``, its nodes load
+    from and store into the cache in ``cache_dir`` as the driver planned;
+    the worker's packs are sealed before it returns."""
     started = _time.time()
     plan = _worker_plan(spec)
     given = {id: Table.from_arrow(table) for id, table in zip(given_ids, given_tables)}
-    run = _native.run_part(plan._native, nodes, given, nothing, keep, pools, max_workers)
+    run = _native.run_part(plan._native, nodes, given, nothing, keep, pools, max_workers,
+                           steps, cache_dir)
     tables = run.tables
     head = {"report": run.report_json, "started": started}
     if not keep:
@@ -154,10 +159,19 @@ def run(
     max_retries: int = 3,
     progress: str | None = None,
     check: bool = True,
+    cache: bool = True,
+    cache_dir: str | _os.PathLike[str] | None = None,
 ) -> Run:
     """Run ``plan`` (a :class:`quiver.Plan`, or a pipeline file compiled
     with ``params``) on Ray and return the :class:`quiver.Run`, as
     :meth:`quiver.Plan.run` would.
+
+    ``cache`` and ``cache_dir`` as for :meth:`quiver.Plan.run`: the driver
+    decides what is loaded, stored or left; workers read and write the
+    cache folder themselves (each process its own packs, recorded in the
+    index when a task ends), so on a cluster of several machines it must
+    be on a file system they share. The packs of a day are merged into
+    one when the run ends.
 
     ``address``: the cluster to join when Ray is not initialized yet (None
     starts a local one, as ``ray.init()`` does). ``cpus_per_task``: the
@@ -188,7 +202,12 @@ def run(
     used = {node.op for node in plan.nodes}
     operators = {name: op for name, op in _python_operators.items() if name in used}
     spec = _Spec(path, sets, merge, params_file, _os.getcwd(), operators, _fingerprint(plan))
-    info = plan._native_parts(outputs)
+    info = _native.plan_parts(
+        plan._native,
+        None if outputs is None else list(outputs),
+        cache,
+        None if cache_dir is None else _os.fspath(cache_dir),
+    )
     driver = _Driver(ray, plan, info, ray.put(spec), cpus_per_task, max_retries, show)
     try:
         driver.go()
@@ -291,7 +310,8 @@ class _Driver:
         keep = self.keep[p]
         options = {"num_cpus": self.cpus, "max_retries": self.retries, "num_returns": 1 + len(keep)}
         refs = self.task.options(**options).remote(
-            self.spec, part["nodes"], keep, nothing, pools, self.cpus, given,
+            self.spec, part["nodes"], keep, nothing, pools, self.cpus,
+            part.get("steps"), self.info.get("cache_dir"), given,
             *[self.refs[id] for id in given],
         )
         head, outs = (refs[0], list(refs[1:])) if keep else (refs, [])
@@ -400,4 +420,5 @@ class _Driver:
             tables,
             _time.time() - self.start,
             cancelled,
+            self.info.get("cache"),
         )

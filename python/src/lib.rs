@@ -146,6 +146,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parts::run_part, m)?)?;
     m.add_function(wrap_pyfunction!(parts::assemble, m)?)?;
     m.add_class::<Plan>()?;
+    m.add_class::<parts::CachedRun>()?;
     m.add_class::<Run>()?;
     m.add_class::<Table>()?;
     m.add("PipelineError", m.py().get_type::<PipelineError>())?;

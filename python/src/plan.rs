@@ -120,21 +120,26 @@ impl Plan {
 
 impl Plan {
     /// What the cache in `dir` (or the plan's own) has of the plan, with
-    /// the nodes in `keep` loaded or run for the caller, and the plan that
-    /// runs that.
-    fn forecast(
+    /// the nodes in `keep` loaded or run for the caller; its warnings
+    /// (entries found corrupt) raised as Python warnings.
+    pub(crate) fn forecast(
         &self,
+        py: Python<'_>,
         keep: &[NodeIndex],
         dir: Option<&std::path::Path>,
-    ) -> (Store, Forecast, QPlan) {
+    ) -> PyResult<(Store, Forecast)> {
         let store = Store::new(quiver::cache::dir_for(&self.inner, dir));
         let options = Options {
             wanted: keep.iter().map(|i| i.index()).collect(),
             ..Options::default()
         };
         let forecast = Forecast::new(&self.inner, &store, &options);
-        let plan = quiver::cache::run_plan(&self.inner, &forecast, &store);
-        (store, forecast, plan)
+        for warning in &forecast.warnings {
+            let message = std::ffi::CString::new(warning.replace('\0', " ")).unwrap_or_default();
+            let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+            PyErr::warn(py, category.as_any(), &message, 1)?;
+        }
+        Ok((store, forecast))
     }
 }
 
@@ -242,14 +247,8 @@ impl Plan {
             aliases,
         } = self.prepare(outputs.as_deref())?;
         let cached = if cache {
-            let (store, forecast, run_plan) = self.forecast(&keep, cache_dir.as_deref());
-            for warning in &forecast.warnings {
-                let message =
-                    std::ffi::CString::new(warning.replace('\0', " ")).unwrap_or_default();
-                let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
-                PyErr::warn(py, category.as_any(), &message, 1)?;
-            }
-            plan = run_plan;
+            let (store, forecast) = self.forecast(py, &keep, cache_dir.as_deref())?;
+            plan = quiver::cache::run_plan(&self.inner, &forecast, &store);
             Some((store, forecast))
         } else {
             None

@@ -104,9 +104,11 @@ def test_symbols_on_ray_equal_the_local_run_table_for_table(repo, in_tmp):
     os.chdir(repo)
     path = repo / "pipelines" / "symbols.yaml"
     every = [node.id for node in quiver.compile(path).nodes]
-    local = quiver.compile(path, {"out": str(in_tmp / "local.parquet")}).run(outputs=every)
+    # Without the cache: every node runs, in both.
+    local = quiver.compile(path, {"out": str(in_tmp / "local.parquet")}).run(
+        outputs=every, cache=False)
     plan = quiver.compile(path, {"out": str(in_tmp / "ray.parquet")})
-    on_ray = quiver.ray.run(plan, outputs=every)
+    on_ray = quiver.ray.run(plan, outputs=every, cache=False)
 
     # One task for the shared CSV read, one per symbol, one for the fan-in
     # and its sink.
@@ -139,7 +141,7 @@ def test_a_killed_worker_is_retried_and_the_output_is_the_same(in_tmp):
         os.kill(pid, 0)
     # ...and the retry gave what one process gives (the marker now exists,
     # so nothing dies there).
-    local = quiver.compile(path, {"out": "local.parquet"}).run()
+    local = quiver.compile(path, {"out": "local.parquet"}).run(cache=False)
     assert pq.read_table("ray.parquet").equals(pq.read_table("local.parquet"))
     assert on_ray.succeeded and on_ray.report["totals"]["executed"] == local.report["totals"]["executed"]
     # Each symbol's die_once node counts once, the retried one included:
@@ -204,7 +206,7 @@ def test_python_m_quiver_runs_on_ray_with_engine_ray(repo, in_tmp):
     address = ray.get_runtime_context().gcs_address
     command = [sys.executable, "-m", "quiver", "run", str(repo / "pipelines" / "symbols.yaml"),
                "--engine", "ray", "--address", address, "--set", f"out={in_tmp / 'ray.parquet'}",
-               "--report", "report.json"]
+               "--report", "report.json", "--cache-dir", str(in_tmp / "cache")]
     done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "us_daily_features: executed 13 nodes" in done.stderr
@@ -212,7 +214,7 @@ def test_python_m_quiver_runs_on_ray_with_engine_ray(repo, in_tmp):
     local = quiver.compile(repo / "pipelines" / "symbols.yaml",
                            {"out": str(in_tmp / "local.parquet")})
     os.chdir(repo)
-    local.run()
+    local.run(cache=False)
     assert pq.read_table(in_tmp / "ray.parquet").equals(pq.read_table(in_tmp / "local.parquet"))
     # The report is a run report as `quiver report` reads it.
     shown = subprocess.run([sys.executable, "-m", "quiver", "report", str(repo / "report.json")],
@@ -263,3 +265,42 @@ def test_a_pipeline_edited_between_runs_is_compiled_again_in_the_workers(in_tmp)
     r1, r2 = first["r"].to_pylist(), second["r"].to_pylist()
     assert r1[0] is None and r2[0] is None
     assert all(abs(b - (2 * (a + 1) - 1)) < 1e-12 for a, b in zip(r1[1:], r2[1:]))
+
+
+def test_a_ray_run_goes_through_the_cache_as_a_local_run_does(repo, in_tmp):
+    """Workers store what they compute in packs of their own, merged per
+    day when the run ends; a second run, on Ray or in one process, finds
+    it all."""
+    import datetime as dt
+
+    params = {"symbols": ["FPT", "VNM", "HPG"], "weight_cap": 0.5, "out_dir": "out",
+              "start_date": dt.date(2026, 1, 5), "end_date": dt.date(2026, 1, 7)}
+    path = repo / "pipelines" / "vn30.yaml"
+
+    def statuses(run):
+        return {n["status"] for n in run.report["nodes"]}
+
+    def computed(run):
+        # A stage's days put together (transform.concat) are remade, not
+        # stored: everything else comes from the cache.
+        return {n["op"] for n in run.report["nodes"] if n["attempts"] > 0} - {"transform.concat"}
+
+    cold = quiver.ray.run(quiver.compile(path, params), outputs=["vn30"])
+    assert "cached" not in statuses(cold)
+    packs = in_tmp / ".quiver" / "cache" / "packs"
+    days = sorted(p.name for p in packs.iterdir())
+    assert "2026-01-06" in days
+    for day in days:
+        assert len(list((packs / day).iterdir())) <= 2, day
+
+    again = quiver.ray.run(quiver.compile(path, params), outputs=["vn30"])
+    assert computed(again) == set(), again.report["nodes"]
+    assert "cached" in statuses(again)
+    assert again.tables["vn30"].equals(cold.tables["vn30"])
+    local = quiver.compile(path, params).run(outputs=["vn30"])
+    assert computed(local) == set()
+    assert local.tables["vn30"].equals(cold.tables["vn30"])
+    # Without the cache, the same table computed afresh.
+    fresh = quiver.ray.run(quiver.compile(path, params), outputs=["vn30"], cache=False)
+    assert "cached" not in statuses(fresh)
+    assert fresh.tables["vn30"].equals(cold.tables["vn30"])

@@ -163,50 +163,99 @@ fn compact(store: &Store, swept: &mut Swept) -> std::io::Result<()> {
             index_of(store, |i| i.remove_pack(p.id))?;
             remove_pack_file(store, &p, swept);
         } else if (p.live as f64) < REWRITE_BELOW * p.bytes as f64 {
-            rewrite(store, &p, swept)?;
+            rewrite(store, std::slice::from_ref(&p), swept)?;
         }
     }
     Ok(())
 }
 
-/// Copies the live entries of `p` into a new pack that replaces it.
-fn rewrite(store: &Store, p: &PackRow, swept: &mut Swept) -> std::io::Result<()> {
-    let rows: Vec<Row> = index_of(store, |i| i.entries())?
+/// Copies the live entries of `packs` (all of one day) into one new pack
+/// that replaces them.
+fn rewrite(store: &Store, packs: &[PackRow], swept: &mut Swept) -> std::io::Result<()> {
+    let Some(first) = packs.first() else {
+        return Ok(());
+    };
+    let ids: HashSet<i64> = packs.iter().map(|p| p.id).collect();
+    let mut rows: Vec<Row> = index_of(store, |i| i.entries())?
         .into_iter()
-        .filter(|r| r.pack_id == p.id)
+        .filter(|r| ids.contains(&r.pack_id))
         .collect();
-    let old = store.dir().join(&p.path);
-    let map = Mapped::open(&old)?;
-    let path = store.dir().join("packs").join(&p.day).join(format!(
+    rows.sort_by_key(|r| (r.pack_id, r.placed.offset));
+    let path = store.dir().join("packs").join(&first.day).join(format!(
         "gc-{}-{}.pack",
         now_ms(),
         std::process::id()
     ));
     let mut pack = PackWriter::create(&path)?;
-    let mut bad = Vec::new();
+    let (mut bad, mut from) = (Vec::new(), Vec::new());
+    let mut maps: BTreeMap<i64, Mapped> = BTreeMap::new();
+    for p in packs {
+        maps.insert(p.id, Mapped::open(&store.dir().join(&p.path))?);
+    }
     for r in rows {
-        match map.slice(r.placed.offset, r.placed.length) {
+        match maps[&r.pack_id].slice(r.placed.offset, r.placed.length) {
             Some(bytes)
                 if blake3::hash(bytes.as_slice()).to_hex().as_str() == r.placed.checksum =>
             {
                 pack.append_raw(bytes.as_slice(), r.placed)?;
+                from.push(r.pack_id);
             }
             // A damaged entry is not carried over.
             _ => bad.push(r.placed.key),
         }
     }
     let bytes = pack.bytes();
-    let entries: Vec<Placed> = pack.seal(&path)?;
+    let entries: Vec<(i64, Placed)> = from.into_iter().zip(pack.seal(&path)?).collect();
     let relative = relative(store.dir(), &path);
+    let old: Vec<i64> = packs.iter().map(|p| p.id).collect();
     index_of(store, |i| {
         i.remove_entries(&bad)?;
-        i.replace_pack(p.id, &relative, &p.day, bytes, &entries, now_ms())
+        i.replace_packs(&old, &relative, &first.day, bytes, &entries, now_ms())
     })?;
-    std::fs::remove_file(&old)?;
+    let before: u64 = packs.iter().map(|p| p.bytes).sum();
+    for p in packs {
+        std::fs::remove_file(store.dir().join(&p.path))?;
+    }
     swept.entries += bad.len();
-    swept.bytes += p.bytes.saturating_sub(bytes);
-    swept.packs_rewritten += 1;
+    swept.bytes += before.saturating_sub(bytes);
+    swept.packs_rewritten += packs.len();
     Ok(())
+}
+
+/// Merges the packs of each of `days` into one where a day has more than
+/// `most` of them (many writers each sealing a little: the tasks of a Ray
+/// run), as long as the merged pack stays under the size packs are cut
+/// at. How many packs were merged away.
+pub fn merge(store: &Store, days: &[&str], most: usize) -> std::io::Result<usize> {
+    let wanted: HashSet<&str> = days.iter().copied().collect();
+    let mut by_day: BTreeMap<String, Vec<PackRow>> = BTreeMap::new();
+    for p in index_of(store, |i| i.packs())? {
+        if wanted.contains(p.day.as_str()) {
+            by_day.entry(p.day.clone()).or_default().push(p);
+        }
+    }
+    let mut swept = Swept::default();
+    let mut merged = 0;
+    for (_, mut packs) in by_day {
+        if packs.len() <= most {
+            continue;
+        }
+        // The smallest first, as many as fit under the cut.
+        packs.sort_by_key(|p| p.live);
+        let mut total = 0;
+        let fit: Vec<PackRow> = packs
+            .into_iter()
+            .take_while(|p| {
+                total += p.live;
+                total < super::writer::PACK_MAX
+            })
+            .collect();
+        if fit.len() > 1 {
+            rewrite(store, &fit, &mut swept)?;
+            merged += fit.len() - 1;
+        }
+    }
+    Ok(merged)
 }
 
 /// Removes pack files the index does not list (sealed by a process that

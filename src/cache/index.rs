@@ -143,6 +143,9 @@ impl Index {
         // A crash loses at most the last transactions, never consistency;
         // packs are synced before their transaction.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // More pages at hand than SQLite's 2 MiB default: a forecast looks
+        // up every node.
+        conn.pragma_update(None, "cache_size", -(8i64 << 10))?;
         conn.execute_batch(SCHEMA)?;
         Ok(Index { conn })
     }
@@ -339,21 +342,26 @@ impl Index {
         tx.commit()
     }
 
-    /// Moves the entries of pack `old` to the pack `path` they were copied
-    /// into, and forgets `old`, in one transaction.
-    pub fn replace_pack(
+    /// Moves the entries of the packs `old` to the pack `path` they were
+    /// copied into (each entry with the pack it came from), and forgets
+    /// the old packs, in one transaction.
+    pub fn replace_packs(
         &mut self,
-        old: i64,
+        old: &[i64],
         path: &str,
         day: &str,
         bytes: u64,
-        entries: &[Placed],
+        entries: &[(i64, Placed)],
         now: u64,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let used: i64 = tx.query_row("SELECT used_ms FROM packs WHERE id = ?1", [old], |r| {
-            r.get(0)
-        })?;
+        let mut used: i64 = 0;
+        for id in old {
+            let u: i64 = tx.query_row("SELECT used_ms FROM packs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
+            used = used.max(u);
+        }
         tx.execute(
             "INSERT INTO packs (path, day, bytes, sealed_ms, used_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![path, day, bytes as i64, now as i64, used],
@@ -363,17 +371,19 @@ impl Index {
             let mut update = tx.prepare_cached(
                 "UPDATE entries SET pack = ?1, offset = ?2, length = ?3 WHERE key = ?4 AND pack = ?5",
             )?;
-            for e in entries {
+            for (from, e) in entries {
                 update.execute(params![
                     pack,
                     e.offset as i64,
                     e.length as i64,
                     key_blob(&e.key),
-                    old
+                    from
                 ])?;
             }
         }
-        tx.execute("DELETE FROM packs WHERE id = ?1", [old])?;
+        for id in old {
+            tx.execute("DELETE FROM packs WHERE id = ?1", [id])?;
+        }
         tx.commit()
     }
 

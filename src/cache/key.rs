@@ -39,6 +39,21 @@ impl Key {
     }
 }
 
+/// As its hex digits (a step sent to another process).
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        let text = String::deserialize(d)?;
+        Key::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("'{text}' is not a cache key")))
+    }
+}
+
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({})", self.short())

@@ -18,22 +18,25 @@ pub mod key;
 pub mod legacy;
 pub mod pack;
 pub mod select;
+pub mod steps;
 pub mod store;
 mod wrap;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use quiver_operators::{Effect, Freshness, Workload};
 
 pub use forecast::{Action, Forecast, NodeForecast, Options, State};
 pub use key::Key;
 pub use store::Store;
 
 use crate::exec::RunReport;
-use crate::plan::{NodePolicy, Plan, Reuse};
+use crate::plan::{Plan, Reuse};
 use store::UNDATED;
+
+/// A day with more packs than this at the end of a run has them merged.
+/// Two: one process's pack and a second when it reopened the day, or two
+/// processes writing at once, are left as they are.
+const MERGE_ABOVE: usize = 2;
 
 /// The cache folder when neither `--cache-dir` nor the pipeline names one.
 pub const DEFAULT_DIR: &str = ".quiver/cache";
@@ -52,74 +55,8 @@ pub fn dir_for(plan: &Plan, flag: Option<&Path>) -> PathBuf {
 /// the selection have neither inputs nor consumers left; nodes that run
 /// store their output (or, for sinks, what they wrote).
 pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
-    crate::plan::rebuild(plan, |i, node| {
-        let f = &forecast.nodes[i];
-        match f.action {
-            forecast::Action::Run => {
-                let day = forecast::partition_day(node);
-                let filing = || wrap::Filing {
-                    key: f.key,
-                    token: f.token.clone(),
-                    pipeline: plan.name.clone(),
-                    node: node.id.clone(),
-                    op: node.op.clone(),
-                    day: day.unwrap_or(UNDATED).to_string(),
-                    made: f.made_json(),
-                };
-                let stored = |inner: Arc<dyn quiver_operators::Operator>| {
-                    Arc::new(wrap::Stored {
-                        inner,
-                        store: store.clone(),
-                        filing: filing(),
-                    })
-                };
-                let operator: Arc<dyn quiver_operators::Operator> = match node.effect {
-                    // A sink records what it wrote, and keeps its summary
-                    // for consumers of a later run that finds it up to date.
-                    Effect::Sink => stored(Arc::new(wrap::Receipted {
-                        inner: node.operator.clone(),
-                        store: store.clone(),
-                        filing: filing(),
-                        day: day.map(str::to_string),
-                    })),
-                    Effect::Pure
-                        if f.freshness != Freshness::Never && node.operator.worth_storing() =>
-                    {
-                        stored(node.operator.clone())
-                    }
-                    Effect::Pure => node.operator.clone(),
-                };
-                (
-                    operator,
-                    Reuse::None,
-                    node.workload,
-                    node.inputs.clone(),
-                    node.policy.clone(),
-                )
-            }
-            forecast::Action::Load => (
-                Arc::new(wrap::Load {
-                    store: store.clone(),
-                    key: f.key,
-                }) as Arc<dyn quiver_operators::Operator>,
-                Reuse::Load,
-                Workload::Io,
-                Vec::new(),
-                NodePolicy::default(),
-            ),
-            forecast::Action::Keep | forecast::Action::Unselected | forecast::Action::AsDays => (
-                node.operator.clone(),
-                match f.action {
-                    forecast::Action::Keep => Reuse::Kept,
-                    forecast::Action::AsDays => Reuse::AsDays,
-                    _ => Reuse::Unselected,
-                },
-                node.workload,
-                Vec::new(),
-                node.policy.clone(),
-            ),
-        }
-    })
+    let steps = steps::steps(plan, forecast);
+    steps::apply(plan, |i| steps.get(i), store)
 }
 
 /// Readies `options` for a run that writes to `store`: outputs waiting
@@ -148,6 +85,13 @@ pub fn record(plan: &Plan, forecast: &Forecast, store: &Store) -> writer::Writte
     days.push(UNDATED);
     store.record_run(&plan.name, &keys, &days);
     store.remove_abandoned();
+    // Days written by many processes (the tasks of a Ray run) end with
+    // one pack, not one per process.
+    if !store.disabled()
+        && let Err(e) = gc::merge(store, &days, MERGE_ABOVE)
+    {
+        tracing::warn!(error = %e, "Could not merge the packs of the run's days");
+    }
     if let Some(max) = plan.cache_max_size
         && !store.disabled()
     {

@@ -239,7 +239,18 @@ impl Store {
                 Err(Unusable::Missing)
             };
         };
-        let bytes = self.entry_bytes(&row)?;
+        let (row, bytes) = match self.entry_bytes(&row) {
+            Ok(bytes) => (row, bytes),
+            // Its pack rewritten into another (gc, a merge) since the
+            // lookup: once more, from the index.
+            Err(first) => match self.row(key) {
+                Some(again) if again.pack != row.pack => {
+                    let bytes = self.entry_bytes(&again)?;
+                    (again, bytes)
+                }
+                _ => return Err(first),
+            },
+        };
         let table = pack::decode(bytes, &row.placed.checksum).map_err(Unusable::Corrupt)?;
         self.inner.loaded.lock().expect("loaded").push(*key);
         Ok(table)

@@ -46,7 +46,7 @@ impl Operator for Load {
 
 /// What a stored output is filed under: its header, its day, and what
 /// made its key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Filing {
     pub key: Key,
     pub token: String,

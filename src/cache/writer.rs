@@ -33,7 +33,7 @@ use super::store::now_ms;
 /// Days with a pack open at once.
 const MAX_OPEN: usize = 32;
 /// A pack this large is sealed and the day goes on in another.
-const PACK_MAX: u64 = 1 << 30;
+pub(crate) const PACK_MAX: u64 = 1 << 30;
 /// The free space is checked again after this many bytes written.
 const CHECK_EVERY: u64 = 64 << 20;
 

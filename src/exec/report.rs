@@ -342,6 +342,10 @@ impl RunReport {
                 report.status = match node.reuse {
                     Reuse::Unselected => NodeStatus::Unselected,
                     Reuse::AsDays => NodeStatus::AsDays,
+                    Reuse::Kept if node.effect == quiver_operators::Effect::Sink => {
+                        NodeStatus::UpToDate
+                    }
+                    Reuse::Kept => NodeStatus::Cached,
                     _ => NodeStatus::NotRun,
                 };
                 report

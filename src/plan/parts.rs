@@ -182,6 +182,9 @@ pub enum Given {
     Table(Arc<Table>),
     /// Its node produced nothing; why.
     Nothing(String),
+    /// A node of the part that reads its output from the cache: this
+    /// operator reads it (see `cache::steps`).
+    Loaded(Arc<dyn Operator>),
 }
 
 /// The plan that runs `run` alone: those nodes as compiled, and the nodes
@@ -213,17 +216,23 @@ pub fn slice(
     let mut index: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     for (i, given) in given {
         let node = &whole[i];
-        let handed = Arc::new(Handed {
-            node: node.id.clone(),
-            given,
-        });
-        // One that produced nothing is skipped here: its failure is the
-        // other part's.
-        let policy = NodePolicy {
-            on_error: OnError::Skip,
-            ..NodePolicy::default()
+        let (operator, policy): (Arc<dyn Operator>, _) = match given {
+            // A load that fails is this part's failure.
+            Given::Loaded(operator) => (operator, NodePolicy::default()),
+            // One that produced nothing is skipped here: its failure is
+            // the other part's.
+            given => (
+                Arc::new(Handed {
+                    node: node.id.clone(),
+                    given,
+                }),
+                NodePolicy {
+                    on_error: OnError::Skip,
+                    ..NodePolicy::default()
+                },
+            ),
         };
-        let node = node.remade(handed, Reuse::Load, Workload::Io, Vec::new(), policy);
+        let node = node.remade(operator, Reuse::Load, Workload::Io, Vec::new(), policy);
         index.insert(i, add_node(&mut graph, node));
     }
     for &i in &run {
@@ -288,13 +297,14 @@ struct Handed {
 
 #[async_trait]
 impl Operator for Handed {
-    async fn execute(&self, _ctx: &ExecContext, _inputs: Inputs) -> Result<Table, OpError> {
+    async fn execute(&self, ctx: &ExecContext, inputs: Inputs) -> Result<Table, OpError> {
         match &self.given {
             Given::Table(table) => Ok(Table::clone(table)),
             Given::Nothing(why) => Err(OpError::Source {
                 message: format!("'{}' produced nothing: {why}", self.node),
                 transient: false,
             }),
+            Given::Loaded(operator) => operator.execute(ctx, inputs).await,
         }
     }
 }

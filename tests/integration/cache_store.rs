@@ -487,3 +487,46 @@ fn a_table_a_caller_keeps_is_loaded_not_left_in_the_cache() {
     assert_eq!(forecast.count(Action::Run), 0);
     assert_eq!(report.nodes[stats].status, quiver::exec::NodeStatus::Cached);
 }
+
+#[test]
+fn a_day_written_by_many_processes_ends_with_one_pack() {
+    let root = tempfile::tempdir().unwrap();
+    let cache_dir = root.path().join("cache");
+    let plan = compile(
+        r#"
+pipeline: many
+nodes:
+  ticks:
+    foreach: symbol in [FPT, VNM, HPG]
+    op: fetch.synthetic
+    partition_by: date
+    with: {dataset: ticks, symbol: "${symbol}", start: 2024-01-02, end: 2024-01-03}
+"#,
+    );
+    let packs =
+        |day: &str| std::fs::read_dir(cache_dir.join("packs").join(day)).map_or(0, |d| d.count());
+    // Each run a writer of its own, as each Ray worker is; forced, so that
+    // each writes the day again.
+    let forced = Options {
+        force_all: true,
+        ..Options::default()
+    };
+    crate::cache::run_cached(&plan, &cache_dir, &forced);
+    crate::cache::run_cached(&plan, &cache_dir, &forced);
+    assert_eq!(packs("2024-01-02"), 2);
+    crate::cache::run_cached(&plan, &cache_dir, &forced);
+    assert_eq!(packs("2024-01-02"), 1);
+    let store = Store::new(&cache_dir);
+    let forecast = Forecast::new(&plan, &store, &Options::default());
+    for n in &forecast.nodes {
+        assert!(
+            matches!(n.state, State::Cached | State::Remade),
+            "{:?}",
+            n.state
+        );
+        if n.state == State::Cached {
+            store.verify(&n.key).unwrap();
+        }
+    }
+    assert_eq!(litter(&cache_dir), Vec::<PathBuf>::new());
+}
