@@ -179,7 +179,7 @@ fn vn30() {
         "   the cache: {n_files} files, {:.1} MiB, {inodes} inodes ({} pack files in {} day folders)",
         bytes as f64 / (1 << 20) as f64,
         packs.0,
-        packs.2 - 1
+        packs.2 - packs.0 - 1
     );
     line("default, nothing changed", &again, None);
     line("default, 3 more days", &more, None);

@@ -1,7 +1,6 @@
 """The Python API over the real engine: compile, plans, runs, tables."""
 
 import datetime as dt
-import json
 import re
 import subprocess
 import sys
@@ -121,7 +120,7 @@ def test_a_run_goes_through_the_cache_as_the_command_does(repo, in_tmp):
     def run(**options):
         plan = quiver.compile(repo / "pipelines/vn30.yaml", params={**SMALL, "out_dir": "out"})
         run = plan.run(outputs=["vn30", "weights"], progress="quiet", **options)
-        nodes = json.loads(run.report_json)["nodes"]
+        nodes = run.report["nodes"]
         # A stage's days put together (transform.concat) are remade from
         # them, not stored; anything else computed is counted.
         computed = {n["op"] for n in nodes if n["attempts"] > 0} - {"transform.concat"}
