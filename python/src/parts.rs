@@ -72,9 +72,10 @@ pub fn plan_parts<'py>(
     } = plan.prepare(outputs.as_deref())?;
     let mut cached = None;
     if cache {
-        let (store, forecast) = plan.forecast(py, &keep, cache_dir.as_deref())?;
+        let (store, mut forecast) = plan.forecast(py, &keep, cache_dir.as_deref())?;
         let steps = steps::steps(&plan.inner, &forecast);
-        run_plan = steps::apply(&plan.inner, |i| steps.get(i), &store);
+        run_plan = steps::apply(&plan.inner, |i| steps.get(i).cloned(), &store);
+        forecast.forget_parts();
         cached = Some((store, forecast, steps));
     }
     let parts = py.detach(|| cut(&run_plan));
@@ -200,7 +201,7 @@ pub fn run_part(
             .nodes()
             .map(|(_, n)| steps.get(&n.id).filter(|s| !matches!(s, Step::Load(_))))
             .collect();
-        sliced = steps::apply(&sliced, |i| at[i], store);
+        sliced = steps::apply(&sliced, |i| at[i].cloned(), store);
     }
     let ids = Ids::of(&sliced);
     let keep = keep

@@ -247,8 +247,9 @@ impl Plan {
             aliases,
         } = self.prepare(outputs.as_deref())?;
         let cached = if cache {
-            let (store, forecast) = self.forecast(py, &keep, cache_dir.as_deref())?;
+            let (store, mut forecast) = self.forecast(py, &keep, cache_dir.as_deref())?;
             plan = quiver::cache::run_plan(&self.inner, &forecast, &store);
+            forecast.forget_parts();
             Some((store, forecast))
         } else {
             None

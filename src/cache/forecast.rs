@@ -240,6 +240,14 @@ impl Forecast {
         Forecast { nodes, warnings }
     }
 
+    /// Drops what each key was made of (the run plan has it, in what it
+    /// stores): at 400,000 nodes, hundreds of MiB a run need not hold.
+    pub fn forget_parts(&mut self) {
+        for n in &mut self.nodes {
+            n.parts = Parts::default();
+        }
+    }
+
     pub fn count(&self, action: Action) -> usize {
         self.nodes.iter().filter(|n| n.action == action).count()
     }

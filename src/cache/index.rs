@@ -87,6 +87,27 @@ pub struct PackRow {
     pub entries: u64,
 }
 
+/// How long a process waits for another's hold on the index.
+const BUSY: Duration = Duration::from_secs(30);
+
+fn set_up(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // A crash loses at most the last transactions, never consistency;
+    // packs are synced before their transaction.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // More pages at hand than SQLite's 2 MiB default: a forecast looks up
+    // every node.
+    conn.pragma_update(None, "cache_size", -(8i64 << 10))?;
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+}
+
+fn busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 pub struct Index {
     conn: Connection,
 }
@@ -138,16 +159,28 @@ impl Index {
             )
         })?;
         let conn = Connection::open(dir.join(FILE))?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // A crash loses at most the last transactions, never consistency;
-        // packs are synced before their transaction.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // More pages at hand than SQLite's 2 MiB default: a forecast looks
-        // up every node.
-        conn.pragma_update(None, "cache_size", -(8i64 << 10))?;
-        conn.execute_batch(SCHEMA)?;
+        conn.busy_timeout(BUSY)?;
+        // Two processes opening a new index at once: switching it to WAL
+        // and making its tables can find the other mid-way, which SQLite
+        // answers "busy" at once rather than through the busy timeout.
+        let deadline = std::time::Instant::now() + BUSY;
+        loop {
+            match set_up(&conn) {
+                Err(e) if busy(&e) && std::time::Instant::now() < deadline => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
         Ok(Index { conn })
+    }
+
+    /// A write transaction, its lock taken at once: one that began as a
+    /// read could find another process's commit in between and fail.
+    fn write(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
     }
 
     /// The entry stored under `key`.
@@ -169,7 +202,7 @@ impl Index {
         made: &[(String, String, String)],
         now: u64,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         tx.execute(
             "INSERT INTO packs (path, day, bytes, sealed_ms, used_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
             params![path, day, bytes as i64, now as i64],
@@ -204,7 +237,7 @@ impl Index {
 
     /// Marks entries as just used (loaded by a run).
     pub fn touch(&mut self, keys: &[Key], now: u64) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         {
             let mut update = tx.prepare_cached("UPDATE entries SET used_ms = ?1 WHERE key = ?2")?;
             for k in keys {
@@ -229,7 +262,7 @@ impl Index {
         made: &[(String, String, String)],
         now: u64,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         tx.execute(
             "INSERT OR REPLACE INTO receipts (key, receipt, created_ms) VALUES (?1, ?2, ?3)",
             params![&key.bytes()[..], receipt, now as i64],
@@ -247,7 +280,7 @@ impl Index {
     }
 
     pub fn put_made(&mut self, made: &[(String, String, String)]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         put_made(&tx, made)?;
         tx.commit()
     }
@@ -265,7 +298,7 @@ impl Index {
         for k in keys {
             blob.extend_from_slice(k.bytes());
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         tx.execute(
             "INSERT INTO runs (pipeline, finished_ms, keys) VALUES (?1, ?2, ?3)",
             params![pipeline, now as i64, blob],
@@ -332,7 +365,7 @@ impl Index {
     /// Forgets entries (their bytes stay in their packs until gc rewrites
     /// or removes the packs).
     pub fn remove_entries(&mut self, keys: &[String]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         {
             let mut delete = tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?;
             for k in keys {
@@ -354,7 +387,7 @@ impl Index {
         entries: &[(i64, Placed)],
         now: u64,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         let mut used: i64 = 0;
         for id in old {
             let u: i64 = tx.query_row("SELECT used_ms FROM packs WHERE id = ?1", [id], |r| {
@@ -389,7 +422,7 @@ impl Index {
 
     /// Forgets a pack that holds no entry the index still lists.
     pub fn remove_pack(&mut self, id: i64) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         tx.execute("DELETE FROM entries WHERE pack = ?1", [id])?;
         tx.execute("DELETE FROM packs WHERE id = ?1", [id])?;
         tx.commit()

@@ -61,7 +61,7 @@ impl fmt::Debug for Key {
 }
 
 /// What one node's key is made of.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Parts {
     pub op: String,
     pub version: u32,

@@ -55,8 +55,7 @@ pub fn dir_for(plan: &Plan, flag: Option<&Path>) -> PathBuf {
 /// the selection have neither inputs nor consumers left; nodes that run
 /// store their output (or, for sinks, what they wrote).
 pub fn run_plan(plan: &Plan, forecast: &Forecast, store: &Store) -> Plan {
-    let steps = steps::steps(plan, forecast);
-    steps::apply(plan, |i| steps.get(i), store)
+    steps::apply(plan, |i| Some(steps::step(plan, forecast, i)), store)
 }
 
 /// Readies `options` for a run that writes to `store`: outputs waiting

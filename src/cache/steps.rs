@@ -39,50 +39,52 @@ pub enum Step {
 
 /// The step of every node of `plan`, in node order.
 pub fn steps(plan: &Plan, forecast: &Forecast) -> Vec<Step> {
-    plan.nodes()
-        .map(|(i, node)| {
-            let f = &forecast.nodes[i.index()];
-            let filing = || Filing {
-                key: f.key,
-                token: f.token.clone(),
-                pipeline: plan.name.clone(),
-                node: node.id.clone(),
-                op: node.op.clone(),
-                day: forecast::partition_day(node).unwrap_or(UNDATED).to_string(),
-                made: f.made_json(),
-            };
-            match f.action {
-                Action::Run => match node.effect {
-                    Effect::Sink => Step::Sink {
-                        filing: filing(),
-                        day: forecast::partition_day(node).map(str::to_string),
-                    },
-                    Effect::Pure
-                        if f.freshness != Freshness::Never && node.operator.worth_storing() =>
-                    {
-                        Step::Store(filing())
-                    }
-                    Effect::Pure => Step::Run,
-                },
-                Action::Load => Step::Load(f.key),
-                Action::Keep => Step::Keep,
-                Action::Unselected => Step::Unselected,
-                Action::AsDays => Step::AsDays,
-            }
-        })
+    (0..plan.graph.node_count())
+        .map(|i| step(plan, forecast, i))
         .collect()
+}
+
+/// The step of node `i`.
+pub fn step(plan: &Plan, forecast: &Forecast, i: usize) -> Step {
+    let node = &plan.graph[petgraph::graph::NodeIndex::new(i)];
+    let f = &forecast.nodes[i];
+    let filing = || Filing {
+        key: f.key,
+        token: f.token.clone(),
+        pipeline: plan.name.clone(),
+        node: node.id.clone(),
+        op: node.op.clone(),
+        day: forecast::partition_day(node).unwrap_or(UNDATED).to_string(),
+        made: f.made_json(),
+    };
+    match f.action {
+        Action::Run => match node.effect {
+            Effect::Sink => Step::Sink {
+                filing: filing(),
+                day: forecast::partition_day(node).map(str::to_string),
+            },
+            Effect::Pure if f.freshness != Freshness::Never && node.operator.worth_storing() => {
+                Step::Store(filing())
+            }
+            Effect::Pure => Step::Run,
+        },
+        Action::Load => Step::Load(f.key),
+        Action::Keep => Step::Keep,
+        Action::Unselected => Step::Unselected,
+        Action::AsDays => Step::AsDays,
+    }
 }
 
 /// The plan a run executes: the same nodes, in the same order, each as
 /// its step says (see [`super::run_plan`]). `step(i)` is node `i`'s step;
 /// a node without one stays as it is.
-pub fn apply<'a>(plan: &Plan, step: impl Fn(usize) -> Option<&'a Step>, store: &Store) -> Plan {
+pub fn apply(plan: &Plan, mut step: impl FnMut(usize) -> Option<Step>, store: &Store) -> Plan {
     crate::plan::rebuild(plan, |i, node| {
-        let stored = |inner: Arc<dyn Operator>, filing: &Filing| -> Arc<dyn Operator> {
+        let stored = |inner: Arc<dyn Operator>, filing: Filing| -> Arc<dyn Operator> {
             Arc::new(wrap::Stored {
                 inner,
                 store: store.clone(),
-                filing: filing.clone(),
+                filing,
             })
         };
         let runs = |operator: Arc<dyn Operator>| {
@@ -120,15 +122,12 @@ pub fn apply<'a>(plan: &Plan, step: impl Fn(usize) -> Option<&'a Step>, store: &
                     inner: node.operator.clone(),
                     store: store.clone(),
                     filing: filing.clone(),
-                    day: day.clone(),
+                    day,
                 }),
                 filing,
             )),
             Some(Step::Load(key)) => (
-                Arc::new(wrap::Load {
-                    store: store.clone(),
-                    key: *key,
-                }) as Arc<dyn Operator>,
+                loader(store, key),
                 Reuse::Load,
                 Workload::Io,
                 Vec::new(),

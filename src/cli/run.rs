@@ -67,7 +67,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
-    let cached = match args.cache.forecast(&plan) {
+    let mut cached = match args.cache.forecast(&plan) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -79,6 +79,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         && !args.quiet
     {
         eprintln!("{}", cache::summary(&plan, forecast));
+    }
+    if let Some((_, forecast)) = &mut cached {
+        forecast.forget_parts();
     }
     let path = args.report.clone().unwrap_or_else(default_report_path);
     let mut options = RunOptions {
