@@ -157,9 +157,11 @@ def test_a_task_lost_for_good_fails_its_nodes_and_the_run(in_tmp):
         quiver.ray.run(path, max_retries=0)
     report = caught.value.run.report
     status = {n["id"]: n for n in report["nodes"]}
-    lost = status["middle[FPT]"]
-    assert lost["status"] == "failed"
-    assert "its Ray task failed" in lost["error"]["message"]
+    # The first task to reach die_once (FPT's or VNM's: two start at once
+    # on the two CPUs) is the one lost.
+    lost = [n for id, n in status.items() if id.startswith("middle[") and n["status"] == "failed"]
+    assert lost, status
+    assert all("its Ray task failed" in n["error"]["message"] for n in lost)
     assert status["save"]["status"] == "not_run"
     assert not os.path.exists("out.parquet")
 
