@@ -157,8 +157,8 @@ def test_a_task_lost_for_good_fails_its_nodes_and_the_run(in_tmp):
         quiver.ray.run(path, max_retries=0)
     report = caught.value.run.report
     status = {n["id"]: n for n in report["nodes"]}
-    # The first task to reach die_once (FPT's or VNM's: two start at once
-    # on the two CPUs) is the one lost.
+    # The task that reaches die_once first is lost (FPT's or VNM's, or
+    # both: two start at once on the two CPUs).
     lost = [n for id, n in status.items() if id.startswith("middle[") and n["status"] == "failed"]
     assert lost, status
     assert all("its Ray task failed" in n["error"]["message"] for n in lost)
