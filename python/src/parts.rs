@@ -130,16 +130,11 @@ pub fn plan_parts<'py>(
     Ok(out)
 }
 
-/// The store a worker process writes through, one per cache folder: kept
-/// from task to task, so that its index connection and mapped packs are.
+/// The store a task writes through: a fresh one per task, so that
+/// nothing one task's cache did (a write that failed and turned caching
+/// off) carries over to the next task of the same worker.
 fn worker_store(dir: &std::path::Path) -> Store {
-    static STORES: std::sync::Mutex<BTreeMap<std::path::PathBuf, Store>> =
-        std::sync::Mutex::new(BTreeMap::new());
-    let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
-    stores
-        .entry(dir.to_path_buf())
-        .or_insert_with(|| Store::new(dir))
-        .clone()
+    Store::new(dir)
 }
 
 /// Runs the part made of `nodes` alone, with the GIL released: `given`

@@ -79,17 +79,25 @@ impl PackWriter {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let tmp = temporary_path(path);
+        // Made under a name of its own and locked before it takes the
+        // temporary name: a writer that dies leaves its lock behind with
+        // it, and whoever finds a temporary pack unlocked may remove it
+        // (see `remove_abandoned`), which a pack created but not yet
+        // locked must not be.
+        let new = tmp.with_extension("new");
         let file = File::options()
             .create_new(true)
             .write(true)
             .read(true)
-            .open(&tmp)?;
-        // A writer that dies leaves its lock behind with it: whoever finds
-        // the file unlocked may remove it (see `remove_abandoned`).
-        file.try_lock().map_err(|e| match e {
+            .open(&new)?;
+        let locked = file.try_lock().map_err(|e| match e {
             std::fs::TryLockError::Error(e) => e,
             std::fs::TryLockError::WouldBlock => std::io::Error::other("pack is locked"),
-        })?;
+        });
+        if let Err(e) = locked.and_then(|()| std::fs::rename(&new, &tmp)) {
+            let _ = std::fs::remove_file(&new);
+            return Err(e);
+        }
         let mut w = PackWriter {
             tmp,
             file: BufWriter::with_capacity(256 << 10, file),
@@ -194,12 +202,24 @@ fn temporary_path(path: &Path) -> PathBuf {
 pub fn is_temporary(path: &Path) -> bool {
     path.file_name().is_some_and(|n| {
         let n = n.to_string_lossy();
-        n.starts_with('.') && n.ends_with(".tmp")
+        n.starts_with('.') && (n.ends_with(".tmp") || n.ends_with(".new"))
     })
 }
 
+/// A pack still under the name it was made with this long is one whose
+/// writer died between making and locking it.
+const NEW_ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Removes `path`, a pack being written, if no living writer holds it.
 pub fn remove_abandoned(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e == "new") {
+        let old = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > NEW_ABANDONED_AFTER);
+        return old && std::fs::remove_file(path).is_ok();
+    }
     let Ok(file) = File::options().read(true).write(true).open(path) else {
         return false;
     };
@@ -430,5 +450,28 @@ mod tests {
         assert!(is_temporary(&left));
         assert!(remove_abandoned(&left));
         assert!(!left.exists());
+    }
+
+    #[test]
+    fn only_packs_no_writer_holds_are_removed_as_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.pack");
+        let writer = PackWriter::create(&path).unwrap();
+        // Being written: locked under its temporary name, never removed.
+        let tmp = temporary_path(&path);
+        assert!(is_temporary(&tmp) && tmp.exists());
+        assert!(!remove_abandoned(&tmp));
+        drop(writer);
+        assert!(!tmp.exists());
+        // One whose writer died: the lock went with it.
+        File::create(&tmp).unwrap();
+        assert!(remove_abandoned(&tmp) && !tmp.exists());
+        // A pack made but not yet locked is left alone until it is old.
+        let new = dir.path().join(".x.pack.new");
+        let file = File::create(&new).unwrap();
+        assert!(is_temporary(&new) && !remove_abandoned(&new));
+        let long_ago = std::time::SystemTime::now() - 2 * NEW_ABANDONED_AFTER;
+        file.set_modified(long_ago).unwrap();
+        assert!(remove_abandoned(&new) && !new.exists());
     }
 }

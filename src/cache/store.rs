@@ -405,8 +405,14 @@ impl Store {
 }
 
 /// `<unix ms>-<pid>`: a name no other writer's pack takes.
+/// Unique to each store a process starts, so that two writers of one
+/// process (a Ray worker's tasks) never share a pack name.
 fn writer_id() -> String {
-    format!("{}-{}", now_ms(), std::process::id())
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    match STARTED.fetch_add(1, Ordering::Relaxed) {
+        0 => format!("{}-{}", now_ms(), std::process::id()),
+        n => format!("{}-{}-{n}", now_ms(), std::process::id()),
+    }
 }
 
 /// What a sink wrote for one key: each file under its target, with its
