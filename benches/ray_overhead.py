@@ -10,7 +10,8 @@ compile the plan), then `--repeat` times; the median wall is printed after
 the two sides' tables were checked equal. Ray's per-task overhead is the
 CPU time its tasks cost beyond the one-process run: (Ray wall − local
 wall) × 2 CPUs / tasks; the same is measured for empty Ray tasks, to tell
-Ray's own share from quiver's.
+Ray's own share from quiver's. Both sides run without the cache: the two
+sides use the same seeds, and the second would find the first's outputs.
 """
 
 from __future__ import annotations
@@ -84,10 +85,11 @@ def main() -> None:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
         local_wall, local = timed(
-            lambda seed: plan(seed).run(max_workers=cpus, progress="quiet"), args.repeat
+            lambda seed: plan(seed).run(max_workers=cpus, progress="quiet", cache=False),
+            args.repeat,
         )
         ray_wall, on_ray = timed(
-            lambda seed: quiver.ray.run(plan(seed), progress="quiet"), args.repeat
+            lambda seed: quiver.ray.run(plan(seed), progress="quiet", cache=False), args.repeat
         )
         assert sorted(local.tables) == sorted(on_ray.tables)
         for name, table in local.tables.items():

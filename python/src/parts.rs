@@ -130,13 +130,6 @@ pub fn plan_parts<'py>(
     Ok(out)
 }
 
-/// The store a task writes through: a fresh one per task, so that
-/// nothing one task's cache did (a write that failed and turned caching
-/// off) carries over to the next task of the same worker.
-fn worker_store(dir: &std::path::Path) -> Store {
-    Store::new(dir)
-}
-
 /// Runs the part made of `nodes` alone, with the GIL released: `given`
 /// are the tables it reads from other parts, `nothing` the inputs whose
 /// node produced nothing (id → why), `keep` the nodes whose tables to hand
@@ -169,7 +162,10 @@ pub fn run_part(
     };
     let store = match (&cache_dir, steps.is_empty()) {
         (_, true) => None,
-        (Some(dir), false) => Some(worker_store(dir)),
+        // A store of the task's own: nothing one task's cache did (a
+        // write that failed and turned caching off) carries over to the
+        // next task of the same worker.
+        (Some(dir), false) => Some(Store::new(dir)),
         (None, false) => return Err(PyValueError::new_err("steps need the cache_dir they use")),
     };
     let mut handed = Vec::new();
