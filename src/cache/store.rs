@@ -404,9 +404,9 @@ impl Store {
     }
 }
 
-/// `<unix ms>-<pid>`: a name no other writer's pack takes.
-/// Unique to each store a process starts, so that two writers of one
-/// process (a Ray worker's tasks) never share a pack name.
+/// `<unix ms>-<pid>`, then `-<n>` for the process's later stores: a name
+/// no other writer's pack takes, two stores of one process (a Ray
+/// worker's tasks) included.
 fn writer_id() -> String {
     static STARTED: AtomicUsize = AtomicUsize::new(0);
     match STARTED.fetch_add(1, Ordering::Relaxed) {

@@ -37,6 +37,23 @@ pub enum NodeStatus {
 }
 
 impl NodeStatus {
+    /// The status of a node the run leaves alone (see
+    /// [`crate::plan::Reuse`]); `None` for one it runs or loads.
+    pub fn left_alone(node: &PlanNode) -> Option<NodeStatus> {
+        use crate::plan::Reuse;
+        match node.reuse {
+            Reuse::None | Reuse::Load => None,
+            Reuse::Kept if node.effect == quiver_operators::Effect::Sink => {
+                Some(NodeStatus::UpToDate)
+            }
+            Reuse::Kept => Some(NodeStatus::Cached),
+            Reuse::Unselected => Some(NodeStatus::Unselected),
+            Reuse::AsDays => Some(NodeStatus::AsDays),
+        }
+    }
+}
+
+impl NodeStatus {
     /// Whether the node left an output for its consumers.
     pub fn produced(self) -> bool {
         matches!(
@@ -334,20 +351,11 @@ impl RunReport {
         wall: Duration,
         cancelled: bool,
     ) -> RunReport {
-        use crate::plan::Reuse;
         let mut nodes: Vec<NodeReport> = plan
             .nodes()
             .map(|(_, node)| {
                 let mut report = NodeReport::pending(node);
-                report.status = match node.reuse {
-                    Reuse::Unselected => NodeStatus::Unselected,
-                    Reuse::AsDays => NodeStatus::AsDays,
-                    Reuse::Kept if node.effect == quiver_operators::Effect::Sink => {
-                        NodeStatus::UpToDate
-                    }
-                    Reuse::Kept => NodeStatus::Cached,
-                    _ => NodeStatus::NotRun,
-                };
+                report.status = NodeStatus::left_alone(node).unwrap_or(NodeStatus::NotRun);
                 report
             })
             .collect();

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
-use quiver_operators::{Effect, Input, Inputs, OpError, Table, Workload};
+use quiver_operators::{Input, Inputs, OpError, Table, Workload};
 
 use super::attempt::Outcome;
 use super::fanin::fan_in;
@@ -164,12 +164,8 @@ impl RunState {
         // Nodes the run leaves alone (see `Reuse`) end before it starts;
         // the run plan gave them no inputs and no consumers.
         for (i, node) in graph.node_weights().enumerate() {
-            let status = match node.reuse {
-                Reuse::None | Reuse::Load => continue,
-                Reuse::Kept if node.effect == Effect::Sink => NodeStatus::UpToDate,
-                Reuse::Kept => NodeStatus::Cached,
-                Reuse::Unselected => NodeStatus::Unselected,
-                Reuse::AsDays => NodeStatus::AsDays,
+            let Some(status) = NodeStatus::left_alone(node) else {
+                continue;
             };
             reports[i].status = status;
             slots[i] = Slot::Nothing;
