@@ -313,13 +313,12 @@ impl OpParams for HttpParams {
             }
             None => None,
             Some(text) => {
-                let day =
-                    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
-                        ParamError::new(
-                            &["last_day"],
-                            format!("'{text}' is not a date; write it as 2026-01-05"),
-                        )
-                    })?;
+                let day = crate::shared::calendar::parse_date(text.trim()).ok_or_else(|| {
+                    ParamError::new(
+                        &["last_day"],
+                        format!("'{text}' is not a date; write it as 2026-01-05"),
+                    )
+                })?;
                 Some(day_end(day, self.timezone.as_deref())?)
             }
         };
@@ -344,27 +343,27 @@ impl OpParams for HttpParams {
     }
 }
 
-/// The instant `day` ends (the next midnight) in `timezone` (default UTC).
-fn day_end(day: chrono::NaiveDate, timezone: Option<&str>) -> Result<SystemTime, ParamError> {
-    use chrono::TimeZone;
-    let zone: chrono_tz::Tz = match timezone {
-        None => chrono_tz::UTC,
-        Some(name) => name.trim().parse().map_err(|_| {
-            ParamError::new(
-                &["timezone"],
-                format!(
-                    "'{name}' is not a time zone of the IANA database; write e.g. \
-                     `Asia/Ho_Chi_Minh` or `America/New_York`"
-                ),
-            )
-        })?,
-    };
-    let midnight = day
-        .succ_opt()
-        .and_then(|next| next.and_hms_opt(0, 0, 0))
-        .and_then(|t| zone.from_local_datetime(&t).earliest())
-        .ok_or_else(|| ParamError::new(&["last_day"], format!("{day} has no end in {zone}")))?;
-    let ms = u64::try_from(midnight.timestamp_millis()).unwrap_or(0);
+/// The instant `day` (days since 1970) ends, the next midnight, in
+/// `timezone` (default UTC).
+fn day_end(day: i32, timezone: Option<&str>) -> Result<SystemTime, ParamError> {
+    use datafusion::arrow::array::timezone::Tz;
+    let zone: Tz = timezone.unwrap_or("UTC").trim().parse().map_err(|_| {
+        ParamError::new(
+            &["timezone"],
+            format!(
+                "'{}' is not a time zone of the IANA database; write e.g. \
+                 `Asia/Ho_Chi_Minh` or `America/New_York`",
+                timezone.unwrap_or_default()
+            ),
+        )
+    })?;
+    const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+    let midnight =
+        crate::shared::sessions::wall_to_utc(&zone, (i64::from(day) + 1) * NANOS_PER_DAY)
+            .ok_or_else(|| {
+                ParamError::new(&["last_day"], "the day has no end in that time zone")
+            })?;
+    let ms = u64::try_from(midnight / 1_000_000).unwrap_or(0);
     Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
