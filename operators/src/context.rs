@@ -158,24 +158,29 @@ impl CancelToken {
     /// running an operator, it tells the operator's blocking work to stop
     /// when that future is dropped (timed out or aborted).
     pub fn cancel_on_drop(&self) -> CancelOnDrop {
-        CancelOnDrop(self.clone())
+        CancelOnDrop(Some(self.clone()))
     }
 }
 
 /// See [`CancelToken::cancel_on_drop`].
+/// Holds the token until disarmed, so that a disarmed guard drops its
+/// share of the token like any other value (forgetting the guard instead
+/// would leak the token's allocation on every finished attempt).
 #[derive(Debug)]
-pub struct CancelOnDrop(CancelToken);
+pub struct CancelOnDrop(Option<CancelToken>);
 
 impl CancelOnDrop {
     /// The work finished: dropping the guard no longer cancels.
-    pub fn disarm(self) {
-        std::mem::forget(self);
+    pub fn disarm(mut self) {
+        self.0 = None;
     }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.cancel();
+        if let Some(token) = self.0.take() {
+            token.cancel();
+        }
     }
 }
 
@@ -453,6 +458,22 @@ pub fn human_bytes(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_disarmed_guard_neither_cancels_nor_keeps_the_token() {
+        let token = CancelToken::new();
+        let guard = token.cancel_on_drop();
+        assert_eq!(Arc::strong_count(&token.0), 2);
+        guard.disarm();
+        assert!(!token.is_cancelled());
+        assert_eq!(
+            Arc::strong_count(&token.0),
+            1,
+            "the guard's share is dropped"
+        );
+        drop(token.cancel_on_drop());
+        assert!(token.is_cancelled(), "an armed guard cancels when dropped");
+    }
 
     #[tokio::test]
     async fn a_compute_node_borrows_its_own_thread_and_takes_only_free_ones() {
