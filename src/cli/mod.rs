@@ -85,6 +85,32 @@ pub struct PipelineArgs {
 impl PipelineArgs {
     /// Compiles the pipeline, printing diagnostics on failure.
     pub fn compile(&self) -> Result<Plan, ExitCode> {
+        self.checked(compile::compile_file_with_options, |plan: &Plan| {
+            plan.secrets.clone()
+        })
+    }
+
+    /// Checks the pipeline and counts its nodes over stages, without
+    /// building its plan (see [`compile::validate_file_with_options`]).
+    pub fn validate(&self) -> Result<compile::Validated, ExitCode> {
+        self.checked(
+            compile::validate_file_with_options,
+            |v: &compile::Validated| v.secrets.clone(),
+        )
+    }
+
+    /// Runs `check` on the pipeline with the parameters given, printing
+    /// diagnostics on failure.
+    fn checked<T>(
+        &self,
+        check: impl FnOnce(
+            &std::path::Path,
+            &[Override],
+            &quiver::operators::Registry,
+            compile::Options,
+        ) -> Result<T, Diagnostics>,
+        secrets_of: impl FnOnce(&T) -> quiver::plan::Secrets,
+    ) -> Result<T, ExitCode> {
         let mut overrides = Vec::new();
         if let Some(file) = &self.params {
             match Override::read_file(file) {
@@ -112,10 +138,10 @@ impl PipelineArgs {
         // literals it reads): they wait until the secrets are known, and
         // every line is masked on its way out.
         masked_log::hold();
-        match compile::compile_file_with_options(&self.pipeline, &overrides, registry, options) {
-            Ok(plan) => {
-                masked_log::release(plan.secrets.clone());
-                Ok(plan)
+        match check(&self.pipeline, &overrides, registry, options) {
+            Ok(done) => {
+                masked_log::release(secrets_of(&done));
+                Ok(done)
             }
             Err(d) => {
                 // Without a plan, every value given and every variable the

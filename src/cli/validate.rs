@@ -12,14 +12,14 @@ pub struct ValidateArgs {
 }
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let plan = match args.pipeline.compile() {
-        Ok(plan) => plan,
+    let checked = match args.pipeline.validate() {
+        Ok(checked) => checked,
         Err(code) => return Ok(code),
     };
     println!(
         "{} is valid: {}",
         super::display_path(&args.pipeline.pipeline),
-        Summary(&plan.stats)
+        Summary(&checked.stats)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -36,14 +36,24 @@ enum InputKey {
 /// An operator built from a node's parameters, and those parameters as it
 /// reads them.
 #[derive(Clone)]
-struct Prepared {
-    operator: Arc<dyn Operator>,
+pub(super) struct Prepared {
+    pub operator: Arc<dyn Operator>,
     /// The parameters as written, shared by every node that wrote them
     /// (the 100,000 features nodes of a year of VN30 days write one).
-    params: Arc<str>,
+    pub params: Arc<str>,
     /// The parameters as the operator reads them, as text: what merging
     /// compares.
-    resolved: Arc<str>,
+    pub resolved: Arc<str>,
+}
+
+/// Builds operators from declared nodes, once per operator and parameters,
+/// reporting bad parameters at their place in the file.
+pub(super) struct Builder<'a> {
+    /// Built operators by op, then parameters as text, shared by nodes with
+    /// equal op and parameters (two maps, so that a lookup copies no key).
+    operators: HashMap<String, HashMap<Arc<str>, Prepared>>,
+    param_names: HashMap<String, Vec<String>>,
+    registry: &'a Registry,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -61,10 +71,7 @@ pub struct Merger<'a> {
     state: Vec<State>,
     stack: Vec<usize>,
     seen: HashMap<NodeKey, NodeIndex>,
-    /// Built operators by op, then parameters as text, shared by nodes with
-    /// equal op and parameters (two maps, so that a lookup copies no key).
-    operators: HashMap<String, HashMap<Arc<str>, Prepared>>,
-    param_names: HashMap<String, Vec<String>>,
+    builder: Builder<'a>,
     registry: &'a Registry,
     /// Whether identical pure nodes become one (see [`Merger::merging`]).
     merge: bool,
@@ -81,8 +88,7 @@ impl<'a> Merger<'a> {
             state: vec![State::New; declared],
             stack: Vec::new(),
             seen: HashMap::new(),
-            operators: HashMap::new(),
-            param_names: HashMap::new(),
+            builder: Builder::new(registry),
             registry,
             merge: true,
             graph: DiGraph::new(),
@@ -225,7 +231,9 @@ impl<'a> Merger<'a> {
         let params_text = params_json.to_string();
         // Merged on the parameters as the operator reads them, so a default
         // written out and one left out are the same node.
-        let prepared = self.build(d, &params_text, params_json)?;
+        let prepared = self
+            .builder
+            .build(&self.decls[d], &params_text, params_json, self.diags)?;
         let decl = &self.decls[d];
         let key = NodeKey {
             op: decl.op.clone(),
@@ -290,9 +298,41 @@ impl<'a> Merger<'a> {
         Some(n)
     }
 
+    fn report_cycle(&mut self, d: usize) {
+        let start = self.stack.iter().position(|&s| s == d).unwrap_or(0);
+        let cycle: Vec<usize> = self.stack[start..].to_vec();
+        let mut names: Vec<&str> = cycle.iter().map(|&c| self.decls[c].name.as_str()).collect();
+        names.push(&self.decls[d].name);
+        let o = &self.decls[d].origin;
+        self.diags.push(Diagnostic::new(
+            &o.file,
+            Some(o.pos),
+            &o.path,
+            format!("cycle: {}", names.join(" → ")),
+        ));
+        for c in cycle {
+            self.state[c] = State::Failed;
+        }
+    }
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(registry: &'a Registry) -> Self {
+        Self {
+            operators: HashMap::new(),
+            param_names: HashMap::new(),
+            registry,
+        }
+    }
+
     /// Builds the runtime operator, reporting bad parameters at their place.
-    fn build(&mut self, d: usize, params_text: &str, params: Json) -> Option<Prepared> {
-        let decl = &self.decls[d];
+    pub fn build(
+        &mut self,
+        decl: &Decl,
+        params_text: &str,
+        params: Json,
+        diags: &mut Diagnostics,
+    ) -> Option<Prepared> {
         let def = self.registry.get(&decl.op)?;
         let arity = def.arity();
         if !arity.accepts(decl.inputs.len()) {
@@ -308,7 +348,7 @@ impl<'a> Merger<'a> {
                 }
                 _ => "",
             };
-            self.diags.push(Diagnostic::new(
+            diags.push(Diagnostic::new(
                 &decl.origin.file,
                 Some(decl.origin.pos),
                 format!("{}.inputs", decl.origin.path),
@@ -342,7 +382,7 @@ impl<'a> Merger<'a> {
                     } else {
                         hint
                     };
-                    self.diags.push(Diagnostic::new(
+                    diags.push(Diagnostic::new(
                         &decl.origin.file,
                         Some(k.pos),
                         format!("{with_path}.{name}"),
@@ -352,7 +392,7 @@ impl<'a> Merger<'a> {
                 }
             }
         } else if !matches!(decl.params.value, crate::spec::Value::Null) {
-            self.diags.push(Diagnostic::new(
+            diags.push(Diagnostic::new(
                 &decl.origin.file,
                 Some(decl.params.pos),
                 with_path,
@@ -387,7 +427,7 @@ impl<'a> Merger<'a> {
                     path.push('.');
                     path.push_str(seg);
                 }
-                self.diags.push(Diagnostic::new(
+                diags.push(Diagnostic::new(
                     &decl.origin.file,
                     Some(at.pos),
                     path,
@@ -395,23 +435,6 @@ impl<'a> Merger<'a> {
                 ));
                 None
             }
-        }
-    }
-
-    fn report_cycle(&mut self, d: usize) {
-        let start = self.stack.iter().position(|&s| s == d).unwrap_or(0);
-        let cycle: Vec<usize> = self.stack[start..].to_vec();
-        let mut names: Vec<&str> = cycle.iter().map(|&c| self.decls[c].name.as_str()).collect();
-        names.push(&self.decls[d].name);
-        let o = &self.decls[d].origin;
-        self.diags.push(Diagnostic::new(
-            &o.file,
-            Some(o.pos),
-            &o.path,
-            format!("cycle: {}", names.join(" → ")),
-        ));
-        for c in cycle {
-            self.state[c] = State::Failed;
         }
     }
 }

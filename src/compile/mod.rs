@@ -11,6 +11,7 @@ pub mod interp;
 pub mod params;
 pub mod partition;
 pub mod policy;
+pub mod stages;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use quiver_operators::calendar::Calendar;
 use quiver_operators::{Effect, Registry};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::plan::{Plan, ResourcePolicy, Secrets, SharedRate};
+use crate::plan::{Plan, ResourcePolicy, Secrets, SharedRate, Stats};
 use crate::spec::de::from_yaml;
 use crate::spec::{PipelineSpec, ResourceSpec, Value, Yaml};
 pub use params::Override;
@@ -63,15 +64,9 @@ pub fn compile_file_with_options(
     registry: &Registry,
     options: Options,
 ) -> Result<Plan, Diagnostics> {
-    let file: Arc<Path> = Arc::from(path);
     match crate::spec::yaml::read_file(path) {
         Ok(text) => compile_str_with_options(path, &text, overrides, registry, options),
-        Err(e) => Err(Diagnostics(vec![Diagnostic::new(
-            &file,
-            None,
-            "",
-            format!("cannot read the pipeline file: {e}"),
-        )])),
+        Err(e) => Err(unreadable(path, e)),
     }
 }
 
@@ -99,6 +94,169 @@ pub fn compile_str_with_options(
     registry: &Registry,
     options: Options,
 ) -> Result<Plan, Diagnostics> {
+    let Front {
+        spec,
+        params,
+        resources,
+        secrets,
+        mut decls,
+        calendar,
+        force_all,
+        cache_max_size,
+        mut diags,
+    } = front(path, text, overrides, registry)?;
+    if let Some(calendar) = &calendar {
+        partition::split(&mut decls, registry, calendar, &mut diags);
+    }
+    let (graph, stats) = dedupe::Merger::new(&mut decls, registry, &mut diags)
+        .merging(options.merge)
+        .run();
+    check_sinks(&graph, &decls, &mut diags);
+
+    if !diags.is_empty() {
+        return Err(redacted(diags, &secrets));
+    }
+    Ok(Plan {
+        name: spec.pipeline,
+        file: path.to_path_buf(),
+        params,
+        resources,
+        graph: Arc::new(graph),
+        stats,
+        cache_dir: spec.cache.and_then(|c| c.dir).map(PathBuf::from),
+        force_all,
+        cache_max_size,
+        keep_going: spec.keep_going.unwrap_or(false),
+        secrets,
+    })
+}
+
+/// What checking a pipeline without building its tasks finds: see
+/// [`validate_str_with_options`].
+#[derive(Debug)]
+pub struct Validated {
+    pub name: String,
+    /// The same counts as the compiled plan's, counted over stages.
+    pub stats: Stats,
+    /// The values to mask in anything printed.
+    pub secrets: Secrets,
+}
+
+/// Checks the pipeline file at `path` as [`compile_file_with_options`]
+/// would, and counts its nodes, without building a node per trading day:
+/// time and memory grow with the pipeline's text and fan-out, not with its
+/// days (see `docs/design/stages.md`).
+pub fn validate_file_with_options(
+    path: &Path,
+    overrides: &[Override],
+    registry: &Registry,
+    options: Options,
+) -> Result<Validated, Diagnostics> {
+    match crate::spec::yaml::read_file(path) {
+        Ok(text) => validate_str_with_options(path, &text, overrides, registry, options),
+        Err(e) => Err(unreadable(path, e)),
+    }
+}
+
+/// [`validate_file_with_options`] for pipeline `text` read from `path`.
+pub fn validate_str_with_options(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+    registry: &Registry,
+    options: Options,
+) -> Result<Validated, Diagnostics> {
+    let (validated, exact) = count_stages_str(path, text, overrides, registry, options)?;
+    if exact {
+        return Ok(validated);
+    }
+    // The one shape counted over stages not exactly (see
+    // `stages::count`): the plan's own counts.
+    let plan = compile_str_with_options(path, text, overrides, registry, options)?;
+    Ok(Validated {
+        name: plan.name,
+        stats: plan.stats,
+        secrets: plan.secrets,
+    })
+}
+
+/// The counts over stages alone, and whether they are exact (see
+/// `stages::count`); [`validate_str_with_options`] compiles the plan when
+/// they are not.
+pub fn count_stages_str(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+    registry: &Registry,
+    options: Options,
+) -> Result<(Validated, bool), Diagnostics> {
+    let Front {
+        spec,
+        secrets,
+        decls,
+        calendar,
+        mut diags,
+        ..
+    } = front(path, text, overrides, registry)?;
+    let (stats, exact) = stages::count(
+        &decls,
+        registry,
+        calendar.as_ref(),
+        options.merge,
+        &mut diags,
+    );
+    if !diags.is_empty() {
+        return Err(redacted(diags, &secrets));
+    }
+    let validated = Validated {
+        name: spec.pipeline,
+        stats,
+        secrets,
+    };
+    Ok((validated, exact))
+}
+
+/// A message may quote a value that holds a secret.
+fn redacted(mut diags: Diagnostics, secrets: &Secrets) -> Diagnostics {
+    for d in &mut diags.0 {
+        d.message = secrets.redact(&d.message);
+    }
+    diags.sorted()
+}
+
+fn unreadable(path: &Path, e: impl std::fmt::Display) -> Diagnostics {
+    let file: Arc<Path> = Arc::from(path);
+    Diagnostics(vec![Diagnostic::new(
+        &file,
+        None,
+        "",
+        format!("cannot read the pipeline file: {e}"),
+    )])
+}
+
+/// The pipeline read, its parameters resolved and its nodes expanded into
+/// declared instances: what compiling and validating share.
+struct Front {
+    spec: PipelineSpec,
+    params: IndexMap<String, serde_json::Value>,
+    resources: IndexMap<String, ResourcePolicy>,
+    secrets: Secrets,
+    decls: Vec<expand::Decl>,
+    /// `None` when the pipeline names a calendar that does not exist
+    /// (already reported).
+    calendar: Option<Calendar>,
+    force_all: bool,
+    cache_max_size: Option<u64>,
+    /// Problems found so far; the caller goes on and adds its own.
+    diags: Diagnostics,
+}
+
+fn front(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+    registry: &Registry,
+) -> Result<Front, Diagnostics> {
     let file: Arc<Path> = Arc::from(path);
     let mut diags = Diagnostics::default();
     let doc = match crate::spec::yaml::parse(text) {
@@ -172,11 +330,9 @@ pub fn compile_str_with_options(
     let root = interp::Scope::new(&names);
     expander.expand_nodes(&file, &spec.nodes, "", &root, 0);
     expander.resolve_refs();
-    let mut decls = std::mem::take(&mut expander.decls);
+    let decls = std::mem::take(&mut expander.decls);
     secrets.merge(&expander.secrets);
-    if let Some(calendar) = calendar(&file, &doc, spec.calendar.as_ref(), &mut diags) {
-        partition::split(&mut decls, registry, &calendar, &mut diags);
-    }
+    let calendar = calendar(&file, &doc, spec.calendar.as_ref(), &mut diags);
 
     let force_all = spec
         .cache
@@ -194,30 +350,16 @@ pub fn compile_str_with_options(
                 None
             }
         });
-    let (graph, stats) = dedupe::Merger::new(&mut decls, registry, &mut diags)
-        .merging(options.merge)
-        .run();
-    check_sinks(&graph, &decls, &mut diags);
-
-    if !diags.is_empty() {
-        // A message may quote a value that holds a secret.
-        for d in &mut diags.0 {
-            d.message = secrets.redact(&d.message);
-        }
-        return Err(diags.sorted());
-    }
-    Ok(Plan {
-        name: spec.pipeline,
-        file: path.to_path_buf(),
+    Ok(Front {
+        spec,
         params,
         resources,
-        graph: Arc::new(graph),
-        stats,
-        cache_dir: spec.cache.and_then(|c| c.dir).map(PathBuf::from),
+        secrets,
+        decls,
+        calendar,
         force_all,
         cache_max_size,
-        keep_going: spec.keep_going.unwrap_or(false),
-        secrets,
+        diags,
     })
 }
 

@@ -40,15 +40,8 @@ pub fn split(
         if !decls[d].partition || decls[d].unresolved {
             continue;
         }
-        let sink = registry
-            .get(&decls[d].op)
-            .is_some_and(|def| def.effect() == quiver_operators::Effect::Sink);
-        let split = if sink && decls[d].params.get("partition_by").is_none() {
-            Err(
-                "a sink partitioned by date writes each day into a folder of its own: add \
-                 partition_by: [date] to its with: (or remove partition_by: date)"
-                    .to_string(),
-            )
+        let split = if let Err(message) = check_sink(&decls[d], registry) {
+            Err(message)
         } else if decls[d].inputs.is_empty() {
             split_source(decls, d, registry, calendar)
         } else {
@@ -85,6 +78,21 @@ pub fn split(
     }
 }
 
+/// A sink partitioned by date must write each day to a folder of its own.
+pub(super) fn check_sink(decl: &Decl, registry: &Registry) -> Result<(), String> {
+    let sink = registry
+        .get(&decl.op)
+        .is_some_and(|def| def.effect() == quiver_operators::Effect::Sink);
+    if sink && decl.params.get("partition_by").is_none() {
+        return Err(
+            "a sink partitioned by date writes each day into a folder of its own: add \
+             partition_by: [date] to its with: (or remove partition_by: date)"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
 /// One node per trading day of the source's range.
 fn split_source(
     decls: &mut Vec<Decl>,
@@ -92,7 +100,30 @@ fn split_source(
     registry: &Registry,
     calendar: &Calendar,
 ) -> Result<Vec<(String, usize)>, String> {
-    let decl = &decls[d];
+    let (range, dates) = source_dates(&decls[d], registry, calendar)?;
+    let mut out = Vec::with_capacity(dates.len());
+    for date in dates {
+        let end_value = if range.end_inclusive {
+            date.clone()
+        } else {
+            next_date(&date).expect("a trading date is a date")
+        };
+        let mut part = copy(&decls[d], &date);
+        set(&mut part.params, range.start, &date);
+        set(&mut part.params, range.end, &end_value);
+        decls.push(part);
+        out.push((date, decls.len() - 1));
+    }
+    Ok(out)
+}
+
+/// The trading days a partitioned source reads, and the parameters that
+/// hold its range.
+pub(super) fn source_dates(
+    decl: &Decl,
+    registry: &Registry,
+    calendar: &Calendar,
+) -> Result<(quiver_operators::DateRange, Vec<String>), String> {
     let range = registry
         .get(&decl.op)
         .and_then(|def| def.date_range())
@@ -122,20 +153,7 @@ fn split_source(
             calendar.name()
         ));
     }
-    let mut out = Vec::with_capacity(dates.len());
-    for date in dates {
-        let end_value = if range.end_inclusive {
-            date.clone()
-        } else {
-            next_date(&date).expect("a trading date is a date")
-        };
-        let mut part = copy(&decls[d], &date);
-        set(&mut part.params, range.start, &date);
-        set(&mut part.params, range.end, &end_value);
-        decls.push(part);
-        out.push((date, decls.len() - 1));
-    }
-    Ok(out)
+    Ok((range, dates))
 }
 
 /// The trading days before each day that a partitioned stage also reads.
@@ -171,7 +189,7 @@ impl Lookback {
         }
     }
 
-    fn of(&self, input: &str) -> usize {
+    pub(super) fn of(&self, input: &str) -> usize {
         self.inputs
             .iter()
             .find(|(name, _)| name == input)
@@ -207,32 +225,12 @@ fn split_stage(
             }
         }
     }
-    let dates = dates.ok_or_else(|| {
-        "none of its inputs is partitioned by date; partition a source it reads first".to_string()
-    })?;
+    let dates = dates.ok_or_else(no_partitioned_input)?;
     if dates.is_empty() {
-        return Err("its partitioned inputs have no day in common".to_string());
+        return Err(NO_DAY_IN_COMMON.to_string());
     }
+    check_stage(&decls[d])?;
     let lookback = decls[d].lookback.clone();
-    if let Some((name, _)) = lookback
-        .inputs
-        .iter()
-        .find(|(name, _)| !decls[d].inputs.iter().any(|i| i.name == *name))
-    {
-        let names: Vec<&str> = decls[d].inputs.iter().map(|i| i.name.as_str()).collect();
-        return Err(format!(
-            "lookback names input '{name}', which the node does not have; its inputs are {}",
-            names.join(", ")
-        ));
-    }
-    if let Some(name) = &lookback.previous
-        && decls[d].inputs.iter().any(|i| i.name == *name)
-    {
-        return Err(format!(
-            "previous: '{name}' is already the name of an input; name the day before \
-             something else"
-        ));
-    }
     // What day `date` of input `i` is: its partition, or with a lookback
     // the days from `lookback` before it to it, concatenated (one node per
     // input and day, shared by whatever reads the same window).
@@ -308,6 +306,38 @@ fn split_stage(
     Ok(out)
 }
 
+pub(super) fn no_partitioned_input() -> String {
+    "none of its inputs is partitioned by date; partition a source it reads first".to_string()
+}
+
+pub(super) const NO_DAY_IN_COMMON: &str = "its partitioned inputs have no day in common";
+
+/// A partitioned stage's `lookback:` and `previous:` name inputs it has,
+/// and only those.
+pub(super) fn check_stage(decl: &Decl) -> Result<(), String> {
+    let lookback = &decl.lookback;
+    if let Some((name, _)) = lookback
+        .inputs
+        .iter()
+        .find(|(name, _)| !decl.inputs.iter().any(|i| i.name == *name))
+    {
+        let names: Vec<&str> = decl.inputs.iter().map(|i| i.name.as_str()).collect();
+        return Err(format!(
+            "lookback names input '{name}', which the node does not have; its inputs are {}",
+            names.join(", ")
+        ));
+    }
+    if let Some(name) = &lookback.previous
+        && decl.inputs.iter().any(|i| i.name == *name)
+    {
+        return Err(format!(
+            "previous: '{name}' is already the name of an input; name the day before \
+             something else"
+        ));
+    }
+    Ok(())
+}
+
 /// The declared node `decl` for one day: `name@2026-01-05`.
 fn copy(decl: &Decl, date: &str) -> Decl {
     Decl {
@@ -344,7 +374,7 @@ fn set(params: &mut Yaml, key: &str, value: &str) {
 }
 
 /// The declared nodes, inputs before the nodes that read them.
-fn order(decls: &[Decl]) -> Vec<usize> {
+pub(super) fn order(decls: &[Decl]) -> Vec<usize> {
     let mut state = vec![0u8; decls.len()]; // 0 new, 1 visiting, 2 done
     let mut out = Vec::with_capacity(decls.len());
     for root in 0..decls.len() {

@@ -7,6 +7,11 @@
 //! - `tests/pipelines/invalid/NAME.yaml` must fail, and `NAME.expected` holds
 //!   every diagnostic it must print, one per line, in order.
 //!
+//! Each fixture is checked twice: compiled into a plan (what `quiver run`
+//! and `quiver plan` do) and checked over stages (what `quiver validate`
+//! does, `compile::validate_file_with_options`); both must meet the same
+//! expectations.
+//!
 //! Only top-level `*.yaml` files are pipelines: `fragments/` below each suite
 //! holds files that the pipelines include. Every fixture is checked, and the
 //! test fails once at the end listing every mismatch.
@@ -15,9 +20,9 @@ use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use quiver::compile::compile_file;
+use quiver::compile::{Options, compile_file, validate_file_with_options};
 use quiver::diag::Diagnostics;
-use quiver::plan::{Plan, Stats};
+use quiver::plan::Stats;
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,16 +48,32 @@ fn relative(path: &Path) -> String {
         .to_string()
 }
 
-/// Compiles with an absolute path, so the suite does not depend on the
-/// working directory; a panic is turned into an error message.
-fn compile(path: &Path) -> Result<Result<Plan, Diagnostics>, String> {
-    catch_unwind(AssertUnwindSafe(|| compile_file(path, &[]))).map_err(|panic| {
+/// The two ways a pipeline is checked.
+#[derive(Clone, Copy, Debug)]
+enum How {
+    Compile,
+    Validate,
+}
+
+const BOTH: [How; 2] = [How::Compile, How::Validate];
+
+/// Compiles or validates with an absolute path, so the suite does not
+/// depend on the working directory; a panic is turned into an error message.
+fn check(path: &Path, how: How) -> Result<Result<Stats, Diagnostics>, String> {
+    catch_unwind(AssertUnwindSafe(|| match how {
+        How::Compile => compile_file(path, &[]).map(|plan| plan.stats),
+        How::Validate => {
+            validate_file_with_options(path, &[], quiver::operators::registry(), Options::default())
+                .map(|v| v.stats)
+        }
+    }))
+    .map_err(|panic| {
         let what = panic
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("a non-string payload");
-        format!("the compiler panicked: {what}")
+        format!("the compiler panicked ({how:?}): {what}")
     })
 }
 
@@ -121,23 +142,28 @@ fn diff(expected: &[String], actual: &[String]) -> String {
 fn check_valid(path: &Path) -> Result<(), String> {
     let expected = read_sibling(path, "stats")?;
     let expected = expected.trim();
-    match compile(path)? {
-        Ok(plan) => {
-            let actual = stats_line(&plan.stats);
-            if actual == expected {
-                Ok(())
-            } else {
-                Err(format!("    - {expected}\n    + {actual}\n"))
+    let mut out = String::new();
+    for how in BOTH {
+        match check(path, how)? {
+            Ok(stats) => {
+                let actual = stats_line(&stats);
+                if actual != expected {
+                    let _ = write!(out, "    {how:?}:\n    - {expected}\n    + {actual}\n");
+                }
+            }
+            Err(diags) => {
+                let _ = write!(
+                    out,
+                    "    {how:?}: expected to compile, but it printed:\n{}",
+                    render(&diags)
+                        .iter()
+                        .map(|l| format!("      {l}\n"))
+                        .collect::<String>()
+                );
             }
         }
-        Err(diags) => Err(format!(
-            "    expected to compile, but it printed:\n{}",
-            render(&diags)
-                .iter()
-                .map(|l| format!("      {l}\n"))
-                .collect::<String>()
-        )),
     }
+    if out.is_empty() { Ok(()) } else { Err(out) }
 }
 
 fn check_invalid(path: &Path) -> Result<(), String> {
@@ -147,17 +173,21 @@ fn check_invalid(path: &Path) -> Result<(), String> {
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
-    match compile(path)? {
-        Ok(_) => Err("    compiled without errors\n".into()),
-        Err(diags) => {
-            let actual = render(&diags);
-            if actual == expected {
-                Ok(())
-            } else {
-                Err(diff(&expected, &actual))
+    let mut out = String::new();
+    for how in BOTH {
+        match check(path, how)? {
+            Ok(_) => {
+                let _ = writeln!(out, "    {how:?}: no errors");
+            }
+            Err(diags) => {
+                let actual = render(&diags);
+                if actual != expected {
+                    let _ = write!(out, "    {how:?}:\n{}", diff(&expected, &actual));
+                }
             }
         }
     }
+    if out.is_empty() { Ok(()) } else { Err(out) }
 }
 
 /// Runs `check` on every pipeline of `suite`; panics once, listing every failure.

@@ -23,6 +23,7 @@ mod schema;
 mod secrets;
 mod serve;
 mod shared_rate;
+mod stages;
 mod support;
 mod vn30;
 mod yaml_limits;

@@ -1,0 +1,492 @@
+//! Checking and counting a pipeline over stages, without a node per
+//! trading day.
+//!
+//! Every declared instance keeps its day range as two numbers. The nodes a
+//! compile would build for it (one per day, the concatenation of its days,
+//! the windows its readers take) are counted exactly from *classes*: two
+//! instances of one class compute the same node on the same day, but for
+//! the places where a window is cut at the first day of its input or a
+//! chain of `previous` days begins. Those places are the instance's
+//! *positions*, each active over an interval of days. Day `d` of an
+//! instance is the node (class, d, the positions active on d); the days of
+//! one instance fall into a few runs with the same active positions, and
+//! the runs of every instance, unioned per (class, positions), count the
+//! unique nodes. See `docs/design/stages.md` for the model and why it is
+//! exact.
+
+mod count;
+mod days;
+mod keys;
+
+use std::collections::BTreeMap;
+
+use ahash::AHashMap as HashMap;
+use quiver_operators::calendar::Calendar;
+use quiver_operators::{Effect, Registry};
+
+use super::dedupe::{Builder, canonical};
+use super::expand::{Decl, Target};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::plan::Stats;
+use days::{Days, check_sinks, targets};
+use keys::{Class, Day, Id, Inst, Interner, Intervals, Part, Shape, Slot, Whole};
+
+const CONCAT: &str = "transform.concat";
+
+/// Reports what a compile would report for `decls` (but for two sinks
+/// writing one place, reported once per pair rather than once per day) and
+/// returns the counts its plan would have, and whether they are exact.
+///
+/// They are not exact in one case: an unpartitioned node equal to one day
+/// of a partitioned class (a fetch of that one day, or a reader of whole
+/// ranges that end on it) read by a partitioned stage, when another stage
+/// reads that class on that day with everything else equal. The compile
+/// merges those two days; the classes here keep them apart.
+pub fn count(
+    decls: &[Decl],
+    registry: &Registry,
+    calendar: Option<&Calendar>,
+    merge: bool,
+    diags: &mut Diagnostics,
+) -> (Stats, bool) {
+    let days = match calendar {
+        Some(calendar) => Days::split(decls, registry, calendar, diags),
+        None => Days::none(decls.len()),
+    };
+    let mut counter = Counter {
+        registry,
+        builder: Builder::new(registry),
+        merge,
+        days,
+        classes: Interner::new(),
+        wholes: Interner::new(),
+        positions: Interner::new(),
+        sets: Interner::new(),
+        names: Interner::new(),
+        class_op: Vec::new(),
+        days_run: HashMap::new(),
+        concats: HashMap::new(),
+        declared: BTreeMap::new(),
+        unique: BTreeMap::new(),
+        sinks: Vec::new(),
+        doubles: Vec::new(),
+        ambiguous: false,
+    };
+    counter.walk(decls, diags);
+    check_sinks(decls, &counter.sinks, diags);
+    let exact = counter.exact();
+    (counter.stats(), exact)
+}
+
+pub(super) struct Counter<'a> {
+    registry: &'a Registry,
+    builder: Builder<'a>,
+    merge: bool,
+    days: Days,
+    classes: Interner<Class>,
+    wholes: Interner<Whole>,
+    /// A position: (the class it is in, input, member, the position below
+    /// it in that member or `Id::MAX` for the window itself).
+    positions: Interner<(Id, u32, u32, Id)>,
+    /// Sets of active positions, as (id, first).
+    sets: Interner<Vec<(Id, Day)>>,
+    /// Names given with `previous:`.
+    names: Interner<String>,
+    /// Per class, its operator.
+    class_op: Vec<String>,
+    /// The days of partitioned instances, by (class, positions active).
+    days_run: HashMap<(Id, Id), Intervals>,
+    /// Concatenations of days, by (class of the days, positions met,
+    /// length − 1): the days they end on.
+    concats: HashMap<(Id, Id, u32), Intervals>,
+    declared: BTreeMap<String, usize>,
+    unique: BTreeMap<String, usize>,
+    /// (target, days, declared node).
+    sinks: Vec<days::Sink>,
+    /// What a day of a partitioned stage also is, where it reads an
+    /// unpartitioned node equal to a day of a partitioned class.
+    doubles: Vec<Class>,
+    /// An unpartitioned node equals a day of more than one class.
+    ambiguous: bool,
+}
+
+impl Counter<'_> {
+    /// Every declared node, inputs first, as the merger walks them: cycles
+    /// reported where it reports them.
+    fn walk(&mut self, decls: &[Decl], diags: &mut Diagnostics) {
+        #[derive(Clone, Copy, PartialEq)]
+        enum State {
+            New,
+            Visiting,
+            Done,
+        }
+        let mut state = vec![State::New; decls.len()];
+        let mut insts: Vec<Inst> = (0..decls.len()).map(|_| Inst::Failed).collect();
+        let mut stack: Vec<usize> = Vec::new();
+        for root in 0..decls.len() {
+            if state[root] != State::New {
+                continue;
+            }
+            let deps = |d: usize| -> Vec<usize> {
+                decls[d]
+                    .inputs
+                    .iter()
+                    .flat_map(|i| targets(&i.target))
+                    .collect()
+            };
+            state[root] = State::Visiting;
+            stack.push(root);
+            let mut frames: Vec<(usize, Vec<usize>, usize)> = vec![(root, deps(root), 0)];
+            while let Some((d, next, cursor)) = frames.last_mut() {
+                if let Some(&t) = next.get(*cursor) {
+                    *cursor += 1;
+                    match state[t] {
+                        State::New => {
+                            state[t] = State::Visiting;
+                            stack.push(t);
+                            frames.push((t, deps(t), 0));
+                        }
+                        State::Visiting => {
+                            let start = stack.iter().position(|&s| s == t).unwrap_or(0);
+                            let cycle = &stack[start..];
+                            let mut names: Vec<&str> =
+                                cycle.iter().map(|&c| decls[c].name.as_str()).collect();
+                            names.push(&decls[t].name);
+                            let o = &decls[t].origin;
+                            diags.push(Diagnostic::new(
+                                &o.file,
+                                Some(o.pos),
+                                &o.path,
+                                format!("cycle: {}", names.join(" → ")),
+                            ));
+                            for &c in cycle {
+                                state[c] = State::Done;
+                            }
+                        }
+                        State::Done => {}
+                    }
+                    continue;
+                }
+                let d = *d;
+                frames.pop();
+                stack.pop();
+                if state[d] == State::Visiting {
+                    state[d] = State::Done;
+                    insts[d] = self.instance(decls, d, &insts, diags);
+                }
+            }
+        }
+        self.count_windows(decls, &insts);
+    }
+
+    /// One declared instance, its inputs done.
+    fn instance(
+        &mut self,
+        decls: &[Decl],
+        d: usize,
+        insts: &[Inst],
+        diags: &mut Diagnostics,
+    ) -> Inst {
+        let decl = &decls[d];
+        let mut failed = decl.unresolved;
+        for input in &decl.inputs {
+            match &input.target {
+                Target::Pending { .. } | Target::Broken => failed = true,
+                t => failed |= targets(t).iter().any(|&i| matches!(insts[i], Inst::Failed)),
+            }
+        }
+        if failed {
+            return Inst::Failed;
+        }
+        let Some(def) = self.registry.get(&decl.op) else {
+            return Inst::Failed;
+        };
+        let range = self.days.ranges[d];
+        let source_range = def
+            .date_range()
+            .filter(|_| range.is_some() && decl.inputs.is_empty());
+        // A source's days are built with one day's range, as a compile
+        // builds each of them.
+        let mut params_json = canonical(decl.params.to_json());
+        if let (Some(r), serde_json::Value::Object(map)) = (source_range, &mut params_json) {
+            for name in [r.start, r.end] {
+                if map.contains_key(name) {
+                    map.insert(name.to_string(), serde_json::Value::Null);
+                }
+            }
+        }
+        let params_text = params_json.to_string();
+        let params_json = if source_range.is_some() {
+            canonical(decl.params.to_json())
+        } else {
+            params_json
+        };
+        let Some(prepared) = self.builder.build(decl, &params_text, params_json, diags) else {
+            return Inst::Failed;
+        };
+        let sink = def.effect() == Effect::Sink;
+        if sink && let Some(target) = prepared.operator.sink_target() {
+            self.sinks.push((target, range, d));
+        }
+        let own = sink || !self.merge;
+        let Some((lo, hi)) = range else {
+            let key = if own {
+                Whole::Own(d)
+            } else {
+                let inputs = decl
+                    .inputs
+                    .iter()
+                    .map(|input| {
+                        let whole = |t: usize| match &insts[t] {
+                            Inst::Whole(w, _) => *w,
+                            Inst::Days(p) => p.whole,
+                            Inst::Failed => unreachable!("failed inputs fail the node"),
+                        };
+                        (input.name.clone(), shape(&input.target, whole))
+                    })
+                    .collect();
+                Whole::Node {
+                    op: decl.op.clone(),
+                    resolved: prepared.resolved.clone(),
+                    inputs,
+                }
+            };
+            if !own && let Some(part) = self.day_form(decl, def, &prepared, insts) {
+                let set = self.sets.id(part.on(part.lo)).0;
+                self.add(&decl.op, 1, 0);
+                self.days_run
+                    .entry((part.class, set))
+                    .or_default()
+                    .0
+                    .push((part.lo, part.lo));
+                let id = self.wholes.id(Whole::Day(part.class, set, part.lo)).0;
+                return Inst::Whole(id, Some(Box::new(part)));
+            }
+            let (id, new) = self.wholes.id(key);
+            self.add(&decl.op, 1, new as usize);
+            return Inst::Whole(id, None);
+        };
+
+        let class_key = if own {
+            Class::Own(d)
+        } else if let Some(r) = source_range {
+            let mut resolved: serde_json::Value =
+                serde_json::from_str(&prepared.resolved).expect("resolved parameters are JSON");
+            if let serde_json::Value::Object(map) = &mut resolved {
+                map.remove(r.start);
+                map.remove(r.end);
+            }
+            Class::Source {
+                op: decl.op.clone(),
+                resolved: resolved.to_string(),
+            }
+        } else {
+            let slots = |on: Option<Day>| -> Vec<(String, Shape<Slot>)> {
+                decl.inputs
+                    .iter()
+                    .map(|input| {
+                        let n = decl.lookback.of(&input.name) as u32;
+                        let slot = |t: usize| match &insts[t] {
+                            Inst::Whole(_, Some(form)) if Some(form.lo) == on => {
+                                Slot::Day(form.class)
+                            }
+                            Inst::Whole(w, _) => Slot::Whole(*w),
+                            Inst::Days(p) if n == 0 => Slot::Day(p.class),
+                            Inst::Days(p) => Slot::Window(p.class),
+                            Inst::Failed => unreachable!("failed inputs fail the node"),
+                        };
+                        (input.name.clone(), shape(&input.target, slot))
+                    })
+                    .collect()
+            };
+            // On the day an unpartitioned input equals a day of a
+            // partitioned class, this stage's day is also what a stage
+            // reading that class computes: see `Counter::exact`.
+            let mut form_days: Vec<Day> = decl
+                .inputs
+                .iter()
+                .flat_map(|input| targets(&input.target))
+                .filter_map(|t| match &insts[t] {
+                    Inst::Whole(_, Some(form)) if (lo..=hi).contains(&form.lo) => Some(form.lo),
+                    _ => None,
+                })
+                .collect();
+            form_days.sort_unstable();
+            form_days.dedup();
+            for day in form_days {
+                self.doubles.push(Class::Stage {
+                    op: decl.op.clone(),
+                    resolved: prepared.resolved.clone(),
+                    inputs: slots(Some(day)),
+                });
+            }
+            Class::Stage {
+                op: decl.op.clone(),
+                resolved: prepared.resolved.clone(),
+                inputs: slots(None),
+            }
+        };
+        let class = self.class(class_key, &decl.op);
+        let mut reads: Vec<(u32, u32, &Part, Option<u32>)> = Vec::new();
+        for (j, input) in decl.inputs.iter().enumerate() {
+            let n = decl.lookback.of(&input.name) as u32;
+            for (m, t) in targets(&input.target).into_iter().enumerate() {
+                if let Inst::Days(p) = &insts[t] {
+                    reads.push((j as u32, m as u32, p, (n > 0).then_some(n)));
+                }
+            }
+        }
+        let previous = decl.lookback.previous.as_deref();
+        let (positions, lengths) = self.positions_of(class, lo, hi, &reads, previous);
+        let mut part = Part {
+            class,
+            lo,
+            hi,
+            positions,
+            lengths,
+            whole: 0,
+        };
+        self.count_days(&decl.op, &part);
+        let set = self.sets.id(part.meeting(lo, hi)).0;
+        self.concat(class, set, lo, hi);
+        part.whole = self.wholes.id(Whole::Concat(class, set, lo, hi)).0;
+        Inst::Days(part)
+    }
+
+    /// The day of a partitioned class an unpartitioned node equals, if
+    /// any: a fetch whose range is one trading day, as that day's
+    /// partition is written; or a node reading the whole of partitioned
+    /// nodes that all end on one day (and days of that day), as a
+    /// partitioned stage with windows reaching back over them reads it.
+    fn day_form(
+        &mut self,
+        decl: &Decl,
+        def: &dyn quiver_operators::OperatorDef,
+        prepared: &super::dedupe::Prepared,
+        insts: &[Inst],
+    ) -> Option<Part> {
+        if decl.inputs.is_empty() {
+            let r = def.date_range()?;
+            let text = |name: &str| decl.params.get(name).map(|v| v.scalar_text());
+            let (start, end) = (text(r.start)?, text(r.end)?);
+            let day_end = if r.end_inclusive {
+                start.clone()
+            } else {
+                quiver_operators::calendar::next_date(&start)?
+            };
+            if end != day_end {
+                return None;
+            }
+            let day = self.days.index(&start)?;
+            let mut resolved: serde_json::Value = serde_json::from_str(&prepared.resolved).ok()?;
+            if let serde_json::Value::Object(map) = &mut resolved {
+                map.remove(r.start);
+                map.remove(r.end);
+            }
+            let key = Class::Source {
+                op: decl.op.clone(),
+                resolved: resolved.to_string(),
+            };
+            let class = self.class(key, &decl.op);
+            return Some(Part {
+                class,
+                lo: day,
+                hi: day,
+                positions: Vec::new(),
+                lengths: Vec::new(),
+                whole: 0,
+            });
+        }
+        // The day: where the whole ranges read end, all on one; or, reading
+        // none, the day of the nodes read that are days themselves.
+        let read = || decl.inputs.iter().flat_map(|i| targets(&i.target));
+        let ends: Vec<Day> = read()
+            .filter_map(|t| match &insts[t] {
+                Inst::Days(p) => Some(p.hi),
+                _ => None,
+            })
+            .collect();
+        let forms: Vec<Day> = read()
+            .filter_map(|t| match &insts[t] {
+                Inst::Whole(_, Some(p)) => Some(p.lo),
+                _ => None,
+            })
+            .collect();
+        let day = match (ends.first(), forms.first()) {
+            (Some(&d), _) if ends.iter().all(|&e| e == d) => d,
+            (Some(_), _) | (None, None) => return None,
+            (None, Some(&d)) => {
+                if forms.iter().any(|&f| f != d) {
+                    // It equals a day of one class or another: which one
+                    // is not kept (see `count`).
+                    self.ambiguous = true;
+                }
+                d
+            }
+        };
+        let mut inputs = Vec::with_capacity(decl.inputs.len());
+        let mut reads: Vec<(u32, u32, &Part, Option<u32>)> = Vec::new();
+        for (j, input) in decl.inputs.iter().enumerate() {
+            let mut slots = Vec::new();
+            for (m, t) in targets(&input.target).into_iter().enumerate() {
+                let slot = match &insts[t] {
+                    Inst::Whole(_, Some(p)) if p.lo == day => {
+                        reads.push((j as u32, m as u32, p, None));
+                        Slot::Day(p.class)
+                    }
+                    Inst::Whole(w, _) => Slot::Whole(*w),
+                    Inst::Days(p) => {
+                        reads.push((j as u32, m as u32, p, Some(p.hi - p.lo)));
+                        Slot::Window(p.class)
+                    }
+                    Inst::Failed => return None,
+                };
+                slots.push(slot);
+            }
+            let shape = match &input.target {
+                Target::One(_) => Shape::One(slots.pop()?),
+                Target::All { key, members } => Shape::All(
+                    key.clone(),
+                    members.iter().map(|(k, _)| k.clone()).zip(slots).collect(),
+                ),
+                Target::Pending { .. } | Target::Broken => return None,
+            };
+            inputs.push((input.name.clone(), shape));
+        }
+        let key = Class::Stage {
+            op: decl.op.clone(),
+            resolved: prepared.resolved.clone(),
+            inputs,
+        };
+        let class = self.class(key, &decl.op);
+        let (positions, lengths) = self.positions_of(class, day, day, &reads, None);
+        Some(Part {
+            class,
+            lo: day,
+            hi: day,
+            positions,
+            lengths,
+            whole: 0,
+        })
+    }
+
+    fn class(&mut self, key: Class, op: &str) -> Id {
+        let (class, new) = self.classes.id(key);
+        if new {
+            self.class_op.push(op.to_string());
+        }
+        class
+    }
+}
+
+/// An input's target, in its shape, each node mapped by `f`.
+fn shape<T>(target: &Target, mut f: impl FnMut(usize) -> T) -> Shape<T> {
+    match target {
+        Target::One(t) => Shape::One(f(*t)),
+        Target::All { key, members } => Shape::All(
+            key.clone(),
+            members.iter().map(|(k, t)| (k.clone(), f(*t))).collect(),
+        ),
+        Target::Pending { .. } | Target::Broken => unreachable!("failed inputs fail the node"),
+    }
+}

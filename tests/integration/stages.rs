@@ -1,0 +1,296 @@
+//! Counting over stages (`quiver validate`) against compiling every day
+//! (`quiver run`, `quiver plan`): two implementations of one answer.
+//!
+//! The compiler builds a node per trading day and merges equal ones; the
+//! stage counter never builds them and counts from classes, ranges and the
+//! places where windows are cut (docs/design/stages.md). On random
+//! partitioned pipelines, windows cut at the start of an input, chains of
+//! `previous`, sources over overlapping ranges, fan-ins and whole-range
+//! readers, both must report the same errors or the same counts.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use proptest::prelude::*;
+use quiver::compile::{Options, Override, count_stages_str, validate_str_with_options};
+use quiver::plan::Stats;
+
+/// Weekdays of January 2026 that HOSE trades.
+const DAYS: [&str; 15] = [
+    "2026-01-05",
+    "2026-01-06",
+    "2026-01-07",
+    "2026-01-08",
+    "2026-01-09",
+    "2026-01-12",
+    "2026-01-13",
+    "2026-01-14",
+    "2026-01-15",
+    "2026-01-16",
+    "2026-01-19",
+    "2026-01-20",
+    "2026-01-21",
+    "2026-01-22",
+    "2026-01-23",
+];
+
+#[derive(Debug, Clone)]
+enum Node {
+    Source {
+        dataset: &'static str,
+        symbol: &'static str,
+        first: usize,
+        len: usize,
+        fan_out: bool,
+    },
+    Stage {
+        /// (earlier node, lookback)
+        inputs: Vec<(usize, usize)>,
+        previous: bool,
+        partitioned: bool,
+        query: usize,
+    },
+    Sink {
+        input: usize,
+        partitioned: bool,
+    },
+}
+
+fn node(earlier: usize) -> BoxedStrategy<Node> {
+    let source = (
+        prop::sample::select(vec!["ticks", "prices"]),
+        prop::sample::select(vec!["FPT", "VNM"]),
+        0..8usize,
+        0..6usize,
+        prop::bool::weighted(0.25),
+    )
+        .prop_map(|(dataset, symbol, first, len, fan_out)| Node::Source {
+            dataset,
+            symbol,
+            first,
+            len,
+            fan_out,
+        });
+    if earlier == 0 {
+        return source.boxed();
+    }
+    let stage = (
+        prop::collection::vec(
+            (0..earlier, prop::sample::select(vec![0usize, 0, 1, 2, 4])),
+            1..3,
+        ),
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.85),
+        0..2usize,
+    )
+        .prop_map(|(inputs, previous, partitioned, query)| Node::Stage {
+            inputs,
+            previous,
+            partitioned,
+            query,
+        });
+    let sink = (0..earlier, any::<bool>())
+        .prop_map(|(input, partitioned)| Node::Sink { input, partitioned });
+    prop_oneof![3 => source, 5 => stage, 1 => sink].boxed()
+}
+
+fn pipeline() -> impl Strategy<Value = Vec<Node>> {
+    (2..9usize).prop_flat_map(|n| {
+        let mut nodes: BoxedStrategy<Vec<Node>> = Just(Vec::new()).boxed();
+        for i in 0..n {
+            nodes = (nodes, node(i))
+                .prop_map(|(mut v, n)| {
+                    v.push(n);
+                    v
+                })
+                .boxed();
+        }
+        nodes
+    })
+}
+
+fn yaml(nodes: &[Node]) -> String {
+    let mut out = String::from("pipeline: random\nnodes:\n");
+    let reference = |i: usize| match &nodes[i] {
+        Node::Source { fan_out: true, .. } => format!("\"n{i}[*]\""),
+        _ => format!("n{i}"),
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        let line = match node {
+            Node::Source {
+                dataset,
+                symbol,
+                first,
+                len,
+                fan_out,
+            } => {
+                let last = (first + len).min(DAYS.len() - 1);
+                let (foreach, symbol) = if *fan_out {
+                    ("foreach: \"s in [FPT, VNM]\", ", "\"${s}\"".to_string())
+                } else {
+                    ("", symbol.to_string())
+                };
+                format!(
+                    "{{{foreach}op: fetch.synthetic, partition_by: date, with: {{dataset: {dataset}, \
+                     symbol: {symbol}, start: {}, end: {}}}}}",
+                    DAYS[*first], DAYS[last]
+                )
+            }
+            Node::Stage {
+                inputs,
+                previous,
+                partitioned,
+                query,
+            } => {
+                let names = ["a", "b"];
+                let wired: Vec<String> = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (i, _))| format!("{}: {}", names[k], reference(*i)))
+                    .collect();
+                let mut extra = String::new();
+                if *partitioned {
+                    extra.push_str("partition_by: date, ");
+                    let lookback: Vec<String> = inputs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (_, n))| *n > 0)
+                        .map(|(k, (_, n))| format!("{}: {n}", names[k]))
+                        .collect();
+                    if !lookback.is_empty() {
+                        extra.push_str(&format!("lookback: {{{}}}, ", lookback.join(", ")));
+                    }
+                    if *previous {
+                        extra.push_str("previous: prev, ");
+                    }
+                }
+                format!(
+                    "{{op: transform.sql, {extra}inputs: {{{}}}, with: {{query: \"SELECT {query} AS q\"}}}}",
+                    wired.join(", ")
+                )
+            }
+            Node::Sink { input, partitioned } => {
+                if *partitioned {
+                    format!(
+                        "{{op: sink.parquet, partition_by: date, inputs: [{}], with: {{path: out/n{i}, partition_by: [date]}}}}",
+                        reference(*input)
+                    )
+                } else {
+                    format!(
+                        "{{op: sink.parquet, inputs: [{}], with: {{path: out/n{i}.parquet}}}}",
+                        reference(*input)
+                    )
+                }
+            }
+        };
+        out.push_str(&format!("  n{i}: {line}\n"));
+    }
+    out
+}
+
+/// Both answers: the compiled plan's counts or its distinct messages, and
+/// the stage counter's (without the fallback to compiling), and whether
+/// the stage counter says its counts are exact.
+fn both(text: &str, overrides: &[Override], merge: bool) -> (Outcome, Outcome, bool) {
+    let path = Path::new("random.yaml");
+    let registry = quiver::operators::registry();
+    let options = Options { merge };
+    let compiled =
+        quiver::compile::compile_str_with_options(path, text, overrides, registry, options)
+            .map(|plan| plan.stats);
+    let counted = count_stages_str(path, text, overrides, registry, options);
+    let exact = counted.as_ref().map_or(true, |(_, exact)| *exact);
+    (
+        outcome(compiled),
+        outcome(counted.map(|(v, _)| v.stats)),
+        exact,
+    )
+}
+
+fn unique_of(counts: &str) -> usize {
+    counts
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("unique="))
+        .and_then(|n| n.parse().ok())
+        .expect("unique=N")
+}
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Counts(String),
+    /// Distinct messages: the compiler repeats a message once per day.
+    Errors(BTreeSet<String>),
+}
+
+fn outcome(result: Result<Stats, quiver::diag::Diagnostics>) -> Outcome {
+    match result {
+        Ok(stats) => Outcome::Counts(format!(
+            "declared={} unique={} merged={:?}",
+            stats.declared, stats.unique, stats.merged
+        )),
+        Err(diags) => Outcome::Errors(diags.0.iter().map(|d| d.to_string()).collect()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_partitioned_pipelines_count_the_same_over_stages(nodes in pipeline()) {
+        let text = yaml(&nodes);
+        let (compiled, counted, exact) = both(&text, &[], true);
+        if exact {
+            prop_assert_eq!(compiled, counted, "{}", text);
+        } else {
+            // Said to be inexact: a day the compile merges may be counted
+            // twice, never the other way; `validate` compiles instead.
+            let (Outcome::Counts(c), Outcome::Counts(s)) = (&compiled, &counted) else {
+                panic!("inexact counts are counts: {compiled:?} {counted:?}");
+            };
+            prop_assert!(unique_of(s) >= unique_of(c), "{} {} {}", c, s, text);
+            let validated = validate_str_with_options(
+                Path::new("random.yaml"), &text, &[], quiver::operators::registry(), Options::default(),
+            ).map(|v| v.stats);
+            prop_assert_eq!(&compiled, &outcome(validated), "{}", text);
+        }
+    }
+}
+
+#[test]
+fn vn30_counts_the_same_over_stages_where_its_windows_are_cut() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/vn30.yaml"))
+            .expect("vn30.yaml");
+    let cases: [&[&str]; 5] = [
+        &[],
+        // Prices start with the ticks: the 5-day window is cut for 5 days.
+        &["history_start=2026-01-05"],
+        // Prices start after the ticks: the stages start with the prices.
+        &["history_start=2026-01-07", "end_date=2026-01-16"],
+        &[
+            "symbols=[FPT, VNM, HPG]",
+            "start_date=2026-01-02",
+            "end_date=2026-02-27",
+        ],
+        &[
+            "symbols=[FPT]",
+            "start_date=2026-01-09",
+            "end_date=2026-01-09",
+        ],
+    ];
+    for sets in cases {
+        let overrides: Vec<Override> = sets
+            .iter()
+            .map(|s| Override::parse_set(s).expect("an override"))
+            .collect();
+        for merge in [true, false] {
+            let (compiled, counted, exact) = both(&text, &overrides, merge);
+            assert!(exact, "{sets:?}");
+            assert!(
+                matches!(compiled, Outcome::Counts(_)),
+                "{sets:?}: {compiled:?}"
+            );
+            assert_eq!(compiled, counted, "{sets:?}, merge: {merge}");
+        }
+    }
+}
