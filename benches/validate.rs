@@ -1,7 +1,8 @@
 //! Validating a pipeline as large as a market (issue: plans as large as the
 //! pipeline). Run: `cargo bench --bench validate`.
 //!
-//! `quiver validate pipelines/vn30.yaml`, in a process of its own, at
+//! `quiver validate pipelines/vn30.yaml` and `quiver plan --stages`, each
+//! in a process of its own, at
 //! symbols × trading days from the default 30 × 5 up to 2,000 × 2,500; and,
 //! for the sizes that fit, the compile that builds the plan `quiver run` and
 //! `quiver plan` run (a node per symbol and day; what `quiver validate` did
@@ -154,13 +155,19 @@ fn main() {
     let pipeline = "pipelines/vn30.yaml";
     println!("quiver validate {pipeline} (median of 3, a process each)");
     println!(
-        "  {:>7} × {:>5}  {:>21}  {:>9}  {:>9}    the plan compiled, to compare",
-        "symbols", "days", "declared → unique", "wall", "peak"
+        "  {:>7} × {:>5}  {:>21}  {:>9}  {:>9}  {:>19}    the plan compiled, to compare",
+        "symbols", "days", "declared → unique", "wall", "peak", "plan --stages"
     );
     for (n, days) in [(30, 5), (400, 250), (400, 1000), (1000, 250), (2000, 2500)] {
         let sets = sets(n, days);
         let v = median(&["validate", pipeline], &sets);
         let (declared, unique) = counts(&v.out);
+        let s = median(&["plan", pipeline, "--stages"], &sets);
+        assert_eq!(
+            counts(&s.out),
+            (declared, unique),
+            "plan --stages counts alike"
+        );
         let full = if declared <= 2_500_000 {
             let p = median(&["compile", pipeline], &sets);
             assert_eq!(
@@ -173,8 +180,8 @@ fn main() {
             "does not fit".to_string()
         };
         println!(
-            "  {n:>7} × {days:>5}  {:>10} → {:>9}  {:7.3} s  {:5.0} MiB    {full}",
-            declared, unique, v.wall, v.peak_mib
+            "  {n:>7} × {days:>5}  {:>10} → {:>9}  {:7.3} s  {:5.0} MiB  {:7.3} s {:5.0} MiB    {full}",
+            declared, unique, v.wall, v.peak_mib, s.wall, s.peak_mib
         );
     }
 }

@@ -18,6 +18,11 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
+    /// The stages as written (one per declared node, with its keys and
+    /// days) instead of every node: no node per trading day is built, so
+    /// it is immediate at any size. Text or JSON.
+    #[arg(long)]
+    stages: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -33,6 +38,9 @@ enum FormatArg {
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    if args.stages {
+        return stages(&args);
+    }
     let plan = match args.pipeline.compile() {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
@@ -53,6 +61,33 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|(_, forecast)| cache::annotations(&plan, forecast));
     let mut out = render::render_with(&plan, format, notes.as_ref());
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    super::print(&out)
+}
+
+fn stages(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let json = match args.format {
+        FormatArg::Text => false,
+        FormatArg::Json => true,
+        _ => {
+            eprintln!(
+                "error: --stages is written as text or JSON (--format text|json); the pictures \
+                 draw every node for now"
+            );
+            return Ok(ExitCode::from(super::EXIT_INVALID));
+        }
+    };
+    let validated = match args.pipeline.validate() {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    let mut out = if json {
+        render::stages_json(&validated)
+    } else {
+        render::StagesText(&validated).to_string()
+    };
     if !out.ends_with('\n') {
         out.push('\n');
     }

@@ -138,6 +138,8 @@ pub struct Validated {
     pub name: String,
     /// The same counts as the compiled plan's, counted over stages.
     pub stats: Stats,
+    /// The nodes as written: keys, days, how each reads its inputs.
+    pub stages: stages::StagePlan,
     /// The values to mask in anything printed.
     pub secrets: Secrets,
 }
@@ -166,18 +168,14 @@ pub fn validate_str_with_options(
     registry: &Registry,
     options: Options,
 ) -> Result<Validated, Diagnostics> {
-    let (validated, exact) = count_stages_str(path, text, overrides, registry, options)?;
-    if exact {
-        return Ok(validated);
+    let (mut validated, exact) = count_stages_str(path, text, overrides, registry, options)?;
+    if !exact {
+        // The one shape counted over stages not exactly (see
+        // `stages::count`): the plan's own counts.
+        let plan = compile_str_with_options(path, text, overrides, registry, options)?;
+        validated.stats = plan.stats;
     }
-    // The one shape counted over stages not exactly (see
-    // `stages::count`): the plan's own counts.
-    let plan = compile_str_with_options(path, text, overrides, registry, options)?;
-    Ok(Validated {
-        name: plan.name,
-        stats: plan.stats,
-        secrets: plan.secrets,
-    })
+    Ok(validated)
 }
 
 /// The counts over stages alone, and whether they are exact (see
@@ -198,7 +196,7 @@ pub fn count_stages_str(
         mut diags,
         ..
     } = front(path, text, overrides, registry)?;
-    let (stats, exact) = stages::count(
+    let (stats, exact, stages) = stages::count(
         &decls,
         registry,
         calendar.as_ref(),
@@ -211,6 +209,7 @@ pub fn count_stages_str(
     let validated = Validated {
         name: spec.pipeline,
         stats,
+        stages,
         secrets,
     };
     Ok((validated, exact))

@@ -6,6 +6,7 @@ pub mod html;
 mod json;
 pub mod layout;
 mod mermaid;
+mod stages;
 pub mod svg;
 mod text;
 pub mod timeline;
@@ -19,6 +20,7 @@ pub use dot::Dot;
 pub use html::Html;
 pub use json::to_json;
 pub use mermaid::Mermaid;
+pub use stages::{StagesText, stages_json};
 pub use svg::Svg;
 pub use text::Text;
 

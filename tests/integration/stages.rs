@@ -294,3 +294,130 @@ fn vn30_counts_the_same_over_stages_where_its_windows_are_cut() {
         }
     }
 }
+
+#[test]
+fn the_stages_of_vn30_are_its_declared_nodes_with_their_keys_days_and_reads() {
+    use quiver::compile::stages::Read;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/vn30.yaml");
+    let text = std::fs::read_to_string(&path).expect("vn30.yaml");
+    let v = validate_str_with_options(
+        &path,
+        &text,
+        &[],
+        quiver::operators::registry(),
+        Options::default(),
+    )
+    .expect("valid");
+    // One stage per node the file declares: every `op:` written.
+    let written = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("op: "))
+        .count();
+    assert_eq!(v.stages.stages.len(), written);
+    let stage = |name: &str| {
+        v.stages
+            .stages
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no stage {name}"))
+    };
+    let days = |name: &str| {
+        let d = stage(name).days.as_ref().expect("partitioned");
+        (d.first.as_str(), d.last.as_str(), d.count)
+    };
+
+    let features = stage("features");
+    assert_eq!(
+        (features.op.as_str(), features.keys.len()),
+        ("features.intraday", 30)
+    );
+    assert_eq!(days("features"), ("2026-01-05", "2026-01-09", 5));
+    let reads: Vec<(&str, &str, &Read)> = features
+        .inputs
+        .iter()
+        .map(|i| (i.name.as_str(), i.from.as_str(), &i.read))
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            ("trades", "features.trades", &Read::SameDay),
+            ("prices", "features.prices", &Read::Window(5)),
+        ]
+    );
+    // Prices from history_start, for the lookback.
+    let (first, last, _) = days("features.prices");
+    assert_eq!((first, last), ("2025-12-26", "2026-01-09"));
+
+    // The same fetches, written in two stages each, are the same tasks on
+    // the days both read.
+    let same = |a: &str, b: &str| {
+        let s = stage(a)
+            .same_as
+            .iter()
+            .find(|s| s.stage == b)
+            .unwrap_or_else(|| panic!("{a} is not said to be {b}: {:?}", stage(a).same_as));
+        (s.keys, s.days, s.tasks)
+    };
+    assert_eq!(same("features.trades", "session.trades"), (30, 5, 150));
+    assert_eq!(same("session.trades", "features.trades"), (30, 5, 150));
+    assert_eq!(same("weights.prices", "features.prices"), (30, 5, 150));
+    assert!(stage("features").same_as.is_empty());
+
+    let weights = stage("weights");
+    assert!(weights.keys.is_empty());
+    let info = weights.inputs.iter().find(|i| i.name == "info").unwrap();
+    assert!(info.every_key && info.read == Read::Once, "{info:?}");
+    let index = stage("index");
+    assert!(
+        index
+            .inputs
+            .iter()
+            .any(|i| i.from == "index" && i.read == Read::Previous),
+        "{:?}",
+        index.inputs
+    );
+    let whale = stage("whale");
+    let features_in = whale.inputs.iter().find(|i| i.name == "features").unwrap();
+    assert!(features_in.every_key && features_in.read == Read::SameDay);
+}
+
+#[test]
+fn plan_stages_prints_the_stages_and_refuses_the_pictures() {
+    let run = |format: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args([
+                "plan",
+                "pipelines/vn30.yaml",
+                "--stages",
+                "--format",
+                format,
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("quiver runs")
+    };
+    let text = run("text");
+    assert!(text.status.success());
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        out.starts_with("vn30: 13 stages as written, 1272 declared nodes → 942 unique"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n    ≡ session.trades over 30 × 5\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n    prices ← features.prices, the day and the 5 before\n"),
+        "{out}"
+    );
+
+    let json = run("json");
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(value["stats"]["unique"], 942);
+    assert_eq!(value["stages"].as_array().map(Vec::len), Some(13));
+
+    let svg = run("svg");
+    assert_eq!(svg.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&svg.stderr).contains("--stages is written as text or JSON"));
+}

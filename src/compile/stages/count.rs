@@ -112,13 +112,15 @@ impl Counter<'_> {
 
     /// Counts the days of a partitioned instance (and declares the
     /// concatenation of them that stands for it).
-    pub(super) fn count_days(&mut self, op: &str, part: &Part) {
+    pub(super) fn count_days(&mut self, d: usize, op: &str, part: &Part) {
         self.add(op, (part.hi - part.lo + 1) as usize, 0);
         self.add(CONCAT, 1, 0);
         let breaks = part.breaks([]);
         for run in breaks.windows(2) {
             let (from, to) = (run[0], run[1] - 1);
             let set = self.sets.id(part.on(from)).0;
+            self.records
+                .push((d, super::view::Rec::Runs(part.class, set, from, to)));
             self.days_run
                 .entry((part.class, set))
                 .or_default()

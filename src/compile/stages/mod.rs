@@ -17,6 +17,7 @@
 mod count;
 mod days;
 mod keys;
+mod view;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::plan::Stats;
 use days::{Days, check_sinks, targets};
 use keys::{Class, Day, Id, Inst, Interner, Intervals, Part, Shape, Slot, Whole};
+pub use view::{Days as StageDays, Input as StageInput, Read, Same, Stage, StagePlan};
 
 const CONCAT: &str = "transform.concat";
 
@@ -48,7 +50,7 @@ pub fn count(
     calendar: Option<&Calendar>,
     merge: bool,
     diags: &mut Diagnostics,
-) -> (Stats, bool) {
+) -> (Stats, bool, StagePlan) {
     let days = match calendar {
         Some(calendar) => Days::split(decls, registry, calendar, diags),
         None => Days::none(decls.len()),
@@ -71,11 +73,14 @@ pub fn count(
         sinks: Vec::new(),
         doubles: Vec::new(),
         ambiguous: false,
+        records: Vec::new(),
     };
     counter.walk(decls, diags);
     check_sinks(decls, &counter.sinks, diags);
     let exact = counter.exact();
-    (counter.stats(), exact)
+    let records = std::mem::take(&mut counter.records);
+    let plan = view::plan(decls, &counter.days.ranges, &counter.days.table, &records);
+    (counter.stats(), exact, plan)
 }
 
 pub(super) struct Counter<'a> {
@@ -108,6 +113,8 @@ pub(super) struct Counter<'a> {
     doubles: Vec<Class>,
     /// An unpartitioned node equals a day of more than one class.
     ambiguous: bool,
+    /// What each declared instance computes, for the stage view.
+    records: Vec<(usize, view::Rec)>,
 }
 
 impl Counter<'_> {
@@ -259,11 +266,14 @@ impl Counter<'_> {
                     .or_default()
                     .0
                     .push((part.lo, part.lo));
+                self.records
+                    .push((d, view::Rec::Runs(part.class, set, part.lo, part.lo)));
                 let id = self.wholes.id(Whole::Day(part.class, set, part.lo)).0;
                 return Inst::Whole(id, Some(Box::new(part)));
             }
             let (id, new) = self.wholes.id(key);
             self.add(&decl.op, 1, new as usize);
+            self.records.push((d, view::Rec::Node(id)));
             return Inst::Whole(id, None);
         };
 
@@ -346,7 +356,7 @@ impl Counter<'_> {
             lengths,
             whole: 0,
         };
-        self.count_days(&decl.op, &part);
+        self.count_days(d, &decl.op, &part);
         let set = self.sets.id(part.meeting(lo, hi)).0;
         self.concat(class, set, lo, hi);
         part.whole = self.wholes.id(Whole::Concat(class, set, lo, hi)).0;
