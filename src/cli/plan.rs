@@ -19,8 +19,8 @@ pub struct PlanArgs {
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
     /// The stages as written (one per declared node, with its keys and
-    /// days) instead of every node: no node per trading day is built, so
-    /// it is immediate at any size. Text or JSON.
+    /// days) instead of every node, in any format: no node per trading day
+    /// is built, so it is immediate at any size.
     #[arg(long)]
     stages: bool,
 }
@@ -68,25 +68,17 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn stages(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let json = match args.format {
-        FormatArg::Text => false,
-        FormatArg::Json => true,
-        _ => {
-            eprintln!(
-                "error: --stages is written as text or JSON (--format text|json); the pictures \
-                 draw every node for now"
-            );
-            return Ok(ExitCode::from(super::EXIT_INVALID));
-        }
-    };
     let validated = match args.pipeline.validate() {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let mut out = if json {
-        render::stages_json(&validated)
-    } else {
-        render::StagesText(&validated).to_string()
+    let mut out = match args.format {
+        FormatArg::Text => render::StagesText(&validated).to_string(),
+        FormatArg::Json => render::stages_json(&validated),
+        FormatArg::Svg => render::stages_svg(&validated),
+        FormatArg::Html => render::stages_html(&validated),
+        FormatArg::Dot => render::stages_dot(&validated),
+        FormatArg::Mermaid => render::stages_mermaid(&validated),
     };
     if !out.ends_with('\n') {
         out.push('\n');

@@ -31,7 +31,7 @@ impl fmt::Display for StagesText<'_> {
                 "{:<name_width$}  {:<op_width$}  {}",
                 stage.name,
                 stage.op,
-                space(stage)
+                space(stage, true)
             )?;
             for input in &stage.inputs {
                 let every = if input.every_key { "[*]" } else { "" };
@@ -62,18 +62,16 @@ impl fmt::Display for StagesText<'_> {
 }
 
 /// `30 keys × 5 days (2026-01-05 … 2026-01-09)`, `5 days (…)`, `30 keys`
-/// or `once`.
-fn space(stage: &Stage) -> String {
+/// or `once`; the dates only with `dates`.
+pub(super) fn space(stage: &Stage, dates: bool) -> String {
     let keys = stage.keys.len();
     let keys = (keys > 0).then(|| format!("{keys} key{}", plural(keys)));
     let days = stage.days.as_ref().map(|d| {
-        format!(
-            "{} day{} ({} … {})",
-            d.count,
-            plural(d.count),
-            d.first,
-            d.last
-        )
+        let mut text = format!("{} day{}", d.count, plural(d.count));
+        if dates {
+            text.push_str(&format!(" ({} … {})", d.first, d.last));
+        }
+        text
     });
     match (keys, days) {
         (Some(k), Some(d)) => format!("{k} × {d}"),

@@ -309,3 +309,140 @@ fn the_svg_picture_draws_one_box_per_group_in_a_browser() {
     assert_eq!(count(&mut page, "g.node"), view.groups.len() as u64);
     assert_eq!(count(&mut page, "path.edge"), view.edges.len() as u64);
 }
+
+/// Checks that no two edge labels of the page's picture overlap, as the
+/// browser measures them; returns how many there are.
+fn labels_apart(page: &mut Page) -> usize {
+    let boxes = page
+        .eval(
+            "JSON.stringify(Array.from(document.querySelectorAll('text.edge-label')).map(t => { \
+             const b = t.getBBox(); return [b.x, b.y, b.width, b.height, t.textContent]; }))",
+        )
+        .unwrap();
+    let boxes: Vec<(f64, f64, f64, f64, String)> =
+        serde_json::from_str(boxes.as_str().unwrap()).unwrap();
+    for (i, a) in boxes.iter().enumerate() {
+        assert!(a.2 > 0.0 && a.3 > 0.0, "{a:?} is not drawn");
+        for b in &boxes[i + 1..] {
+            let apart =
+                a.0 + a.2 <= b.0 || b.0 + b.2 <= a.0 || a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1;
+            assert!(apart, "labels overlap: {a:?} and {b:?}");
+        }
+    }
+    boxes.len()
+}
+
+#[test]
+fn stage_edge_labels_stay_apart_where_many_edges_meet() {
+    use quiver::compile::{Options, validate_str_with_options};
+    // One source read by six stages side by side, and all six read by one:
+    // the edges' middles are closer together than their labels are long.
+    let mut yaml = String::from(
+        "pipeline: fan\nnodes:\n  prices: {op: fetch.synthetic, partition_by: date, with: {dataset: prices, symbol: FPT, start: 2026-01-05, end: 2026-01-09}}\n",
+    );
+    for i in 0..6 {
+        yaml.push_str(&format!(
+            "  reader_{i}: {{op: transform.sql, partition_by: date, lookback: {{daily_prices: {i}}}, inputs: {{daily_prices: prices}}, with: {{query: \"SELECT {i} AS n\"}}}}\n"
+        ));
+    }
+    let all: Vec<String> = (0..6)
+        .map(|i| format!("input_number_{i}: reader_{i}"))
+        .collect();
+    yaml.push_str(&format!(
+        "  together: {{op: transform.sql, partition_by: date, inputs: {{{}}}, with: {{query: \"SELECT 1 AS n\"}}}}\n",
+        all.join(", ")
+    ));
+    let v = validate_str_with_options(
+        Path::new("fan.yaml"),
+        &yaml,
+        &[],
+        quiver::operators::registry(),
+        Options::default(),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    open(
+        &mut page,
+        dir.path(),
+        "fan.html",
+        &quiver::render::stages_html(&v),
+    );
+    assert_eq!(count(&mut page, "g.stage"), 8);
+    assert_eq!(labels_apart(&mut page), 12);
+}
+
+#[test]
+fn the_vn30_stage_page_draws_a_box_per_written_node_labels_apart_and_keys_on_click() {
+    use quiver::compile::{Options, validate_file_with_options};
+    let path = root().join("pipelines/vn30.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let v = validate_file_with_options(
+        &path,
+        &[],
+        quiver::operators::registry(),
+        Options::default(),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    open(
+        &mut page,
+        dir.path(),
+        "stages.html",
+        &quiver::render::stages_html(&v),
+    );
+
+    // One box per node the file declares (every `op:` written), none for
+    // the days' concatenations.
+    let written = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("op: "))
+        .count();
+    assert_eq!(count(&mut page, "g.stage"), written as u64);
+
+    // No two edge labels overlap, as the browser lays out their text.
+    assert!(labels_apart(&mut page) >= 12);
+
+    // A click on a stage lists its keys.
+    let features = v
+        .stages
+        .stages
+        .iter()
+        .position(|s| s.name == "features")
+        .unwrap();
+    page.click(&format!("g.stage[data-stage='{features}']"))
+        .unwrap();
+    let keys = page
+        .eval("JSON.stringify(Array.from(document.querySelectorAll('#keys li')).map(li => li.textContent))")
+        .unwrap();
+    let keys: Vec<String> = serde_json::from_str(keys.as_str().unwrap()).unwrap();
+    assert_eq!(keys.len(), 30, "{keys:?}");
+    assert!(keys.iter().any(|k| k == "FPT"), "{keys:?}");
+    let details = page
+        .eval("document.getElementById('details').textContent")
+        .unwrap();
+    assert!(
+        details
+            .as_str()
+            .unwrap()
+            .contains("prices ← features.prices, 5 days back"),
+        "{details}"
+    );
+
+    // Search finds a key, and a stage by the one merged with it.
+    page.click("#search").unwrap();
+    page.type_text("session.trades").unwrap();
+    let hits = page
+        .eval("Array.from(document.querySelectorAll('#results div')).map(d => d.textContent).join('|')")
+        .unwrap();
+    assert!(
+        hits.as_str()
+            .unwrap()
+            .contains("features.trades ≡ session.trades"),
+        "{hits}"
+    );
+    assert!(page.errors().is_empty(), "{:?}", page.errors());
+}

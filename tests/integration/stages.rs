@@ -382,7 +382,7 @@ fn the_stages_of_vn30_are_its_declared_nodes_with_their_keys_days_and_reads() {
 }
 
 #[test]
-fn plan_stages_prints_the_stages_and_refuses_the_pictures() {
+fn plan_stages_prints_and_draws_the_stages() {
     let run = |format: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
             .args([
@@ -417,7 +417,15 @@ fn plan_stages_prints_the_stages_and_refuses_the_pictures() {
     assert_eq!(value["stats"]["unique"], 942);
     assert_eq!(value["stages"].as_array().map(Vec::len), Some(13));
 
+    // The pictures: one box per stage, no box for the days' concatenations.
     let svg = run("svg");
-    assert_eq!(svg.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&svg.stderr).contains("--stages is written as text or JSON"));
+    assert!(svg.status.success());
+    let svg = String::from_utf8_lossy(&svg.stdout);
+    assert_eq!(svg.matches("<g class=\"stage ").count(), 13);
+    assert!(!svg.contains("transform.concat"));
+    let dot = run("dot");
+    let dot = String::from_utf8_lossy(&dot.stdout);
+    assert!(dot.contains("[label=\"prices · 5 days back\"]"), "{dot}");
+    let mermaid = run("mermaid");
+    assert!(String::from_utf8_lossy(&mermaid.stdout).starts_with("flowchart TD\n"));
 }

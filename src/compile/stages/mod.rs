@@ -79,7 +79,13 @@ pub fn count(
     check_sinks(decls, &counter.sinks, diags);
     let exact = counter.exact();
     let records = std::mem::take(&mut counter.records);
-    let plan = view::plan(decls, &counter.days.ranges, &counter.days.table, &records);
+    let plan = view::plan(
+        registry,
+        decls,
+        &counter.days.ranges,
+        &counter.days.table,
+        &records,
+    );
     (counter.stats(), exact, plan)
 }
 

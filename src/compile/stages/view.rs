@@ -30,6 +30,8 @@ pub struct Stage {
     /// Its name, without fan-out keys (`features.trades`).
     pub name: String,
     pub op: String,
+    /// It writes somewhere (a sink).
+    pub sink: bool,
     /// Its fan-out keys (`FPT`, `VNM`, …); empty without `foreach`.
     pub keys: Vec<String>,
     /// Its trading days, when partitioned by date.
@@ -100,6 +102,7 @@ fn split_name(name: &str) -> (String, String) {
 }
 
 pub(super) fn plan(
+    registry: &quiver_operators::Registry,
     decls: &[Decl],
     ranges: &[Option<(Day, Day)>],
     table: &[String],
@@ -144,6 +147,9 @@ pub(super) fn plan(
             Stage {
                 name: name.clone(),
                 op: first.op.clone(),
+                sink: registry
+                    .get(&first.op)
+                    .is_some_and(|def| def.effect() == quiver_operators::Effect::Sink),
                 keys,
                 days,
                 inputs: inputs(first, list[0], ranges, &stage_of, &order),
