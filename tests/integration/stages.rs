@@ -296,6 +296,36 @@ fn vn30_counts_the_same_over_stages_where_its_windows_are_cut() {
 }
 
 #[test]
+fn every_shipped_pipeline_counts_the_same_over_stages() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("pipelines/") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        // The ingest's database comes from the environment: a stand-in.
+        let text = std::fs::read_to_string(&path)
+            .expect("readable")
+            .replace("${env:DATABASE_URL}", "postgres://quiver@localhost/market");
+        let registry = quiver::operators::registry();
+        let compiled = quiver::compile::compile_str(&path, &text, &[]).map(|p| p.stats);
+        let counted = count_stages_str(&path, &text, &[], registry, Options::default());
+        let exact = counted.as_ref().map_or(true, |(_, exact)| *exact);
+        assert!(exact, "{}", path.display());
+        assert!(compiled.is_ok(), "{}: {compiled:?}", path.display());
+        assert_eq!(
+            outcome(compiled),
+            outcome(counted.map(|(v, _)| v.stats)),
+            "{}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} pipelines");
+}
+
+#[test]
 fn the_stages_of_vn30_are_its_declared_nodes_with_their_keys_days_and_reads() {
     use quiver::compile::stages::Read;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/vn30.yaml");
