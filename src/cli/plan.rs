@@ -23,6 +23,13 @@ pub struct PlanArgs {
     /// is built, so it is immediate at any size.
     #[arg(long)]
     stages: bool,
+    /// The tasks (a node on one day) a selector names, with what each
+    /// reads and its identity, computed without building the plan:
+    /// `NODE[KEY]@DAY`, where the key and the day may be `*` or left out
+    /// and the day may be a range `FIRST..LAST`
+    /// (`features[FPT]@2026-01-05`, `features.prices[*]@*`). Text or JSON.
+    #[arg(long, value_name = "SELECTOR")]
+    expand: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -38,6 +45,9 @@ enum FormatArg {
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    if let Some(selector) = &args.expand {
+        return expand(&args, selector);
+    }
     if args.stages {
         return stages(&args);
     }
@@ -80,6 +90,86 @@ fn stages(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         FormatArg::Dot => render::stages_dot(&validated),
         FormatArg::Mermaid => render::stages_mermaid(&validated),
     };
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    super::print(&out)
+}
+
+/// At most this many tasks are printed; the count says how many more.
+const EXPAND_LIMIT: usize = 200;
+
+fn expand(args: &PlanArgs, selector: &str) -> anyhow::Result<ExitCode> {
+    let json = match args.format {
+        FormatArg::Text => false,
+        FormatArg::Json => true,
+        _ => {
+            eprintln!("error: --expand prints tasks as text or JSON (--format text|json)");
+            return Ok(ExitCode::from(super::EXIT_INVALID));
+        }
+    };
+    let (name, days) = match selector.split_once('@') {
+        Some((name, days)) => (name, days),
+        None => (selector, "*"),
+    };
+    let (stage, key) = quiver::compile::stages::split_name(name);
+    let key_given = name.contains('[');
+    let validated = match args.pipeline.validate() {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    if !validated.stages.stages.iter().any(|s| s.name == stage) {
+        let names = validated.stages.stages.iter().map(|s| s.name.as_str());
+        eprintln!(
+            "error: --expand {selector}: no node '{stage}'{}",
+            quiver::diag::did_you_mean(&stage, names)
+        );
+        return Ok(ExitCode::from(super::EXIT_INVALID));
+    }
+    let (first, last) = match days.split_once("..") {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None if days == "*" => (String::new(), "9999".to_string()),
+        None => (days.to_string(), days.to_string()),
+    };
+    let registry = quiver::operators::registry();
+    let mut tasks = validated.tasks(registry);
+    let (found, total) = tasks.select(
+        |decl| {
+            let (s, k) = quiver::compile::stages::split_name(decl);
+            s == stage && (!key_given || key == "*" || k == key)
+        },
+        |day| day >= first.as_str() && day <= last.as_str(),
+        EXPAND_LIMIT,
+    );
+    let mut out = String::new();
+    if json {
+        let tasks: Vec<serde_json::Value> = found
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "id": t.id,
+                    "op": t.op,
+                    "identity": format!("{:016x}", t.identity),
+                    "inputs": t.inputs,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({"selector": selector, "total": total, "tasks": tasks});
+        out = serde_json::to_string_pretty(&value)?;
+    } else {
+        use std::fmt::Write as _;
+        for t in &found {
+            let _ = writeln!(out, "{}  {}  {:016x}", t.id, t.op, t.identity);
+            for (name, read) in &t.inputs {
+                let _ = writeln!(out, "    {name} ← {}", read.join(", "));
+            }
+        }
+        let more = total.saturating_sub(found.len());
+        let _ = write!(out, "{total} task{}", if total == 1 { "" } else { "s" });
+        if more > 0 {
+            let _ = write!(out, " ({more} not shown: narrow the selector)");
+        }
+    }
     if !out.ends_with('\n') {
         out.push('\n');
     }

@@ -472,7 +472,7 @@ pub fn canonical(value: Json) -> Json {
 
 /// FNV-1a: a hash that does not change between Rust releases, so node
 /// identities shown to users stay the same.
-struct Fnv1a(u64);
+pub(super) struct Fnv1a(u64);
 
 impl Default for Fnv1a {
     fn default() -> Self {

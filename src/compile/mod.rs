@@ -142,6 +142,16 @@ pub struct Validated {
     pub stages: stages::StagePlan,
     /// The values to mask in anything printed.
     pub secrets: Secrets,
+    /// The declared nodes and their days, for [`Validated::tasks`].
+    expansion: stages::Expansion,
+}
+
+impl Validated {
+    /// Tasks (a declared node on one day) computed on demand, with the
+    /// identities the compiled plan gives them.
+    pub fn tasks<'a>(&'a self, registry: &'a Registry) -> stages::Tasks<'a> {
+        self.expansion.tasks(registry)
+    }
 }
 
 /// Checks the pipeline file at `path` as [`compile_file_with_options`]
@@ -196,7 +206,7 @@ pub fn count_stages_str(
         mut diags,
         ..
     } = front(path, text, overrides, registry)?;
-    let (stats, exact, stages) = stages::count(
+    let mut counted = stages::count(
         &decls,
         registry,
         calendar.as_ref(),
@@ -206,11 +216,17 @@ pub fn count_stages_str(
     if !diags.is_empty() {
         return Err(redacted(diags, &secrets));
     }
+    let (stats, exact, stages) = (
+        counted.stats.clone(),
+        counted.exact,
+        std::mem::take(&mut counted.plan.stages),
+    );
     let validated = Validated {
         name: spec.pipeline,
         stats,
-        stages,
+        stages: stages::StagePlan { stages },
         secrets,
+        expansion: counted.expansion(decls, options.merge),
     };
     Ok((validated, exact))
 }

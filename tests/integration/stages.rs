@@ -207,6 +207,31 @@ fn both(text: &str, overrides: &[Override], merge: bool) -> (Outcome, Outcome, b
     )
 }
 
+/// Every node of the compiled plan, under each name it was declared
+/// with, has the identity the stage tasks compute for that name.
+fn identities_match(path: &Path, text: &str, overrides: &[Override]) -> usize {
+    let registry = quiver::operators::registry();
+    let Ok(plan) = quiver::compile::compile_str(path, text, overrides) else {
+        return 0;
+    };
+    let v = validate_str_with_options(path, text, overrides, registry, Options::default())
+        .expect("what compiles validates");
+    let mut tasks = v.tasks(registry);
+    let mut checked = 0;
+    for (_, node) in plan.nodes() {
+        for name in node.names() {
+            assert_eq!(
+                tasks.identity_of(name),
+                Some(node.identity),
+                "{name} ({}) in\n{text}",
+                node.op
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
 fn unique_of(counts: &str) -> usize {
     counts
         .split_whitespace()
@@ -238,6 +263,7 @@ proptest! {
     #[test]
     fn random_partitioned_pipelines_count_the_same_over_stages(nodes in pipeline()) {
         let text = yaml(&nodes);
+        identities_match(Path::new("random.yaml"), &text, &[]);
         let (compiled, counted, exact) = both(&text, &[], true);
         if exact {
             prop_assert_eq!(compiled, counted, "{}", text);
@@ -283,6 +309,10 @@ fn vn30_counts_the_same_over_stages_where_its_windows_are_cut() {
             .iter()
             .map(|s| Override::parse_set(s).expect("an override"))
             .collect();
+        assert!(
+            identities_match(Path::new("vn30.yaml"), &text, &overrides) > 10,
+            "{sets:?}"
+        );
         for merge in [true, false] {
             let (compiled, counted, exact) = both(&text, &overrides, merge);
             assert!(exact, "{sets:?}");
@@ -314,6 +344,11 @@ fn every_shipped_pipeline_counts_the_same_over_stages() {
         let exact = counted.as_ref().map_or(true, |(_, exact)| *exact);
         assert!(exact, "{}", path.display());
         assert!(compiled.is_ok(), "{}: {compiled:?}", path.display());
+        assert!(
+            identities_match(&path, &text, &[]) > 10,
+            "{}",
+            path.display()
+        );
         assert_eq!(
             outcome(compiled),
             outcome(counted.map(|(v, _)| v.stats)),
@@ -458,4 +493,53 @@ fn plan_stages_prints_and_draws_the_stages() {
     assert!(dot.contains("[label=\"prices · 5 days back\"]"), "{dot}");
     let mermaid = run("mermaid");
     assert!(String::from_utf8_lossy(&mermaid.stdout).starts_with("flowchart TD\n"));
+}
+
+#[test]
+fn plan_expand_prints_the_tasks_a_selector_names_with_the_plans_identities() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plan = quiver::compile::compile_file(&root.join("pipelines/vn30.yaml"), &[]).expect("vn30");
+    let identity = |id: &str| {
+        let node = plan.find(id).unwrap_or_else(|| panic!("no {id}"));
+        format!("{:016x}", plan.graph[node].identity)
+    };
+    let run = |selector: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args(["plan", "pipelines/vn30.yaml", "--expand", selector])
+            .current_dir(root)
+            .output()
+            .expect("quiver runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run("features[FPT]@2026-01-05");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        format!(
+            "features[FPT]@2026-01-05  features.intraday  {}\n    trades ← features[FPT].trades@2026-01-05\n    prices ← features[FPT].prices@2025-12-26..2026-01-05\n1 task\n",
+            identity("features[FPT]@2026-01-05")
+        )
+    );
+    // A chain of previous days, over a range of days.
+    let (_, out, _) = run("index@2026-01-07..2026-01-08");
+    assert!(
+        out.contains(&format!(
+            "index@2026-01-08  index.carry  {}",
+            identity("index@2026-01-08")
+        )),
+        "{out}"
+    );
+    assert!(out.contains("    previous ← index@2026-01-07\n"), "{out}");
+    assert!(out.ends_with("2 tasks\n"), "{out}");
+    // Every key of a fan-out on one day.
+    let (_, out, _) = run("features.trades[*]@2026-01-06");
+    assert!(out.ends_with("30 tasks\n"), "{out}");
+    // A name that is not a node is an error naming the closest.
+    let (code, _, err) = run("featurs[FPT]@2026-01-05");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("did you mean 'features'"), "{err}");
 }

@@ -17,6 +17,7 @@
 mod count;
 mod days;
 mod keys;
+mod tasks;
 mod view;
 
 use std::collections::BTreeMap;
@@ -31,7 +32,8 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::plan::Stats;
 use days::{Days, check_sinks, targets};
 use keys::{Class, Day, Id, Inst, Interner, Intervals, Part, Shape, Slot, Whole};
-pub use view::{Days as StageDays, Input as StageInput, Read, Same, Stage, StagePlan};
+pub use tasks::{Task, Tasks};
+pub use view::{Days as StageDays, Input as StageInput, Read, Same, Stage, StagePlan, split_name};
 
 const CONCAT: &str = "transform.concat";
 
@@ -50,7 +52,7 @@ pub fn count(
     calendar: Option<&Calendar>,
     merge: bool,
     diags: &mut Diagnostics,
-) -> (Stats, bool, StagePlan) {
+) -> Counted {
     let days = match calendar {
         Some(calendar) => Days::split(decls, registry, calendar, diags),
         None => Days::none(decls.len()),
@@ -86,7 +88,57 @@ pub fn count(
         &counter.days.table,
         &records,
     );
-    (counter.stats(), exact, plan)
+    let days = std::mem::replace(&mut counter.days, Days::none(0));
+    Counted {
+        stats: counter.stats(),
+        exact,
+        plan,
+        ranges: days.ranges,
+        table: days.table,
+    }
+}
+
+/// What [`count`] found.
+pub struct Counted {
+    pub stats: Stats,
+    /// See [`count`].
+    pub exact: bool,
+    pub plan: StagePlan,
+    ranges: Vec<Option<(Day, Day)>>,
+    table: Vec<String>,
+}
+
+impl Counted {
+    /// The declared nodes and their days, kept to compute tasks from.
+    pub fn expansion(self, decls: Vec<Decl>, merge: bool) -> Expansion {
+        Expansion {
+            decls,
+            ranges: self.ranges,
+            table: self.table,
+            merge,
+        }
+    }
+}
+
+/// The declared nodes and their day ranges: tasks on demand.
+#[derive(Default)]
+pub struct Expansion {
+    decls: Vec<Decl>,
+    ranges: Vec<Option<(Day, Day)>>,
+    table: Vec<String>,
+    merge: bool,
+}
+
+impl std::fmt::Debug for Expansion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expansion({} declared)", self.decls.len())
+    }
+}
+
+impl Expansion {
+    pub fn tasks<'a>(&'a self, registry: &'a Registry) -> Tasks<'a> {
+        Tasks::new(&self.decls, registry, &self.ranges, &self.table, self.merge)
+    }
 }
 
 pub(super) struct Counter<'a> {

@@ -84,8 +84,9 @@ pub struct Same {
     pub days: usize,
 }
 
-/// `features[FPT].trades` → (`features.trades`, `FPT`).
-fn split_name(name: &str) -> (String, String) {
+/// `features[FPT].trades` → (`features.trades`, `FPT`): a declared
+/// instance's stage and its fan-out keys.
+pub fn split_name(name: &str) -> (String, String) {
     let mut stage = String::with_capacity(name.len());
     let mut keys = Vec::new();
     let mut rest = name;
