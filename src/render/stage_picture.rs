@@ -16,7 +16,7 @@ use super::Summary;
 use super::html::page;
 use super::layout::{Layout, layout};
 use super::stages::space;
-use super::svg::{BOX_HEIGHT, COLOURS, escape};
+use super::svg::{BOX_HEIGHT, COLOURS, escape, self_loop};
 use crate::compile::Validated;
 use crate::compile::stages::{Read, Stage};
 
@@ -242,16 +242,7 @@ fn svg(v: &Validated, p: &Picture) -> String {
     let size = |b: usize| p.sizes[b];
     for (e, &(lx, ly)) in p.edges.iter().zip(&p.labels) {
         let path = if e.from == e.to {
-            let (rx, ry) = (l.x[e.from] + size(e.from).0, l.y[e.from] + BOX_HEIGHT / 2.0);
-            format!(
-                "M{rx:.1},{:.1} C{:.1},{:.1} {:.1},{:.1} {rx:.1},{:.1}",
-                ry - 8.0,
-                rx + 40.0,
-                ry - 30.0,
-                rx + 40.0,
-                ry + 30.0,
-                ry + 8.0
-            )
+            self_loop(l.x[e.from] + size(e.from).0, l.y[e.from] + BOX_HEIGHT / 2.0)
         } else {
             let (x1, y1) = (l.x[e.from] + size(e.from).0 / 2.0, l.y[e.from] + BOX_HEIGHT);
             let (x2, y2) = (l.x[e.to] + size(e.to).0 / 2.0, l.y[e.to]);

@@ -74,6 +74,20 @@ pub fn laid_out(
     (sizes, layout)
 }
 
+/// The path of an edge from a box to itself: a loop out of its right
+/// side at (`rx`, `ry`) and back.
+pub fn self_loop(rx: f64, ry: f64) -> String {
+    format!(
+        "M{rx:.1},{:.1} C{:.1},{:.1} {:.1},{:.1} {rx:.1},{:.1}",
+        ry - 8.0,
+        rx + 40.0,
+        ry - 30.0,
+        rx + 40.0,
+        ry + 30.0,
+        ry + 8.0
+    )
+}
+
 /// `&`, `<`, `>` and quotes escaped for XML text and attributes.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -117,18 +131,9 @@ impl fmt::Display for Svg<'_> {
             let mid = (y1 + y2) / 2.0;
             let path = if e.from == e.to {
                 // A node reading its own earlier partition: a loop on the right.
-                let (rx, ry) = (
+                self_loop(
                     l.x[e.from] + sizes[e.from].0,
                     l.y[e.from] + sizes[e.from].1 / 2.0,
-                );
-                format!(
-                    "M{rx:.1},{:.1} C{:.1},{:.1} {:.1},{:.1} {rx:.1},{:.1}",
-                    ry - 8.0,
-                    rx + 40.0,
-                    ry - 30.0,
-                    rx + 40.0,
-                    ry + 30.0,
-                    ry + 8.0
                 )
             } else {
                 format!("M{x1:.1},{y1:.1} C{x1:.1},{mid:.1} {x2:.1},{mid:.1} {x2:.1},{y2:.1}")

@@ -310,6 +310,34 @@ fn the_svg_picture_draws_one_box_per_group_in_a_browser() {
     assert_eq!(count(&mut page, "path.edge"), view.edges.len() as u64);
 }
 
+/// Opens the stages page of the pipeline `text` (read from `path`) in
+/// Chromium and hands it to `check`, with what validating found.
+fn with_stage_page(
+    path: &Path,
+    text: &str,
+    check: impl FnOnce(&quiver::compile::Validated, &mut Page),
+) {
+    use quiver::compile::{Options, validate_str_with_options};
+    let v = validate_str_with_options(
+        path,
+        text,
+        &[],
+        quiver::operators::registry(),
+        Options::default(),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().unwrap();
+    let mut page = browser.new_page().unwrap();
+    open(
+        &mut page,
+        dir.path(),
+        "stages.html",
+        &quiver::render::stages_html(&v),
+    );
+    check(&v, &mut page);
+}
+
 /// Checks that no two edge labels of the page's picture overlap, as the
 /// browser measures them; returns how many there are.
 fn labels_apart(page: &mut Page) -> usize {
@@ -334,7 +362,6 @@ fn labels_apart(page: &mut Page) -> usize {
 
 #[test]
 fn stage_edge_labels_stay_apart_where_many_edges_meet() {
-    use quiver::compile::{Options, validate_str_with_options};
     // One source read by six stages side by side, and all six read by one:
     // the edges' middles are closer together than their labels are long.
     let mut yaml = String::from(
@@ -352,59 +379,30 @@ fn stage_edge_labels_stay_apart_where_many_edges_meet() {
         "  together: {{op: transform.sql, partition_by: date, inputs: {{{}}}, with: {{query: \"SELECT 1 AS n\"}}}}\n",
         all.join(", ")
     ));
-    let v = validate_str_with_options(
-        Path::new("fan.yaml"),
-        &yaml,
-        &[],
-        quiver::operators::registry(),
-        Options::default(),
-    )
-    .unwrap_or_else(|d| panic!("{d}"));
-    let dir = tempfile::tempdir().unwrap();
-    let mut browser = Browser::launch().unwrap();
-    let mut page = browser.new_page().unwrap();
-    open(
-        &mut page,
-        dir.path(),
-        "fan.html",
-        &quiver::render::stages_html(&v),
-    );
-    assert_eq!(count(&mut page, "g.stage"), 8);
-    assert_eq!(labels_apart(&mut page), 12);
+    with_stage_page(Path::new("fan.yaml"), &yaml, |_, page| {
+        assert_eq!(count(page, "g.stage"), 8);
+        assert_eq!(labels_apart(page), 12);
+    });
 }
 
 #[test]
 fn the_vn30_stage_page_draws_a_box_per_written_node_labels_apart_and_keys_on_click() {
-    use quiver::compile::{Options, validate_file_with_options};
     let path = root().join("pipelines/vn30.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let v = validate_file_with_options(
-        &path,
-        &[],
-        quiver::operators::registry(),
-        Options::default(),
-    )
-    .unwrap_or_else(|d| panic!("{d}"));
-    let dir = tempfile::tempdir().unwrap();
-    let mut browser = Browser::launch().unwrap();
-    let mut page = browser.new_page().unwrap();
-    open(
-        &mut page,
-        dir.path(),
-        "stages.html",
-        &quiver::render::stages_html(&v),
-    );
+    with_stage_page(&path, &text, |v, page| vn30_stage_page(&text, v, page));
+}
 
+fn vn30_stage_page(text: &str, v: &quiver::compile::Validated, page: &mut Page) {
     // One box per node the file declares (every `op:` written), none for
     // the days' concatenations.
     let written = text
         .lines()
         .filter(|l| l.trim_start().starts_with("op: "))
         .count();
-    assert_eq!(count(&mut page, "g.stage"), written as u64);
+    assert_eq!(count(page, "g.stage"), written as u64);
 
     // No two edge labels overlap, as the browser lays out their text.
-    assert!(labels_apart(&mut page) >= 12);
+    assert!(labels_apart(page) >= 12);
 
     // A click on a stage lists its keys.
     let features = v

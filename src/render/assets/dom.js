@@ -18,3 +18,18 @@ function html(tag, text, parent, cls) {
   if (parent) parent.appendChild(e);
   return e;
 }
+
+// The page below its header: a search results list, and a main area with
+// the picture's canvas and a details panel showing `hint` at first.
+function frame(hint) {
+  const results = html("div", undefined, document.body);
+  results.id = "results";
+  results.hidden = true;
+  const main = html("main", undefined, document.body);
+  const canvas = html("div", undefined, main);
+  canvas.id = "canvas";
+  const details = html("aside", undefined, main);
+  details.id = "details";
+  html("p", hint, details, "hint");
+  return { results, canvas, details };
+}

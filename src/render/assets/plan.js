@@ -32,15 +32,8 @@
     const b = html("button", label, tools);
     b.onclick = () => { zoom *= f; draw(); };
   }
-  const results = html("div", undefined, document.body);
-  results.id = "results";
-  results.hidden = true;
-  const main = html("main", undefined, document.body);
-  const canvas = html("div", undefined, main);
-  canvas.id = "canvas";
-  const details = html("aside", undefined, main);
-  details.id = "details";
-  html("p", "Click a box to see its node; click a group (×N) to expand it.", details, "hint");
+  const { results, canvas, details } =
+    frame("Click a box to see its node; click a group (×N) to expand it.");
 
   function memberWidth(g) {
     let chars = 0;

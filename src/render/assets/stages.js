@@ -13,16 +13,8 @@
   const search = html("input", undefined, tools);
   search.id = "search";
   search.placeholder = "search stages, keys, merged stages";
-  const results = html("div", undefined, document.body);
-  results.id = "results";
-  results.hidden = true;
-  const main = html("main", undefined, document.body);
-  const canvas = html("div", undefined, main);
-  canvas.id = "canvas";
+  const { results, canvas, details } = frame("Click a stage for its keys and inputs.");
   canvas.innerHTML = D.svg;
-  const details = html("div", undefined, main);
-  details.id = "details";
-  html("p", "Click a stage for its keys and inputs.", details, "hint");
 
   const boxes = Array.from(canvas.querySelectorAll("g.stage"));
   boxes.forEach((g) => {
