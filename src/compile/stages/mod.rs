@@ -270,21 +270,23 @@ impl Counter<'_> {
         let source_range = def
             .date_range()
             .filter(|_| range.is_some() && decl.inputs.is_empty());
-        // A source's days are built with one day's range, as a compile
-        // builds each of them.
-        let mut params_json = canonical(decl.params.to_json());
-        if let (Some(r), serde_json::Value::Object(map)) = (source_range, &mut params_json) {
-            for name in [r.start, r.end] {
-                if map.contains_key(name) {
-                    map.insert(name.to_string(), serde_json::Value::Null);
+        // A partitioned source is built once per class, not once per day:
+        // the builder keeps what it built by the parameters' text, and here
+        // that text leaves the range out, so the same fetch over other days
+        // (another declaration, a longer history) is not built again. Its
+        // class leaves the range out of the resolved parameters too.
+        let params_json = canonical(decl.params.to_json());
+        let params_text = match (source_range, &params_json) {
+            (Some(r), serde_json::Value::Object(map)) => {
+                let mut blank = map.clone();
+                for name in [r.start, r.end] {
+                    if let Some(v) = blank.get_mut(name) {
+                        *v = serde_json::Value::Null;
+                    }
                 }
+                serde_json::Value::Object(blank).to_string()
             }
-        }
-        let params_text = params_json.to_string();
-        let params_json = if source_range.is_some() {
-            canonical(decl.params.to_json())
-        } else {
-            params_json
+            _ => params_json.to_string(),
         };
         let Some(prepared) = self.builder.build(decl, &params_text, params_json, diags) else {
             return Inst::Failed;
