@@ -5,8 +5,9 @@
 //! stage counter never builds them and counts from classes, ranges and the
 //! places where windows are cut (docs/design/stages.md). On random
 //! partitioned pipelines, windows cut at the start of an input, chains of
-//! `previous`, sources over overlapping ranges, fan-ins and whole-range
-//! readers, both must report the same errors or the same counts.
+//! `previous`, sources over overlapping ranges, fan-out stages reading each
+//! key's own input, fan-ins and whole-range readers, both must report the
+//! same errors or the same counts, and every node the same identity.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -49,6 +50,8 @@ enum Node {
         previous: bool,
         partitioned: bool,
         query: usize,
+        /// `foreach: s in [FPT, VNM]`, reading each fan-out input's own key.
+        fan_out: bool,
     },
     Sink {
         input: usize,
@@ -82,13 +85,17 @@ fn node(earlier: usize) -> BoxedStrategy<Node> {
         prop::bool::weighted(0.3),
         prop::bool::weighted(0.85),
         0..2usize,
+        prop::bool::weighted(0.25),
     )
-        .prop_map(|(inputs, previous, partitioned, query)| Node::Stage {
-            inputs,
-            previous,
-            partitioned,
-            query,
-        });
+        .prop_map(
+            |(inputs, previous, partitioned, query, fan_out)| Node::Stage {
+                inputs,
+                previous,
+                partitioned,
+                query,
+                fan_out,
+            },
+        );
     let sink = (0..earlier, any::<bool>())
         .prop_map(|(input, partitioned)| Node::Sink { input, partitioned });
     prop_oneof![3 => source, 5 => stage, 1 => sink].boxed()
@@ -111,9 +118,17 @@ fn pipeline() -> impl Strategy<Value = Vec<Node>> {
 
 fn yaml(nodes: &[Node]) -> String {
     let mut out = String::from("pipeline: random\nnodes:\n");
-    let reference = |i: usize| match &nodes[i] {
-        Node::Source { fan_out: true, .. } => format!("\"n{i}[*]\""),
-        _ => format!("n{i}"),
+    let fanned = |i: usize| {
+        matches!(
+            &nodes[i],
+            Node::Source { fan_out: true, .. } | Node::Stage { fan_out: true, .. }
+        )
+    };
+    // Every key of a fan-out, or (from a fan-out stage) its own key.
+    let reference = |i: usize, own_key: bool| match (fanned(i), own_key) {
+        (true, true) => format!("\"n{i}[${{s}}]\""),
+        (true, false) => format!("\"n{i}[*]\""),
+        (false, _) => format!("n{i}"),
     };
     for (i, node) in nodes.iter().enumerate() {
         let line = match node {
@@ -141,14 +156,18 @@ fn yaml(nodes: &[Node]) -> String {
                 previous,
                 partitioned,
                 query,
+                fan_out,
             } => {
                 let names = ["a", "b"];
                 let wired: Vec<String> = inputs
                     .iter()
                     .enumerate()
-                    .map(|(k, (i, _))| format!("{}: {}", names[k], reference(*i)))
+                    .map(|(k, (i, _))| format!("{}: {}", names[k], reference(*i, *fan_out)))
                     .collect();
                 let mut extra = String::new();
+                if *fan_out {
+                    extra.push_str("foreach: \"s in [FPT, VNM]\", ");
+                }
                 if *partitioned {
                     extra.push_str("partition_by: date, ");
                     let lookback: Vec<String> = inputs
@@ -173,12 +192,12 @@ fn yaml(nodes: &[Node]) -> String {
                 if *partitioned {
                     format!(
                         "{{op: sink.parquet, partition_by: date, inputs: [{}], with: {{path: out/n{i}, partition_by: [date]}}}}",
-                        reference(*input)
+                        reference(*input, false)
                     )
                 } else {
                     format!(
                         "{{op: sink.parquet, inputs: [{}], with: {{path: out/n{i}.parquet}}}}",
-                        reference(*input)
+                        reference(*input, false)
                     )
                 }
             }
