@@ -91,10 +91,11 @@ pub fn split_name(name: &str) -> (String, String) {
     let mut keys = Vec::new();
     let mut rest = name;
     while let Some(open) = rest.find('[') {
-        stage.push_str(&rest[..open]);
+        // An unclosed bracket is part of the name.
         let Some(close) = rest[open..].find(']') else {
             break;
         };
+        stage.push_str(&rest[..open]);
         keys.push(&rest[open + 1..open + close]);
         rest = &rest[open + close + 1..];
     }
@@ -172,6 +173,27 @@ pub(super) fn plan(
         })
         .collect();
     StagePlan { stages }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_name;
+
+    #[test]
+    fn names_split_into_stage_and_keys() {
+        let split = |n: &str| {
+            let (s, k) = split_name(n);
+            (s.to_string(), k.to_string())
+        };
+        assert_eq!(
+            split("features[FPT].trades"),
+            ("features.trades".into(), "FPT".into())
+        );
+        assert_eq!(split("a[x].b[y]"), ("a.b".into(), "x,y".into()));
+        assert_eq!(split("weights"), ("weights".into(), String::new()));
+        assert_eq!(split("features["), ("features[".into(), String::new()));
+        assert_eq!(split("f[FPT].p["), ("f.p[".into(), "FPT".into()));
+    }
 }
 
 fn inputs(
