@@ -175,27 +175,6 @@ pub(super) fn plan(
     StagePlan { stages }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::split_name;
-
-    #[test]
-    fn names_split_into_stage_and_keys() {
-        let split = |n: &str| {
-            let (s, k) = split_name(n);
-            (s.to_string(), k.to_string())
-        };
-        assert_eq!(
-            split("features[FPT].trades"),
-            ("features.trades".into(), "FPT".into())
-        );
-        assert_eq!(split("a[x].b[y]"), ("a.b".into(), "x,y".into()));
-        assert_eq!(split("weights"), ("weights".into(), String::new()));
-        assert_eq!(split("features["), ("features[".into(), String::new()));
-        assert_eq!(split("f[FPT].p["), ("f.p[".into(), "FPT".into()));
-    }
-}
-
 fn inputs(
     decl: &Decl,
     d: usize,
@@ -286,4 +265,25 @@ fn shared(records: &[(usize, Rec)], stage_of: &[usize]) -> Shared {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_name;
+
+    #[test]
+    fn names_split_into_stage_and_keys() {
+        let split = |n: &str| {
+            let (s, k) = split_name(n);
+            (s.to_string(), k.to_string())
+        };
+        assert_eq!(
+            split("features[FPT].trades"),
+            ("features.trades".into(), "FPT".into())
+        );
+        assert_eq!(split("a[x].b[y]"), ("a.b".into(), "x,y".into()));
+        assert_eq!(split("weights"), ("weights".into(), String::new()));
+        assert_eq!(split("features["), ("features[".into(), String::new()));
+        assert_eq!(split("f[FPT].p["), ("f.p[".into(), "FPT".into()));
+    }
 }
