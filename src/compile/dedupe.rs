@@ -156,11 +156,7 @@ impl<'a> Merger<'a> {
         let deps = self.decls[d]
             .inputs
             .iter()
-            .flat_map(|input| match &input.target {
-                Target::One(t) => vec![*t],
-                Target::All { members, .. } => members.iter().map(|(_, t)| *t).collect(),
-                Target::Pending { .. } | Target::Broken => Vec::new(),
-            })
+            .flat_map(|input| input.target.nodes())
             .collect();
         (d, deps, 0)
     }

@@ -76,6 +76,18 @@ pub enum Target {
     Broken,
 }
 
+impl Target {
+    /// The declared nodes it refers to, in order (none while pending or
+    /// broken).
+    pub fn nodes(&self) -> Vec<usize> {
+        match self {
+            Target::One(t) => vec![*t],
+            Target::All { members, .. } => members.iter().map(|(_, t)| *t).collect(),
+            Target::Pending { .. } | Target::Broken => Vec::new(),
+        }
+    }
+}
+
 /// What a name in a namespace stands for.
 #[derive(Debug, Clone)]
 enum Entry {

@@ -204,18 +204,11 @@ fn split_stage(
     d: usize,
     days: &[Option<Vec<(String, usize)>>],
 ) -> Result<Vec<(String, usize)>, String> {
-    let targets = |t: &Target| -> Vec<usize> {
-        match t {
-            Target::One(i) => vec![*i],
-            Target::All { members, .. } => members.iter().map(|(_, i)| *i).collect(),
-            _ => Vec::new(),
-        }
-    };
     // The days are those every partitioned input has (history fetched from
     // further back serves the lookback, not days of its own).
     let mut dates: Option<BTreeSet<String>> = None;
     for input in &decls[d].inputs {
-        for i in targets(&input.target) {
+        for i in input.target.nodes() {
             if let Some(parts) = &days[i] {
                 let these: BTreeSet<String> = parts.iter().map(|(date, _)| date.clone()).collect();
                 dates = Some(match dates {
@@ -389,11 +382,7 @@ pub(super) fn order(decls: &[Decl]) -> Vec<usize> {
             let deps: Vec<usize> = decls[d]
                 .inputs
                 .iter()
-                .flat_map(|i| match &i.target {
-                    Target::One(t) => vec![*t],
-                    Target::All { members, .. } => members.iter().map(|(_, t)| *t).collect(),
-                    _ => Vec::new(),
-                })
+                .flat_map(|i| i.target.nodes())
                 .collect();
             if let Some(&next) = deps.get(k) {
                 stack.push((d, k + 1));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::keys::{Day, Id, Inst, Intervals, Len, Part, Pos};
-use super::{CONCAT, Counter, targets};
+use super::{CONCAT, Counter};
 use crate::compile::expand::Decl;
 use crate::plan::Stats;
 
@@ -119,14 +119,20 @@ impl Counter<'_> {
         for run in breaks.windows(2) {
             let (from, to) = (run[0], run[1] - 1);
             let set = self.sets.id(part.on(from)).0;
-            self.records
-                .push((d, super::view::Rec::Runs(part.class, set, from, to)));
-            self.days_run
-                .entry((part.class, set))
-                .or_default()
-                .0
-                .push((from, to));
+            self.days(d, part.class, set, from, to);
         }
+    }
+
+    /// Days `from..=to` of declared instance `d`, all of `class` with the
+    /// positions `set`: counted, and kept for the stage view.
+    pub(super) fn days(&mut self, d: usize, class: Id, set: Id, from: Day, to: Day) {
+        self.records
+            .push((d, super::view::Rec::Runs(class, set, from, to)));
+        self.days_run
+            .entry((class, set))
+            .or_default()
+            .0
+            .push((from, to));
     }
 
     /// Counts the concatenation of days `first..=last` of instances of
@@ -149,7 +155,7 @@ impl Counter<'_> {
             let mut seen: Vec<(usize, u32)> = Vec::new();
             for input in &decl.inputs {
                 let n = decl.lookback.of(&input.name) as u32;
-                for t in targets(&input.target) {
+                for t in input.target.nodes() {
                     if n > 0 && matches!(insts[t], Inst::Days(_)) && !seen.contains(&(t, n)) {
                         seen.push((t, n));
                     }

@@ -6,7 +6,7 @@ use quiver_operators::Registry;
 use quiver_operators::calendar::Calendar;
 
 use super::keys::Day;
-use crate::compile::expand::{Decl, Target};
+use crate::compile::expand::Decl;
 use crate::compile::partition;
 use crate::diag::{Diagnostic, Diagnostics};
 
@@ -115,7 +115,7 @@ pub(super) fn stage_range(
 ) -> Result<(Day, Day), String> {
     let mut range: Option<(Day, Day)> = None;
     for input in &decl.inputs {
-        for t in targets(&input.target) {
+        for t in input.target.nodes() {
             if let Some((lo, hi)) = ranges[t] {
                 range = Some(match range {
                     None => (lo, hi),
@@ -130,14 +130,6 @@ pub(super) fn stage_range(
     }
     partition::check_stage(decl)?;
     Ok((lo, hi))
-}
-
-pub(super) fn targets(target: &Target) -> Vec<usize> {
-    match target {
-        Target::One(t) => vec![*t],
-        Target::All { members, .. } => members.iter().map(|(_, t)| *t).collect(),
-        Target::Pending { .. } | Target::Broken => Vec::new(),
-    }
 }
 
 /// A sink: what it writes, on which days, and the declared node.

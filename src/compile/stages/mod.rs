@@ -30,7 +30,7 @@ use super::dedupe::{Builder, canonical};
 use super::expand::{Decl, Target};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::plan::Stats;
-use days::{Days, check_sinks, targets};
+use days::{Days, check_sinks};
 use keys::{Class, Day, Id, Inst, Interner, Intervals, Part, Shape, Slot, Whole};
 pub use tasks::{Task, Tasks};
 pub use view::{Days as StageDays, Input as StageInput, Read, Same, Stage, StagePlan, split_name};
@@ -196,7 +196,7 @@ impl Counter<'_> {
                 decls[d]
                     .inputs
                     .iter()
-                    .flat_map(|i| targets(&i.target))
+                    .flat_map(|i| i.target.nodes())
                     .collect()
             };
             state[root] = State::Visiting;
@@ -257,7 +257,7 @@ impl Counter<'_> {
         for input in &decl.inputs {
             match &input.target {
                 Target::Pending { .. } | Target::Broken => failed = true,
-                t => failed |= targets(t).iter().any(|&i| matches!(insts[i], Inst::Failed)),
+                t => failed |= t.nodes().iter().any(|&i| matches!(insts[i], Inst::Failed)),
             }
         }
         if failed {
@@ -297,6 +297,13 @@ impl Counter<'_> {
         }
         let own = sink || !self.merge;
         let Some((lo, hi)) = range else {
+            if !own && let Some(part) = self.day_form(decl, def, &prepared, insts) {
+                let set = self.sets.id(part.on(part.lo)).0;
+                self.add(&decl.op, 1, 0);
+                self.days(d, part.class, set, part.lo, part.lo);
+                let id = self.wholes.id(Whole::Day(part.class, set, part.lo)).0;
+                return Inst::Whole(id, Some(Box::new(part)));
+            }
             let key = if own {
                 Whole::Own(d)
             } else {
@@ -318,19 +325,6 @@ impl Counter<'_> {
                     inputs,
                 }
             };
-            if !own && let Some(part) = self.day_form(decl, def, &prepared, insts) {
-                let set = self.sets.id(part.on(part.lo)).0;
-                self.add(&decl.op, 1, 0);
-                self.days_run
-                    .entry((part.class, set))
-                    .or_default()
-                    .0
-                    .push((part.lo, part.lo));
-                self.records
-                    .push((d, view::Rec::Runs(part.class, set, part.lo, part.lo)));
-                let id = self.wholes.id(Whole::Day(part.class, set, part.lo)).0;
-                return Inst::Whole(id, Some(Box::new(part)));
-            }
             let (id, new) = self.wholes.id(key);
             self.add(&decl.op, 1, new as usize);
             self.records.push((d, view::Rec::Node(id)));
@@ -340,16 +334,7 @@ impl Counter<'_> {
         let class_key = if own {
             Class::Own(d)
         } else if let Some(r) = source_range {
-            let mut resolved: serde_json::Value =
-                serde_json::from_str(&prepared.resolved).expect("resolved parameters are JSON");
-            if let serde_json::Value::Object(map) = &mut resolved {
-                map.remove(r.start);
-                map.remove(r.end);
-            }
-            Class::Source {
-                op: decl.op.clone(),
-                resolved: resolved.to_string(),
-            }
+            source_class(&decl.op, &prepared.resolved, r)
         } else {
             let slots = |on: Option<Day>| -> Vec<(String, Shape<Slot>)> {
                 decl.inputs
@@ -375,7 +360,7 @@ impl Counter<'_> {
             let mut form_days: Vec<Day> = decl
                 .inputs
                 .iter()
-                .flat_map(|input| targets(&input.target))
+                .flat_map(|input| input.target.nodes())
                 .filter_map(|t| match &insts[t] {
                     Inst::Whole(_, Some(form)) if (lo..=hi).contains(&form.lo) => Some(form.lo),
                     _ => None,
@@ -400,7 +385,7 @@ impl Counter<'_> {
         let mut reads: Vec<(u32, u32, &Part, Option<u32>)> = Vec::new();
         for (j, input) in decl.inputs.iter().enumerate() {
             let n = decl.lookback.of(&input.name) as u32;
-            for (m, t) in targets(&input.target).into_iter().enumerate() {
+            for (m, t) in input.target.nodes().into_iter().enumerate() {
                 if let Inst::Days(p) = &insts[t] {
                     reads.push((j as u32, m as u32, p, (n > 0).then_some(n)));
                 }
@@ -448,16 +433,7 @@ impl Counter<'_> {
                 return None;
             }
             let day = self.days.index(&start)?;
-            let mut resolved: serde_json::Value = serde_json::from_str(&prepared.resolved).ok()?;
-            if let serde_json::Value::Object(map) = &mut resolved {
-                map.remove(r.start);
-                map.remove(r.end);
-            }
-            let key = Class::Source {
-                op: decl.op.clone(),
-                resolved: resolved.to_string(),
-            };
-            let class = self.class(key, &decl.op);
+            let class = self.class(source_class(&decl.op, &prepared.resolved, r), &decl.op);
             return Some(Part {
                 class,
                 lo: day,
@@ -469,7 +445,7 @@ impl Counter<'_> {
         }
         // The day: where the whole ranges read end, all on one; or, reading
         // none, the day of the nodes read that are days themselves.
-        let read = || decl.inputs.iter().flat_map(|i| targets(&i.target));
+        let read = || decl.inputs.iter().flat_map(|i| i.target.nodes());
         let ends: Vec<Day> = read()
             .filter_map(|t| match &insts[t] {
                 Inst::Days(p) => Some(p.hi),
@@ -498,7 +474,7 @@ impl Counter<'_> {
         let mut reads: Vec<(u32, u32, &Part, Option<u32>)> = Vec::new();
         for (j, input) in decl.inputs.iter().enumerate() {
             let mut slots = Vec::new();
-            for (m, t) in targets(&input.target).into_iter().enumerate() {
+            for (m, t) in input.target.nodes().into_iter().enumerate() {
                 let slot = match &insts[t] {
                     Inst::Whole(_, Some(p)) if p.lo == day => {
                         reads.push((j as u32, m as u32, p, None));
@@ -546,6 +522,21 @@ impl Counter<'_> {
             self.class_op.push(op.to_string());
         }
         class
+    }
+}
+
+/// The class of a partitioned source's days: its operator and resolved
+/// parameters, the range left out (what a day sets).
+fn source_class(op: &str, resolved: &str, range: quiver_operators::DateRange) -> Class {
+    let mut resolved: serde_json::Value =
+        serde_json::from_str(resolved).expect("resolved parameters are JSON");
+    if let serde_json::Value::Object(map) = &mut resolved {
+        map.remove(range.start);
+        map.remove(range.end);
+    }
+    Class::Source {
+        op: op.to_string(),
+        resolved: resolved.to_string(),
     }
 }
 
