@@ -75,6 +75,12 @@ pub struct Merger<'a> {
     registry: &'a Registry,
     /// Whether identical pure nodes become one (see [`Merger::merging`]).
     merge: bool,
+    /// Declared nodes an earlier window of the run made (see
+    /// [`Merger::giving`]).
+    giving: Option<Giving<'a>>,
+    /// Nodes handed over, by identity: two declared nodes standing for one
+    /// output are one node here too.
+    handed: HashMap<u64, NodeIndex>,
     pub graph: DiGraph<PlanNode, ()>,
     pub stats: Stats,
     diags: &'a mut Diagnostics,
@@ -91,6 +97,8 @@ impl<'a> Merger<'a> {
             builder: Builder::new(registry),
             registry,
             merge: true,
+            giving: None,
+            handed: HashMap::new(),
             graph: DiGraph::new(),
             stats: Stats {
                 declared,
@@ -107,13 +115,31 @@ impl<'a> Merger<'a> {
         self
     }
 
+    /// Declared nodes in `giving.decls` are outputs an earlier window of
+    /// the run made: each becomes the node `giving.node` makes for its
+    /// name (no inputs; its identity the one it had there).
+    pub fn giving(mut self, giving: Giving<'a>) -> Self {
+        self.giving = Some(giving);
+        self
+    }
+
     /// Merges every declared instance, inputs first.
+    pub fn run(self) -> (DiGraph<PlanNode, ()>, Stats) {
+        let all = 0..self.decls.len();
+        self.run_from(all)
+    }
+
+    /// Merges the declared instances `roots` and what they read, inputs
+    /// first; other declared nodes are left out.
     ///
-    /// A depth-first walk in declaration order, with an explicit stack so a
+    /// A depth-first walk in the order given, with an explicit stack so a
     /// chain of 100,000 nodes cannot overflow the thread's stack. Nodes are
     /// created in post-order: every node after its inputs.
-    pub fn run(mut self) -> (DiGraph<PlanNode, ()>, Stats) {
-        for root in 0..self.decls.len() {
+    pub fn run_from(
+        mut self,
+        roots: impl IntoIterator<Item = usize>,
+    ) -> (DiGraph<PlanNode, ()>, Stats) {
+        for root in roots {
             if self.state[root] != State::New {
                 continue;
             }
@@ -170,6 +196,11 @@ impl<'a> Merger<'a> {
     }
 
     fn merge(&mut self, d: usize) -> Option<NodeIndex> {
+        if let Some(giving) = &self.giving
+            && giving.decls.contains(&d)
+        {
+            return self.hand(d);
+        }
         let decl = &self.decls[d];
         let mut inputs = Vec::with_capacity(decl.inputs.len());
         let mut keys = Vec::with_capacity(decl.inputs.len());
@@ -294,6 +325,34 @@ impl<'a> Merger<'a> {
         Some(n)
     }
 
+    /// The node standing for the output of declared node `d` that an
+    /// earlier window made.
+    fn hand(&mut self, d: usize) -> Option<NodeIndex> {
+        let giving = self.giving.as_ref()?;
+        let decl = &self.decls[d];
+        let Some(node) = (giving.node)(&decl.name) else {
+            let o = &decl.origin;
+            self.diags.push(Diagnostic::new(
+                &o.file,
+                Some(o.pos),
+                &o.path,
+                format!(
+                    "'{}' was not kept from the days run before; this is a bug in quiver's \
+                     windows, run with --window-days 0 to run every day at once",
+                    decl.name
+                ),
+            ));
+            return None;
+        };
+        if let Some(&n) = self.handed.get(&node.identity) {
+            return Some(n);
+        }
+        let identity = node.identity;
+        let n = self.graph.add_node(node);
+        self.handed.insert(identity, n);
+        Some(n)
+    }
+
     fn report_cycle(&mut self, d: usize) {
         let start = self.stack.iter().position(|&s| s == d).unwrap_or(0);
         let cycle: Vec<usize> = self.stack[start..].to_vec();
@@ -310,6 +369,14 @@ impl<'a> Merger<'a> {
             self.state[c] = State::Failed;
         }
     }
+}
+
+/// What [`Merger::giving`] takes.
+pub struct Giving<'a> {
+    /// The declared nodes that stand for outputs made before.
+    pub decls: &'a ahash::AHashSet<usize>,
+    /// The node for the output a declared node's name stands for.
+    pub node: &'a dyn Fn(&str) -> Option<PlanNode>,
 }
 
 impl<'a> Builder<'a> {

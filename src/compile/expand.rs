@@ -34,7 +34,7 @@ pub struct Origin {
 }
 
 /// A node instance as declared, before merging.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Decl {
     pub name: String,
     pub op: String,
@@ -52,7 +52,7 @@ pub struct Decl {
     pub lookback: super::partition::Lookback,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DeclInput {
     pub name: String,
     pub target: Target,

@@ -12,6 +12,7 @@ pub mod params;
 pub mod partition;
 pub mod policy;
 pub mod stages;
+pub mod window;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -24,7 +24,7 @@ use crate::plan::NodePolicy;
 use crate::spec::{Value, Yaml};
 
 /// The operator that stands in for a partitioned node.
-const CONCAT: &str = "transform.concat";
+pub(super) const CONCAT: &str = "transform.concat";
 
 /// Splits every declared node marked `partition_by: date`, appending the
 /// day partitions to `decls`.
@@ -103,18 +103,24 @@ fn split_source(
     let (range, dates) = source_dates(&decls[d], registry, calendar)?;
     let mut out = Vec::with_capacity(dates.len());
     for date in dates {
-        let end_value = if range.end_inclusive {
-            date.clone()
-        } else {
-            next_date(&date).expect("a trading date is a date")
-        };
-        let mut part = copy(&decls[d], &date);
-        set(&mut part.params, range.start, &date);
-        set(&mut part.params, range.end, &end_value);
+        let part = source_day(&decls[d], &range, &date);
         decls.push(part);
         out.push((date, decls.len() - 1));
     }
     Ok(out)
+}
+
+/// Day `date` of the partitioned source `decl`: its range set to that day.
+pub(super) fn source_day(decl: &Decl, range: &quiver_operators::DateRange, date: &str) -> Decl {
+    let end_value = if range.end_inclusive {
+        date.to_string()
+    } else {
+        next_date(date).expect("a trading date is a date")
+    };
+    let mut part = copy(decl, date);
+    set(&mut part.params, range.start, date);
+    set(&mut part.params, range.end, &end_value);
+    part
 }
 
 /// The trading days a partitioned source reads, and the parameters that
@@ -244,26 +250,11 @@ fn split_stage(
         if let Some(&w) = windows.get(&(i, date.to_string(), lookback)) {
             return w;
         }
-        let origin = decls[i].origin.clone();
         let first = &parts[at.saturating_sub(lookback)].0;
-        let window = Decl {
-            name: format!("{}@{first}..{date}", decls[i].name),
-            op: CONCAT.to_string(),
-            params: Yaml::new(Value::Map(Vec::new()), origin.pos),
-            unresolved: false,
-            inputs: parts[at.saturating_sub(lookback)..=at]
-                .iter()
-                .map(|(day, part)| DeclInput {
-                    name: day.clone(),
-                    target: Target::One(*part),
-                    origin: origin.clone(),
-                })
-                .collect(),
-            policy: NodePolicy::default(),
-            origin,
-            partition: false,
-            lookback: Lookback::default(),
-        };
+        let days = parts[at.saturating_sub(lookback)..=at]
+            .iter()
+            .map(|(day, part)| (day.clone(), *part));
+        let window = lookback_window(&decls[i], first, date, days);
         decls.push(window);
         windows.insert((i, date.to_string(), lookback), decls.len() - 1);
         decls.len() - 1
@@ -299,6 +290,35 @@ fn split_stage(
     Ok(out)
 }
 
+/// The days `first..=date` of the partitioned node `input`, concatenated:
+/// what a stage with a lookback reads of it on day `date`. `days` are the
+/// day partitions, by date.
+pub(super) fn lookback_window(
+    input: &Decl,
+    first: &str,
+    date: &str,
+    days: impl Iterator<Item = (String, usize)>,
+) -> Decl {
+    let origin = input.origin.clone();
+    Decl {
+        name: format!("{}@{first}..{date}", input.name),
+        op: CONCAT.to_string(),
+        params: Yaml::new(Value::Map(Vec::new()), origin.pos),
+        unresolved: false,
+        inputs: days
+            .map(|(day, part)| DeclInput {
+                name: day,
+                target: Target::One(part),
+                origin: origin.clone(),
+            })
+            .collect(),
+        policy: NodePolicy::default(),
+        origin,
+        partition: false,
+        lookback: Lookback::default(),
+    }
+}
+
 pub(super) fn no_partitioned_input() -> String {
     "none of its inputs is partitioned by date; partition a source it reads first".to_string()
 }
@@ -332,7 +352,7 @@ pub(super) fn check_stage(decl: &Decl) -> Result<(), String> {
 }
 
 /// The declared node `decl` for one day: `name@2026-01-05`.
-fn copy(decl: &Decl, date: &str) -> Decl {
+pub(super) fn copy(decl: &Decl, date: &str) -> Decl {
     Decl {
         name: format!("{}@{date}", decl.name),
         op: decl.op.clone(),

@@ -215,25 +215,7 @@ pub fn slice(
     let mut graph = Graph::with_capacity(given.len() + run.len(), 0);
     let mut index: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     for (i, given) in given {
-        let node = &whole[i];
-        let (operator, policy): (Arc<dyn Operator>, _) = match given {
-            // A load that fails is this part's failure.
-            Given::Loaded(operator) => (operator, NodePolicy::default()),
-            // One that produced nothing is skipped here: its failure is
-            // the other part's.
-            given => (
-                Arc::new(Handed {
-                    node: node.id.clone(),
-                    given,
-                }),
-                NodePolicy {
-                    on_error: OnError::Skip,
-                    ..NodePolicy::default()
-                },
-            ),
-        };
-        let node = node.remade(operator, Reuse::Load, Workload::Io, Vec::new(), policy);
-        index.insert(i, add_node(&mut graph, node));
+        index.insert(i, add_node(&mut graph, handed(&whole[i], given)));
     }
     for &i in &run {
         let node = &whole[i];
@@ -286,6 +268,28 @@ pub fn slice(
         }
     }
     Ok(sliced)
+}
+
+/// `node` as a node with no inputs that hands over its output, `given`,
+/// made elsewhere: by another part, or an earlier window of the run.
+pub fn handed(node: &PlanNode, given: Given) -> PlanNode {
+    let (operator, policy): (Arc<dyn Operator>, _) = match given {
+        // A load that fails is this part's failure.
+        Given::Loaded(operator) => (operator, NodePolicy::default()),
+        // One that produced nothing is skipped here: its failure is
+        // the other part's.
+        given => (
+            Arc::new(Handed {
+                node: node.id.clone(),
+                given,
+            }),
+            NodePolicy {
+                on_error: OnError::Skip,
+                ..NodePolicy::default()
+            },
+        ),
+    };
+    node.remade(operator, Reuse::Load, Workload::Io, Vec::new(), policy)
 }
 
 /// Hands over an output another part produced.

@@ -26,4 +26,5 @@ mod shared_rate;
 mod stages;
 mod support;
 mod vn30;
+mod windows;
 mod yaml_limits;

@@ -283,6 +283,9 @@ proptest! {
     fn random_partitioned_pipelines_count_the_same_over_stages(nodes in pipeline()) {
         let text = yaml(&nodes);
         identities_match(Path::new("random.yaml"), &text, &[]);
+        for size in [1, 4] {
+            crate::windows::windows_match(Path::new("random.yaml"), &text, &[], size);
+        }
         let (compiled, counted, exact) = both(&text, &[], true);
         if exact {
             prop_assert_eq!(compiled, counted, "{}", text);
