@@ -21,5 +21,6 @@ pub mod render;
 pub mod schema;
 pub mod serve;
 pub mod spec;
+pub mod windows;
 
 pub use quiver_operators as operators;

@@ -45,6 +45,9 @@ pub enum Action {
     /// A partitioned node nothing reads whole: its days stand for it, and
     /// concatenating them would only hold every day in memory at once.
     AsDays,
+    /// Handed over: an earlier window of the run made it (see
+    /// [`crate::windows`]); forecast there.
+    Given,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +77,9 @@ pub struct Options {
     /// Nodes whose tables a library caller keeps (`Plan.run(outputs=…)`
     /// in Python): each runs or is loaded, never left in the cache.
     pub wanted: HashSet<usize>,
+    /// Nodes handed over from an earlier window of the run, with what was
+    /// forecast for them there: consumers' keys take their tokens.
+    pub given: std::collections::HashMap<usize, NodeForecast>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +99,14 @@ impl Forecast {
 
         // Keys and states, inputs first (node indexes are a topological order).
         for (i, node) in plan.nodes() {
+            if let Some(given) = options.given.get(&i.index()) {
+                tokens.push(given.token.clone());
+                nodes.push(NodeForecast {
+                    action: Action::Given,
+                    ..given.clone()
+                });
+                continue;
+            }
             let forced = options.force_all || options.force.contains(&i.index());
             let freshness = freshness(node);
             let (fingerprint, fingerprint_error) = match node.operator.fingerprint() {
@@ -183,6 +197,9 @@ impl Forecast {
 
         // Actions, consumers first.
         for i in plan.graph.node_indices().rev() {
+            if nodes[i.index()].action == Action::Given {
+                continue;
+            }
             let node = &plan.graph[i];
             // The days of a partitioned node together stand in for it; with
             // nothing reading them together, concatenating them would only
@@ -461,6 +478,7 @@ impl NodeForecast {
             Action::Keep => "keep",
             Action::Unselected => "unselected",
             Action::AsDays => "days",
+            Action::Given => "given",
         }
     }
 }

@@ -75,14 +75,28 @@ pub fn bound_writes(store: &Store, options: &mut crate::exec::RunOptions) {
 pub fn record(plan: &Plan, forecast: &Forecast, store: &Store) -> writer::Written {
     let written = store.finish();
     let keys: Vec<Key> = forecast.nodes.iter().map(|n| n.key).collect();
-    let mut days: Vec<&str> = plan
+    let days: Vec<&str> = plan
         .nodes()
         .filter_map(|(_, n)| forecast::partition_day(n))
         .collect();
+    record_run(store, &plan.name, plan.cache_max_size, &keys, days);
+    written
+}
+
+/// The end of [`record`], for a run whose packs are sealed already: the
+/// run's `keys` and `days` recorded, packs of those days merged, the cache
+/// kept within `max_size`.
+pub fn record_run(
+    store: &Store,
+    pipeline: &str,
+    max_size: Option<u64>,
+    keys: &[Key],
+    mut days: Vec<&str>,
+) {
     days.sort_unstable();
     days.dedup();
     days.push(UNDATED);
-    store.record_run(&plan.name, &keys, &days);
+    store.record_run(pipeline, keys, &days);
     store.remove_abandoned();
     // Days written by many processes (the tasks of a Ray run) end with
     // one pack, not one per process.
@@ -91,7 +105,7 @@ pub fn record(plan: &Plan, forecast: &Forecast, store: &Store) -> writer::Writte
     {
         tracing::warn!(error = %e, "Could not merge the packs of the run's days");
     }
-    if let Some(max) = plan.cache_max_size
+    if let Some(max) = max_size
         && !store.disabled()
     {
         let policy = gc::Policy {
@@ -103,7 +117,6 @@ pub fn record(plan: &Plan, forecast: &Forecast, store: &Store) -> writer::Writte
             tracing::warn!(error = %e, "Could not keep the cache within its max_size");
         }
     }
-    written
 }
 
 /// The first line of a forecast: `127 nodes: 90 cached, 37 to run
@@ -114,22 +127,30 @@ pub fn summary(plan: &Plan, forecast: &Forecast) -> String {
         Action::Load | Action::Keep => Outcome::Cached,
         Action::Unselected => Outcome::Unselected,
         Action::AsDays => Outcome::AsDays,
+        Action::Given => Outcome::Other,
     };
-    tally(plan, outcome, "to run")
+    let nodes = plan
+        .nodes()
+        .map(|(i, n)| (n.op.as_str(), n.id.as_str(), outcome(i.index())));
+    tally(nodes, "to run")
 }
 
 /// The same line, counted from what a run did: `127 nodes: 90 cached, 37
 /// ran (…); …`. Equal to the forecast's when the run went as forecast.
-pub fn ran(plan: &Plan, report: &RunReport) -> String {
+pub fn ran(report: &RunReport) -> String {
     use crate::exec::NodeStatus;
-    let outcome = |i: usize| match report.nodes[i].status {
+    let outcome = |status: NodeStatus| match status {
         NodeStatus::Cached | NodeStatus::UpToDate => Outcome::Cached,
         NodeStatus::Unselected => Outcome::Unselected,
         NodeStatus::AsDays => Outcome::AsDays,
         NodeStatus::NotRun | NodeStatus::Cancelled => Outcome::Other,
         _ => Outcome::Runs,
     };
-    tally(plan, outcome, "ran")
+    let nodes = report
+        .nodes
+        .iter()
+        .map(|n| (n.op.as_str(), n.id.as_str(), outcome(n.status)));
+    tally(nodes, "ran")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -141,20 +162,22 @@ enum Outcome {
     Other,
 }
 
-fn tally(plan: &Plan, outcome: impl Fn(usize) -> Outcome, verb: &str) -> String {
+/// The line for `nodes`, each as (operator, name, outcome).
+fn tally<'a>(nodes: impl Iterator<Item = (&'a str, &'a str, Outcome)>, verb: &str) -> String {
     use std::collections::BTreeMap;
     let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
     let mut by_op: BTreeMap<&str, usize> = BTreeMap::new();
     // Per operator: partitions (`node@date`) in all, and those that run.
     let mut partitions: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for (i, node) in plan.nodes() {
-        let o = outcome(i.index());
+    let mut total = 0;
+    for (op, id, o) in nodes {
+        total += 1;
         *counts.entry(o).or_default() += 1;
         if o == Outcome::Runs {
-            *by_op.entry(node.op.as_str()).or_default() += 1;
+            *by_op.entry(op).or_default() += 1;
         }
-        if node.id.contains('@') {
-            let slot = partitions.entry(node.op.as_str()).or_default();
+        if id.contains('@') {
+            let slot = partitions.entry(op).or_default();
             slot.0 += 1;
             slot.1 += usize::from(o == Outcome::Runs);
         }
@@ -162,8 +185,7 @@ fn tally(plan: &Plan, outcome: impl Fn(usize) -> Outcome, verb: &str) -> String 
     let count = |o: Outcome| counts.get(&o).copied().unwrap_or(0);
     let as_days = count_of(&counts, Outcome::AsDays);
     let mut text = format!(
-        "{} nodes: {} cached, {} {verb}",
-        plan.graph.node_count(),
+        "{total} nodes: {} cached, {} {verb}",
         count(Outcome::Cached),
         count(Outcome::Runs)
     );
@@ -212,7 +234,7 @@ pub fn annotations(plan: &Plan, forecast: &Forecast) -> crate::render::Annotatio
                         match forecast.nodes[d.index()].action {
                             Action::Run => runs += 1,
                             Action::Load | Action::Keep => cached += 1,
-                            Action::Unselected | Action::AsDays => {}
+                            Action::Unselected | Action::AsDays | Action::Given => {}
                         }
                     }
                     text.push_str(&format!(

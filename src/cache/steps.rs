@@ -35,6 +35,8 @@ pub enum Step {
     Unselected,
     /// Left alone: a union of days nothing reads whole.
     AsDays,
+    /// Left as it is: handed over from an earlier window of the run.
+    Given,
 }
 
 /// The step of every node of `plan`, in node order.
@@ -72,6 +74,7 @@ pub fn step(plan: &Plan, forecast: &Forecast, i: usize) -> Step {
         Action::Keep => Step::Keep,
         Action::Unselected => Step::Unselected,
         Action::AsDays => Step::AsDays,
+        Action::Given => Step::Given,
     }
 }
 
@@ -106,7 +109,7 @@ pub fn apply(plan: &Plan, mut step: impl FnMut(usize) -> Option<Step>, store: &S
             )
         };
         match step(i) {
-            None => (
+            None | Some(Step::Given) => (
                 node.operator.clone(),
                 node.reuse,
                 node.workload,

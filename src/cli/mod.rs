@@ -99,6 +99,19 @@ impl PipelineArgs {
         )
     }
 
+    /// The pipeline ready to run a window of days at a time, with its
+    /// counts; `None` when its shape runs every day at once (see
+    /// [`compile::window::Windowed::new`]).
+    pub fn windowed(
+        &self,
+    ) -> Result<Option<(compile::window::Windowed, compile::Validated)>, ExitCode> {
+        let validated = self.validate()?;
+        let windowed = self.checked(compile::window::Windowed::from_file, |_| {
+            validated.secrets.clone()
+        })?;
+        Ok(windowed.map(|w| (w, validated)))
+    }
+
     /// Runs `check` on the pipeline with the parameters given, printing
     /// diagnostics on failure.
     fn checked<T>(

@@ -42,6 +42,13 @@ pub struct RunArgs {
     /// Also write the run's timeline as a self-contained HTML page.
     #[arg(long, value_name = "FILE")]
     report_html: Option<PathBuf>,
+    /// Days planned and run together: a run over years holds a window of
+    /// days at a time, not all of them. Default: windows of about 20,000
+    /// tasks (every day at once for a pipeline smaller than that); 0 runs
+    /// every day at once. Not with --select or --force NODE, which run
+    /// every day at once.
+    #[arg(long, value_name = "DAYS")]
+    window_days: Option<u32>,
     /// Where the nodes run: in this process, or on a Ray cluster (from the
     /// Python package: `python -m quiver run PIPELINE --engine ray`).
     #[arg(long, value_enum, default_value_t = Engine::Local)]
@@ -63,6 +70,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(super::EXIT_INVALID));
     }
+    let whole_plan = !args.cache.select.is_empty()
+        || args.cache.force.as_ref().is_some_and(|f| !f.is_empty())
+        || args.window_days == Some(0);
+    if !whole_plan {
+        let (windowed, validated) = match args.pipeline.windowed() {
+            Ok(Some(w)) => w,
+            Ok(None) => return run_whole(args),
+            Err(code) => return Ok(code),
+        };
+        let days = windowed.days().len();
+        let size = args
+            .window_days
+            .unwrap_or_else(|| quiver::windows::days_per_window(validated.stats.unique, days));
+        if (size as usize) < days {
+            return run_windows(args, &windowed, &validated, size);
+        }
+    }
+    run_whole(args)
+}
+
+/// Runs the pipeline as one plan of every day.
+fn run_whole(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = match args.pipeline.compile() {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
@@ -84,9 +113,76 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         forecast.forget_parts();
     }
     let path = args.report.clone().unwrap_or_else(default_report_path);
+    let options = run_options(&args, &path, cached.as_ref().map(|(store, _)| store));
+    let runtime = runtime()?;
+    let executor = Executor::new(options).context("cannot start the compute runtime")?;
+    let report = runtime.block_on(executor.run_until(&run_plan, interrupted()));
+    drop(executor);
+    if let Some((store, forecast)) = &cached {
+        cache::record(&plan, forecast, store);
+    }
+    finish(&args, report, &path, cached.is_some())
+}
+
+/// Runs the pipeline `size` days at a time (see [`quiver::windows`]).
+fn run_windows(
+    args: RunArgs,
+    windowed: &quiver::compile::window::Windowed,
+    validated: &quiver::compile::Validated,
+    size: u32,
+) -> anyhow::Result<ExitCode> {
+    let store = (!args.cache.no_cache).then(|| {
+        let dir = args
+            .cache
+            .cache_dir
+            .clone()
+            .or_else(|| windowed.cache_dir().map(Into::into))
+            .unwrap_or_else(|| cache::DEFAULT_DIR.into());
+        quiver::cache::Store::new(dir)
+    });
+    let path = args.report.clone().unwrap_or_else(default_report_path);
+    let mut options = run_options(&args, &path, store.as_ref());
+    options.report_file = None;
+    let runtime = runtime()?;
+    let mut executor = Executor::new(options).context("cannot start the compute runtime")?;
+    let force_all = args.cache.force_all
+        || args.cache.force.as_ref().is_some_and(Vec::is_empty)
+        || windowed.force_all();
+    let run = quiver::windows::WindowedRun {
+        windowed,
+        registry: quiver::operators::registry(),
+        days: size,
+        store,
+        force_all,
+        merged_avoided: validated.stats.merged_total(),
+        announce: !args.quiet,
+        report_file: Some(path.clone()),
+    };
+    let outcome = runtime.block_on(run.run_until(&mut executor, interrupted()));
+    drop(executor);
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(diags) => {
+            eprint!("{diags}");
+            return Ok(ExitCode::from(super::EXIT_INVALID));
+        }
+    };
+    for warning in &outcome.warnings {
+        eprintln!("warning: {warning}");
+    }
+    finish(&args, outcome.report, &path, run.store.is_some())
+}
+
+/// The executor's options from the command line; `store` bounds the
+/// outputs waiting for the disk.
+fn run_options(
+    args: &RunArgs,
+    path: &std::path::Path,
+    store: Option<&quiver::cache::Store>,
+) -> RunOptions {
     let mut options = RunOptions {
         sequential: args.sequential,
-        report_file: Some(path.clone()),
+        report_file: Some(path.to_path_buf()),
         progress: if args.quiet {
             ProgressMode::Quiet
         } else {
@@ -98,36 +194,44 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(limit) = args.hold_limit {
         options.hold_limit = Some(limit);
     }
-    if let Some((store, _)) = &cached {
+    if let Some(store) = store {
         cache::bound_writes(store, &mut options);
     }
     if let Some(n) = args.max_workers {
         options.max_workers = n as usize;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    options
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    let executor = Executor::new(options).context("cannot start the compute runtime")?;
-    let report = runtime.block_on(executor.run_until(&run_plan, async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No signal handler: never cancel.
-            std::future::pending::<()>().await;
-        }
-    }));
-    drop(executor);
-    if let Some((store, forecast)) = &cached {
-        cache::record(&plan, forecast, store);
-    }
+        .context("cannot start the async runtime")
+}
 
+/// Completes on Ctrl-C (never, without a signal handler).
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Prints how the run went and where its report is; the exit code.
+fn finish(
+    args: &RunArgs,
+    report: quiver::exec::RunReport,
+    path: &std::path::Path,
+    cached: bool,
+) -> anyhow::Result<ExitCode> {
     eprint!("{report}");
-    if cached.is_some() && !args.quiet {
-        eprintln!("{}", cache::ran(&plan, &report));
+    if cached && !args.quiet {
+        eprintln!("{}", cache::ran(&report));
     }
     if let Some(e) = &report.save_error {
         anyhow::bail!("{e}");
     }
-    eprintln!("report: {}", super::display_path(&path));
+    eprintln!("report: {}", super::display_path(path));
     if let Some(page) = &args.report_html {
         let html = quiver::render::timeline::TimelineHtml(&report).to_string();
         std::fs::write(page, html)

@@ -66,6 +66,29 @@ pub struct WindowPlan {
 }
 
 impl Windowed {
+    /// [`Windowed::new`] for the pipeline file at `path`.
+    pub fn from_file(
+        path: &Path,
+        overrides: &[super::Override],
+        registry: &Registry,
+        options: Options,
+    ) -> Result<Option<Windowed>, Diagnostics> {
+        match crate::spec::yaml::read_file(path) {
+            Ok(text) => Self::new(path, &text, overrides, registry, options),
+            Err(e) => Err(super::unreadable(path, e)),
+        }
+    }
+
+    /// The cache folder the pipeline names (`cache: {dir: …}`), if any.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
+    /// The pipeline asks for every node to run (`cache: {force: true}`).
+    pub fn force_all(&self) -> bool {
+        self.force_all
+    }
+
     /// Reads the pipeline; `None` when its shape cannot be run in windows
     /// (a partitioned stage reading something that reads every day of a
     /// partitioned node): such a pipeline runs every day at once. Errors
@@ -194,6 +217,16 @@ impl Windowed {
             after,
             by_name,
         }))
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The most disk the cache may take (`cache: {max_size: …}`).
+    pub fn cache_max_size(&self) -> Option<u64> {
+        self.cache_max_size
     }
 
     /// Every day some node is split into, in order.

@@ -119,6 +119,12 @@ impl Executor {
         })
     }
 
+    /// The options the next runs take (a run a window of days at a time
+    /// keeps other outputs in each window).
+    pub fn options_mut(&mut self) -> &mut RunOptions {
+        &mut self.options
+    }
+
     pub async fn run(&self, plan: &Plan) -> RunReport {
         self.run_until(plan, std::future::pending()).await
     }
@@ -168,6 +174,12 @@ impl Executor {
             }
         }
     }
+}
+
+/// Writes `report` to `path` whole, as a run keeps its report file.
+pub fn save_report(path: &std::path::Path, report: &RunReport) -> Result<(), String> {
+    let bytes = serde_json::to_vec(report).map_err(|e| e.to_string())?;
+    journal::write(path, &bytes)
 }
 
 /// A task handle that aborts the task when dropped.

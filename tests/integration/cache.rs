@@ -231,6 +231,7 @@ pub(crate) fn assert_forecast_held(plan: &Plan, forecast: &Forecast, report: &Ru
             Action::Keep => NodeStatus::Cached,
             Action::Unselected => NodeStatus::Unselected,
             Action::AsDays => NodeStatus::AsDays,
+            Action::Given => unreachable!("a plan of every day hands nothing over"),
         };
         assert_eq!(status, expected, "{}", node.id);
     }

@@ -117,7 +117,7 @@ fn one_more_day_fetches_one_day_per_symbol_and_the_plan_says_so() {
     assert_forecast_held(&more, &forecast, &second);
     // What the run says it did is what the plan said it would do.
     assert_eq!(
-        quiver::cache::ran(&more, &second),
+        quiver::cache::ran(&second),
         summary.replace("to run", "ran")
     );
     assert_eq!(second.totals.executions_by_op["fetch.synthetic"], 6);

@@ -1,0 +1,340 @@
+//! A run a window of days at a time, so that what it holds follows the
+//! window and not the range (`docs/design/stages.md`, phase 3).
+//!
+//! Each window is planned on its own ([`compile::window`]), forecast
+//! against the cache and run by the executor like a whole plan; the
+//! outputs later days read (a lookback's history, the day before,
+//! reference data) are kept from the window that made them and handed to
+//! the windows that read them, then dropped. Every node has the key it
+//! has in a run of every day at once, so the cache is shared between the
+//! two, and the outputs are the same.
+//!
+//! Windows run one after another: a window starts when the one before has
+//! finished. With thousands of tasks a window, the wait at the end of a
+//! window is a small part of it.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use quiver_operators::{Registry, Table};
+
+use crate::cache::{self, Forecast, Key, NodeForecast, Store};
+use crate::compile::window::Windowed;
+use crate::diag::Diagnostics;
+use crate::exec::report::{RunHeader, Tally, Totals};
+use crate::exec::{Executor, NodeReport, NodeStatus, RunReport};
+use crate::plan::parts::{Given, handed};
+use crate::plan::{PlanNode, Reuse};
+
+/// Tasks a window holds when the days are not given: enough that the
+/// wait at its end is small, few enough that the plan and its bookkeeping
+/// stay in the tens of MiB.
+pub const WINDOW_TASKS: usize = 20_000;
+
+/// Days a window takes for a pipeline of `tasks` tasks over `days` days.
+pub fn days_per_window(tasks: usize, days: usize) -> u32 {
+    let per_day = tasks.div_ceil(days.max(1)).max(1);
+    (WINDOW_TASKS / per_day).clamp(1, u32::MAX as usize) as u32
+}
+
+/// How to run a pipeline in windows.
+pub struct WindowedRun<'a> {
+    pub windowed: &'a Windowed,
+    pub registry: &'a Registry,
+    /// Days planned and run together.
+    pub days: u32,
+    /// The cache; `None` runs every node and stores nothing.
+    pub store: Option<Store>,
+    /// Every node runs, whatever the cache holds.
+    pub force_all: bool,
+    /// Executions the full plan avoids by merging, for the report.
+    pub merged_avoided: usize,
+    /// Print a line as each window starts.
+    pub announce: bool,
+    /// Where the report is kept while the run goes, and written at the end.
+    pub report_file: Option<std::path::PathBuf>,
+}
+
+/// An output a later window reads.
+struct Kept {
+    /// The node, handing over its output.
+    node: PlanNode,
+    forecast: Option<NodeForecast>,
+    /// The last day that reads it.
+    until: u32,
+}
+
+/// The windows' reports, as one.
+#[derive(Default)]
+struct Assembly {
+    nodes: Vec<NodeReport>,
+    resources: Vec<Option<String>>,
+    edges: Vec<(u32, u32)>,
+    index: HashMap<u64, u32>,
+    peak_output_bytes: usize,
+    peak_threads: usize,
+    cpu: Option<Duration>,
+    cancelled: bool,
+}
+
+/// What a windowed run did.
+pub struct Outcome {
+    pub report: RunReport,
+    pub windows: usize,
+    /// Cache warnings (corrupt entries), as the forecast found them.
+    pub warnings: Vec<String>,
+}
+
+impl WindowedRun<'_> {
+    /// Runs every window in order, or until `cancel` completes. Must be
+    /// called within a tokio runtime, as [`Executor::run_until`].
+    pub async fn run_until(
+        &self,
+        executor: &mut Executor,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Outcome, Diagnostics> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let watch = async move {
+            cancel.await;
+            let _ = stop.send(true);
+            std::future::pending::<()>().await;
+        };
+        let work = self.windows(executor, stopped);
+        tokio::select! {
+            outcome = work => outcome,
+            () = watch => unreachable!("pending"),
+        }
+    }
+
+    async fn windows(
+        &self,
+        executor: &mut Executor,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Outcome, Diagnostics> {
+        let started = Instant::now();
+        let days = self.windowed.days().len() as u32;
+        let size = self.days.max(1);
+        let count = days.div_ceil(size).max(1) as usize;
+        let mut kept: HashMap<String, Arc<Kept>> = HashMap::new();
+        let mut all = Assembly::default();
+        let mut keys: Vec<Key> = Vec::new();
+        let mut run_days: BTreeSet<String> = BTreeSet::new();
+        let mut warnings = Vec::new();
+        let mut header: Option<RunHeader> = None;
+        let mut keep_going = true;
+        let mut ran = 0;
+        let mut a = 0;
+        while a < days.max(1) && keep_going {
+            let b = (a + size - 1).min(days.saturating_sub(1));
+            let window = self.windowed.plan(self.registry, a, b, &|name| {
+                kept.get(name).map(|k| {
+                    let n = &k.node;
+                    n.remade(
+                        n.operator.clone(),
+                        Reuse::Load,
+                        n.workload,
+                        Vec::new(),
+                        n.policy.clone(),
+                    )
+                })
+            })?;
+            let plan = &window.plan;
+            ran += 1;
+            if self.announce {
+                let dates = self.windowed.days();
+                let (first, last) = (
+                    dates.get(a as usize).map_or("", String::as_str),
+                    dates.get(b as usize).map_or("", String::as_str),
+                );
+                eprintln!(
+                    "days {first} to {last} ({ran} of {count}): {} nodes",
+                    plan.graph.node_count() - window.handed.len()
+                );
+            }
+            let given_here: HashSet<NodeIndex> = window.handed.iter().copied().collect();
+            // What later days read: kept from this window.
+            let later: Vec<(NodeIndex, u32)> = plan
+                .nodes()
+                .filter(|(i, _)| !given_here.contains(i))
+                .filter_map(|(i, node)| {
+                    let until = node
+                        .names()
+                        .filter_map(|n| self.windowed.kept_until(n))
+                        .max()?;
+                    (until > b).then_some((i, until))
+                })
+                .collect();
+            let (run_plan, forecast) = match &self.store {
+                Some(store) => {
+                    let options = cache::Options {
+                        force_all: self.force_all,
+                        wanted: later.iter().map(|(i, _)| i.index()).collect(),
+                        given: window
+                            .handed
+                            .iter()
+                            .filter_map(|&i| {
+                                let k = kept.get(&plan.graph[i].id)?;
+                                Some((i.index(), k.forecast.clone()?))
+                            })
+                            .collect(),
+                        ..cache::Options::default()
+                    };
+                    let forecast = Forecast::new(plan, store, &options);
+                    warnings.extend(forecast.warnings.iter().cloned());
+                    (cache::run_plan(plan, &forecast, store), Some(forecast))
+                }
+                None => (
+                    cache::uncached_keeping(
+                        plan,
+                        &later.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+                    ),
+                    None,
+                ),
+            };
+            {
+                let options = executor.options_mut();
+                options.keep = later.iter().map(|(i, _)| *i).collect();
+                options.report_file = self.report_file.clone();
+            }
+            let offset = started.elapsed();
+            let mut stopped = stopped.clone();
+            let report = executor
+                .run_until(&run_plan, async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Some(store) = &self.store {
+                store.finish();
+            }
+            header.get_or_insert_with(|| RunHeader::of(plan));
+
+            // Hand over what later days read.
+            let outputs: HashMap<&str, &Arc<Table>> = report
+                .outputs
+                .iter()
+                .map(|(id, t)| (id.as_str(), t))
+                .collect();
+            for &(i, until) in &later {
+                let node = &plan.graph[i];
+                let given = match outputs.get(node.id.as_str()) {
+                    Some(&table) => Given::Table(table.clone()),
+                    None => Given::Nothing(nothing(report.node(&node.id))),
+                };
+                let forecast = forecast.as_ref().map(|f| {
+                    let mut f = f.nodes[i.index()].clone();
+                    f.parts = Default::default();
+                    f
+                });
+                let entry = Arc::new(Kept {
+                    node: handed(node, given),
+                    forecast,
+                    until,
+                });
+                for name in node.names() {
+                    kept.insert(name.to_string(), entry.clone());
+                }
+            }
+            kept.retain(|_, k| k.until > b);
+
+            let resources = RunHeader::of(&run_plan).resources;
+            for (i, node) in plan.nodes() {
+                if given_here.contains(&i) {
+                    continue;
+                }
+                if let Some(f) = &forecast {
+                    keys.push(f.nodes[i.index()].key);
+                }
+                if let Some(day) = cache::forecast::partition_day(node) {
+                    run_days.insert(day.to_string());
+                }
+                let mut r = report.nodes[i.index()].clone();
+                r.start += offset;
+                r.end += offset;
+                let at = all.nodes.len() as u32;
+                all.nodes.push(r);
+                all.resources.push(resources[i.index()].clone());
+                all.index.insert(node.identity, at);
+                for input in node.inputs.iter().flat_map(|i| i.source.nodes()) {
+                    if let Some(&from) = all.index.get(&plan.graph[input].identity) {
+                        all.edges.push((from, at));
+                    }
+                }
+            }
+            let t = &report.totals;
+            all.peak_output_bytes = all.peak_output_bytes.max(t.peak_output_bytes);
+            all.peak_threads = all.peak_threads.max(t.peak_threads);
+            if let Some(cpu) = t.cpu_time {
+                all.cpu = Some(all.cpu.unwrap_or_default() + cpu);
+            }
+            all.cancelled |= t.cancelled;
+            keep_going = !t.cancelled && (report.succeeded() || plan.keep_going);
+            a = b + 1;
+        }
+        if let Some(store) = &self.store {
+            let name = self.windowed.name();
+            let days: Vec<&str> = run_days.iter().map(String::as_str).collect();
+            cache::record_run(store, name, self.windowed.cache_max_size(), &keys, days);
+        }
+        let mut header = header.expect("one window at least");
+        header.resources = std::mem::take(&mut all.resources);
+        header.merged_avoided = self.merged_avoided;
+        let report = assemble(header, all, started.elapsed(), self.report_file.as_deref());
+        Ok(Outcome {
+            report,
+            windows: ran,
+            warnings,
+        })
+    }
+}
+
+/// Why a node later days read has no output to hand over.
+fn nothing(report: Option<&NodeReport>) -> String {
+    match report {
+        Some(r) => match (&r.error, r.status) {
+            (Some(e), _) => e.message.clone(),
+            (None, NodeStatus::Skipped) => "skipped".into(),
+            (None, status) => format!("{status:?}").to_lowercase(),
+        },
+        None => "not run".into(),
+    }
+}
+
+fn assemble(
+    header: RunHeader,
+    all: Assembly,
+    wall: Duration,
+    path: Option<&std::path::Path>,
+) -> RunReport {
+    let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(all.nodes.len(), all.edges.len());
+    for _ in &all.nodes {
+        graph.add_node(());
+    }
+    for (a, b) in &all.edges {
+        graph.add_edge(NodeIndex::new(*a as usize), NodeIndex::new(*b as usize), ());
+    }
+    let tally = Tally {
+        nodes: &all.nodes,
+        wall,
+        peak_output_bytes: all.peak_output_bytes,
+        peak_threads: all.peak_threads,
+        cpu_time: all.cpu,
+        cancelled: all.cancelled,
+    };
+    let totals = Totals::count(&header, &graph, tally);
+    let mut report = RunReport {
+        pipeline: header.pipeline,
+        params: header.params,
+        complete: true,
+        totals,
+        nodes: all.nodes,
+        save_error: None,
+        outputs: Vec::new(),
+    };
+    if let Some(path) = path {
+        report.save_error = crate::exec::save_report(path, &report).err();
+    }
+    report
+}
