@@ -129,28 +129,44 @@ pub fn summary(plan: &Plan, forecast: &Forecast) -> String {
         Action::AsDays => Outcome::AsDays,
         Action::Given => Outcome::Other,
     };
-    let nodes = plan
-        .nodes()
-        .map(|(i, n)| (n.op.as_str(), n.id.as_str(), outcome(i.index())));
-    tally(nodes, "to run")
+    let mut counts = Counts::default();
+    for (i, n) in plan.nodes() {
+        counts.add(&n.op, &n.id, outcome(i.index()));
+    }
+    counts.line("to run")
 }
 
 /// The same line, counted from what a run did: `127 nodes: 90 cached, 37
 /// ran (…); …`. Equal to the forecast's when the run went as forecast.
 pub fn ran(report: &RunReport) -> String {
-    use crate::exec::NodeStatus;
-    let outcome = |status: NodeStatus| match status {
-        NodeStatus::Cached | NodeStatus::UpToDate => Outcome::Cached,
-        NodeStatus::Unselected => Outcome::Unselected,
-        NodeStatus::AsDays => Outcome::AsDays,
-        NodeStatus::NotRun | NodeStatus::Cancelled => Outcome::Other,
-        _ => Outcome::Runs,
-    };
-    let nodes = report
-        .nodes
-        .iter()
-        .map(|n| (n.op.as_str(), n.id.as_str(), outcome(n.status)));
-    tally(nodes, "ran")
+    let mut ran = Ran::default();
+    for node in &report.nodes {
+        ran.add(node);
+    }
+    ran.line()
+}
+
+/// [`ran`]'s line, counted a node at a time (a run in windows never holds
+/// every node's report at once).
+#[derive(Default)]
+pub struct Ran(Counts);
+
+impl Ran {
+    pub fn add(&mut self, node: &crate::exec::NodeReport) {
+        use crate::exec::NodeStatus;
+        let outcome = match node.status {
+            NodeStatus::Cached | NodeStatus::UpToDate => Outcome::Cached,
+            NodeStatus::Unselected => Outcome::Unselected,
+            NodeStatus::AsDays => Outcome::AsDays,
+            NodeStatus::NotRun | NodeStatus::Cancelled => Outcome::Other,
+            _ => Outcome::Runs,
+        };
+        self.0.add(&node.op, &node.id, outcome);
+    }
+
+    pub fn line(&self) -> String {
+        self.0.line("ran")
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -162,50 +178,70 @@ enum Outcome {
     Other,
 }
 
-/// The line for `nodes`, each as (operator, name, outcome).
-fn tally<'a>(nodes: impl Iterator<Item = (&'a str, &'a str, Outcome)>, verb: &str) -> String {
-    use std::collections::BTreeMap;
-    let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
-    let mut by_op: BTreeMap<&str, usize> = BTreeMap::new();
-    // Per operator: partitions (`node@date`) in all, and those that run.
-    let mut partitions: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    let mut total = 0;
-    for (op, id, o) in nodes {
-        total += 1;
-        *counts.entry(o).or_default() += 1;
+/// Nodes by outcome, operator and partition, for [`summary`] and [`ran`].
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    counts: std::collections::BTreeMap<Outcome, usize>,
+    by_op: std::collections::BTreeMap<String, usize>,
+    /// Per operator: partitions (`node@date`) in all, and those that run.
+    partitions: std::collections::BTreeMap<String, (usize, usize)>,
+}
+
+impl Counts {
+    fn add(&mut self, op: &str, id: &str, o: Outcome) {
+        self.total += 1;
+        *self.counts.entry(o).or_default() += 1;
         if o == Outcome::Runs {
-            *by_op.entry(op).or_default() += 1;
+            match self.by_op.get_mut(op) {
+                Some(n) => *n += 1,
+                None => {
+                    self.by_op.insert(op.to_string(), 1);
+                }
+            }
         }
         if id.contains('@') {
-            let slot = partitions.entry(op).or_default();
+            if !self.partitions.contains_key(op) {
+                self.partitions.insert(op.to_string(), (0, 0));
+            }
+            let slot = self.partitions.get_mut(op).expect("just inserted");
             slot.0 += 1;
             slot.1 += usize::from(o == Outcome::Runs);
         }
     }
-    let count = |o: Outcome| counts.get(&o).copied().unwrap_or(0);
-    let as_days = count_of(&counts, Outcome::AsDays);
-    let mut text = format!(
-        "{total} nodes: {} cached, {} {verb}",
-        count(Outcome::Cached),
-        count(Outcome::Runs)
-    );
-    if !by_op.is_empty() {
-        let parts: Vec<String> = by_op.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
-        text.push_str(&format!(" ({})", parts.join(", ")));
+
+    fn line(&self, verb: &str) -> String {
+        let counts = &self.counts;
+        let count = |o: Outcome| counts.get(&o).copied().unwrap_or(0);
+        let as_days = count_of(counts, Outcome::AsDays);
+        let mut text = format!(
+            "{} nodes: {} cached, {} {verb}",
+            self.total,
+            count(Outcome::Cached),
+            count(Outcome::Runs)
+        );
+        if !self.by_op.is_empty() {
+            let parts: Vec<String> = self
+                .by_op
+                .iter()
+                .map(|(op, n)| format!("{op} ×{n}"))
+                .collect();
+            text.push_str(&format!(" ({})", parts.join(", ")));
+        }
+        if count(Outcome::Unselected) > 0 {
+            text.push_str(&format!(", {} not selected", count(Outcome::Unselected)));
+        }
+        if as_days > 0 {
+            text.push_str(&format!(", {as_days} partitioned left as days"));
+        }
+        if count(Outcome::Other) > 0 {
+            text.push_str(&format!(", {} not run", count(Outcome::Other)));
+        }
+        for (op, (all, runs)) in &self.partitions {
+            text.push_str(&format!("; {op}: {runs} of {all} partitions {verb}"));
+        }
+        text
     }
-    if count(Outcome::Unselected) > 0 {
-        text.push_str(&format!(", {} not selected", count(Outcome::Unselected)));
-    }
-    if as_days > 0 {
-        text.push_str(&format!(", {as_days} partitioned left as days"));
-    }
-    if count(Outcome::Other) > 0 {
-        text.push_str(&format!(", {} not run", count(Outcome::Other)));
-    }
-    for (op, (all, runs)) in &partitions {
-        text.push_str(&format!("; {op}: {runs} of {all} partitions {verb}"));
-    }
-    text
 }
 
 fn count_of(counts: &std::collections::BTreeMap<Outcome, usize>, o: Outcome) -> usize {

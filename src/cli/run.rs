@@ -121,7 +121,8 @@ fn run_whole(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some((store, forecast)) = &cached {
         cache::record(&plan, forecast, store);
     }
-    finish(&args, report, &path, cached.is_some())
+    let ran = cached.is_some().then(|| cache::ran(&report));
+    finish(&args, report, &path, ran)
 }
 
 /// Runs the pipeline `size` days at a time (see [`quiver::windows`]).
@@ -170,7 +171,8 @@ fn run_windows(
     for warning in &outcome.warnings {
         eprintln!("warning: {warning}");
     }
-    finish(&args, outcome.report, &path, run.store.is_some())
+    let ran = run.store.is_some().then_some(outcome.ran);
+    finish(&args, outcome.report, &path, ran)
 }
 
 /// The executor's options from the command line; `store` bounds the
@@ -217,23 +219,32 @@ async fn interrupted() {
     }
 }
 
-/// Prints how the run went and where its report is; the exit code.
+/// Prints how the run went (`ran`: what ran and what was cached, with the
+/// cache) and where its report is; the exit code.
 fn finish(
     args: &RunArgs,
     report: quiver::exec::RunReport,
     path: &std::path::Path,
-    cached: bool,
+    ran: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     eprint!("{report}");
-    if cached && !args.quiet {
-        eprintln!("{}", cache::ran(&report));
+    if let Some(ran) = ran
+        && !args.quiet
+    {
+        eprintln!("{ran}");
     }
     if let Some(e) = &report.save_error {
         anyhow::bail!("{e}");
     }
     eprintln!("report: {}", super::display_path(path));
     if let Some(page) = &args.report_html {
-        let html = quiver::render::timeline::TimelineHtml(&report).to_string();
+        // A run in windows holds its notable nodes only: every node is in
+        // the report file.
+        let full: quiver::exec::RunReport = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(report.clone());
+        let html = quiver::render::timeline::TimelineHtml(&full).to_string();
         std::fs::write(page, html)
             .with_context(|| format!("cannot write the timeline to {}", page.display()))?;
         eprintln!("timeline: {}", super::display_path(page));

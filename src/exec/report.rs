@@ -221,6 +221,40 @@ pub struct ResourceTotals {
     pub busy: Duration,
 }
 
+impl Totals {
+    /// Adds the counts of `other`, a part of the same run that ran after
+    /// this one (a later window): counts and times add up, peaks take the
+    /// larger. The wall time, the critical path and the peak resident
+    /// memory are the whole run's, set by the caller.
+    pub fn add(&mut self, other: &Totals) {
+        self.executed += other.executed;
+        for (op, n) in &other.executions_by_op {
+            *self.executions_by_op.entry(op.clone()).or_default() += n;
+        }
+        self.retries += other.retries;
+        self.failures += other.failures;
+        self.skipped += other.skipped;
+        self.cached += other.cached;
+        self.up_to_date += other.up_to_date;
+        self.unselected += other.unselected;
+        self.peak_output_bytes = self.peak_output_bytes.max(other.peak_output_bytes);
+        self.peak_threads = self.peak_threads.max(other.peak_threads);
+        if let Some(t) = other.cpu_time {
+            self.cpu_time = Some(self.cpu_time.unwrap_or_default() + t);
+        }
+        self.cancelled |= other.cancelled;
+        for (name, r) in &other.by_resource {
+            let t = self.by_resource.entry(name.clone()).or_default();
+            t.nodes += r.nodes;
+            t.calls += r.calls;
+            t.failed_calls += r.failed_calls;
+            t.failed_nodes += r.failed_nodes;
+            t.wait += r.wait;
+            t.busy += r.busy;
+        }
+    }
+}
+
 /// What a report says of the run as a whole, known before it starts.
 #[derive(Debug, Clone)]
 pub struct RunHeader {

@@ -196,6 +196,16 @@ fn same_in_windows(pipeline: &str, sets: &[&str], sizes: &[&str]) {
             "{pipeline}, windows of {size}"
         );
         assert_eq!(windowed.totals.executed, report.totals.executed);
+        assert_eq!(
+            windowed.totals.executions_by_op,
+            report.totals.executions_by_op
+        );
+        // The chain that decided the run's length ends at the node that
+        // finished last, and goes back across windows.
+        let path = &windowed.totals.critical_path;
+        let last = windowed.nodes.iter().max_by_key(|n| n.end).expect("nodes");
+        assert_eq!(path.last(), Some(&last.id), "{path:?}");
+        assert!(path.len() > 2, "{path:?}");
     }
     // Through the cache: windows store what the whole run finds, and the
     // other way round.
@@ -291,6 +301,21 @@ nodes:
         );
         assert_eq!(output.status.code(), Some(1), "{days}");
         let report = report_of(work.path(), &output);
+        assert_eq!(
+            (report.totals.failures, report.totals.skipped),
+            (
+                report
+                    .nodes
+                    .iter()
+                    .filter(|n| n.status == quiver::exec::NodeStatus::Failed)
+                    .count(),
+                report
+                    .nodes
+                    .iter()
+                    .filter(|n| n.status == quiver::exec::NodeStatus::Skipped)
+                    .count(),
+            )
+        );
         let mut s: Vec<(String, quiver::exec::NodeStatus)> = report
             .nodes
             .iter()

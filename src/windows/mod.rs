@@ -16,18 +16,20 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::graph::NodeIndex;
 use quiver_operators::{Registry, Table};
 
 use crate::cache::{self, Forecast, Key, NodeForecast, Store};
 use crate::compile::window::Windowed;
 use crate::diag::Diagnostics;
-use crate::exec::report::{RunHeader, Tally, Totals};
 use crate::exec::{Executor, NodeReport, NodeStatus, RunReport};
 use crate::plan::parts::{Given, handed};
 use crate::plan::{PlanNode, Reuse};
+
+mod report;
+use report::{Assembly, Finish};
 
 /// Tasks a window holds when the days are not given: enough that the
 /// wait at its end is small, few enough that the plan and its bookkeeping
@@ -63,26 +65,19 @@ struct Kept {
     /// The node, handing over its output.
     node: PlanNode,
     forecast: Option<NodeForecast>,
+    /// Where it finished, and the chain that led to it.
+    finish: Finish,
     /// The last day that reads it.
     until: u32,
 }
 
-/// The windows' reports, as one.
-#[derive(Default)]
-struct Assembly {
-    nodes: Vec<NodeReport>,
-    resources: Vec<Option<String>>,
-    edges: Vec<(u32, u32)>,
-    index: HashMap<u64, u32>,
-    peak_output_bytes: usize,
-    peak_threads: usize,
-    cpu: Option<Duration>,
-    cancelled: bool,
-}
-
 /// What a windowed run did.
 pub struct Outcome {
+    /// The run's totals and its notable nodes (failed, skipped, not run,
+    /// the slowest); the report file has every node.
     pub report: RunReport,
+    /// What ran and what was cached, as [`cache::ran`] says it.
+    pub ran: String,
     pub windows: usize,
     /// Cache warnings (corrupt entries), as the forecast found them.
     pub warnings: Vec<String>,
@@ -119,11 +114,10 @@ impl WindowedRun<'_> {
         let size = self.days.max(1);
         let count = days.div_ceil(size).max(1) as usize;
         let mut kept: HashMap<String, Arc<Kept>> = HashMap::new();
-        let mut all = Assembly::default();
+        let mut all = Assembly::new(self.report_file.as_deref()).map_err(|e| self.unwritable(e))?;
         let mut keys: Vec<Key> = Vec::new();
         let mut run_days: BTreeSet<String> = BTreeSet::new();
         let mut warnings = Vec::new();
-        let mut header: Option<RunHeader> = None;
         let mut keep_going = true;
         let mut ran = 0;
         let mut a = 0;
@@ -209,20 +203,53 @@ impl WindowedRun<'_> {
             if let Some(store) = &self.store {
                 store.finish();
             }
-            header.get_or_insert_with(|| RunHeader::of(plan));
-
             // Hand over what later days read.
             let outputs: HashMap<&str, &Arc<Table>> = report
                 .outputs
                 .iter()
                 .map(|(id, t)| (id.as_str(), t))
                 .collect();
+            let mut handing: Vec<(NodeIndex, u32, Given)> = Vec::with_capacity(later.len());
             for &(i, until) in &later {
                 let node = &plan.graph[i];
                 let given = match outputs.get(node.id.as_str()) {
                     Some(&table) => Given::Table(table.clone()),
                     None => Given::Nothing(nothing(report.node(&node.id))),
                 };
+                handing.push((i, until, given));
+            }
+            drop(outputs);
+            if let Some(f) = &forecast {
+                for (i, _) in plan.nodes().filter(|(i, _)| !given_here.contains(i)) {
+                    keys.push(f.nodes[i.index()].key);
+                }
+            }
+            for (_, node) in plan.nodes() {
+                if let Some(day) = cache::forecast::partition_day(node) {
+                    run_days.insert(day.to_string());
+                }
+            }
+            let (succeeded, cancelled) = (report.succeeded(), report.totals.cancelled);
+            let finished_before: HashMap<NodeIndex, Finish> = window
+                .handed
+                .iter()
+                .filter_map(|&i| Some((i, kept.get(&plan.graph[i].id)?.finish.clone())))
+                .collect();
+            let ends: Vec<NodeIndex> = handing.iter().map(|(i, _, _)| *i).collect();
+            let finishes = all
+                .add(
+                    report::Window {
+                        plan,
+                        run_plan: &run_plan,
+                        report,
+                        handed: &finished_before,
+                        offset,
+                    },
+                    &ends,
+                )
+                .map_err(|e| self.unwritable(e))?;
+            for ((i, until, given), finish) in handing.into_iter().zip(finishes) {
+                let node = &plan.graph[i];
                 let forecast = forecast.as_ref().map(|f| {
                     let mut f = f.nodes[i.index()].clone();
                     f.parts = Default::default();
@@ -231,6 +258,7 @@ impl WindowedRun<'_> {
                 let entry = Arc::new(Kept {
                     node: handed(node, given),
                     forecast,
+                    finish,
                     until,
                 });
                 for name in node.names() {
@@ -238,39 +266,7 @@ impl WindowedRun<'_> {
                 }
             }
             kept.retain(|_, k| k.until > b);
-
-            let resources = RunHeader::of(&run_plan).resources;
-            for (i, node) in plan.nodes() {
-                if given_here.contains(&i) {
-                    continue;
-                }
-                if let Some(f) = &forecast {
-                    keys.push(f.nodes[i.index()].key);
-                }
-                if let Some(day) = cache::forecast::partition_day(node) {
-                    run_days.insert(day.to_string());
-                }
-                let mut r = report.nodes[i.index()].clone();
-                r.start += offset;
-                r.end += offset;
-                let at = all.nodes.len() as u32;
-                all.nodes.push(r);
-                all.resources.push(resources[i.index()].clone());
-                all.index.insert(node.identity, at);
-                for input in node.inputs.iter().flat_map(|i| i.source.nodes()) {
-                    if let Some(&from) = all.index.get(&plan.graph[input].identity) {
-                        all.edges.push((from, at));
-                    }
-                }
-            }
-            let t = &report.totals;
-            all.peak_output_bytes = all.peak_output_bytes.max(t.peak_output_bytes);
-            all.peak_threads = all.peak_threads.max(t.peak_threads);
-            if let Some(cpu) = t.cpu_time {
-                all.cpu = Some(all.cpu.unwrap_or_default() + cpu);
-            }
-            all.cancelled |= t.cancelled;
-            keep_going = !t.cancelled && (report.succeeded() || plan.keep_going);
+            keep_going = !cancelled && (succeeded || plan.keep_going);
             a = b + 1;
         }
         if let Some(store) = &self.store {
@@ -278,15 +274,33 @@ impl WindowedRun<'_> {
             let days: Vec<&str> = run_days.iter().map(String::as_str).collect();
             cache::record_run(store, name, self.windowed.cache_max_size(), &keys, days);
         }
-        let mut header = header.expect("one window at least");
-        header.resources = std::mem::take(&mut all.resources);
-        header.merged_avoided = self.merged_avoided;
-        let report = assemble(header, all, started.elapsed(), self.report_file.as_deref());
+        let (report, ran_line) = all.finish(
+            started.elapsed(),
+            self.merged_avoided,
+            self.report_file.as_deref(),
+        );
         Ok(Outcome {
             report,
+            ran: ran_line,
             windows: ran,
             warnings,
         })
+    }
+}
+
+impl WindowedRun<'_> {
+    /// The error for a report that cannot be written.
+    fn unwritable(&self, e: std::io::Error) -> Diagnostics {
+        let file = self
+            .report_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        Diagnostics(vec![crate::diag::Diagnostic::new(
+            &Arc::from(file),
+            None,
+            "",
+            format!("cannot write the run report beside {}: {e}", file.display()),
+        )])
     }
 }
 
@@ -300,41 +314,4 @@ fn nothing(report: Option<&NodeReport>) -> String {
         },
         None => "not run".into(),
     }
-}
-
-fn assemble(
-    header: RunHeader,
-    all: Assembly,
-    wall: Duration,
-    path: Option<&std::path::Path>,
-) -> RunReport {
-    let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(all.nodes.len(), all.edges.len());
-    for _ in &all.nodes {
-        graph.add_node(());
-    }
-    for (a, b) in &all.edges {
-        graph.add_edge(NodeIndex::new(*a as usize), NodeIndex::new(*b as usize), ());
-    }
-    let tally = Tally {
-        nodes: &all.nodes,
-        wall,
-        peak_output_bytes: all.peak_output_bytes,
-        peak_threads: all.peak_threads,
-        cpu_time: all.cpu,
-        cancelled: all.cancelled,
-    };
-    let totals = Totals::count(&header, &graph, tally);
-    let mut report = RunReport {
-        pipeline: header.pipeline,
-        params: header.params,
-        complete: true,
-        totals,
-        nodes: all.nodes,
-        save_error: None,
-        outputs: Vec::new(),
-    };
-    if let Some(path) = path {
-        report.save_error = crate::exec::save_report(path, &report).err();
-    }
-    report
 }
