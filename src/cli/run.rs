@@ -43,7 +43,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     report_html: Option<PathBuf>,
     /// Days planned and run together: a run over years holds a window of
-    /// days at a time, not all of them. Default: windows of about 20,000
+    /// days at a time, not all of them. Default: windows of about 50,000
     /// tasks (every day at once for a pipeline smaller than that); 0 runs
     /// every day at once. Not with --select or --force NODE, which run
     /// every day at once.

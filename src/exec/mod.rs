@@ -77,6 +77,11 @@ pub struct RunOptions {
     /// Counts the nodes that reached their final state (out of the
     /// plan's), for a caller that shows progress its own way.
     pub finished: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// The resource pools, one per entry of the plan's `resources:`, when
+    /// several runs share them (the windows of one run, see
+    /// [`crate::windows`]): a rate, a concurrency and a breaker go on
+    /// across them. `None`: the run makes its own.
+    pub pools: Option<Vec<Arc<resources::Resource>>>,
 }
 
 impl Default for RunOptions {
@@ -91,6 +96,7 @@ impl Default for RunOptions {
             pending_writes: None,
             keep: Vec::new(),
             finished: None,
+            pools: None,
         }
     }
 }

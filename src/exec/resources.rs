@@ -30,6 +30,14 @@ pub struct Resource {
     slot: ResourceSlot,
 }
 
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Resource {
     pub fn new(name: &str, policy: &ResourcePolicy) -> Self {
         let rate = policy.rate.map(|r| {

@@ -100,11 +100,12 @@ impl Scheduler {
         let mut ticks = tokio::time::interval(journal::INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut scheduler = Box::new(Self {
-            resources: plan
-                .resources
-                .iter()
-                .map(|(name, policy)| Arc::new(Resource::new(name, policy)))
-                .collect(),
+            resources: options.pools.clone().unwrap_or_else(|| {
+                plan.resources
+                    .iter()
+                    .map(|(name, policy)| Arc::new(Resource::new(name, policy)))
+                    .collect()
+            }),
             io: Handle::current(),
             cpu,
             cpu_threads: options.max_workers.max(1),

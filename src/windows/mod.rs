@@ -24,6 +24,7 @@ use quiver_operators::{Registry, Table};
 use crate::cache::{self, Forecast, Key, NodeForecast, Store};
 use crate::compile::window::Windowed;
 use crate::diag::Diagnostics;
+use crate::exec::resources::Resource;
 use crate::exec::{Executor, NodeReport, NodeStatus, RunReport};
 use crate::plan::parts::{Given, handed};
 use crate::plan::{PlanNode, Reuse};
@@ -32,9 +33,11 @@ mod report;
 use report::{Assembly, Finish};
 
 /// Tasks a window holds when the days are not given: enough that the
-/// wait at its end is small, few enough that the plan and its bookkeeping
-/// stay in the tens of MiB.
-pub const WINDOW_TASKS: usize = 20_000;
+/// wait at its end (a day's fan-ins, the last to run) is small next to
+/// the window, few enough that its plan and bookkeeping stay in the
+/// hundreds of MiB. At 2,000 symbols of `vn30.yaml`, 6 days: as fast as
+/// one plan of every day (`cargo bench --bench vn30 -- windows`).
+pub const WINDOW_TASKS: usize = 50_000;
 
 /// Days a window takes for a pipeline of `tasks` tasks over `days` days.
 pub fn days_per_window(tasks: usize, days: usize) -> u32 {
@@ -190,6 +193,15 @@ impl WindowedRun<'_> {
             };
             {
                 let options = executor.options_mut();
+                // One set of pools for every window: a rate limit, a
+                // concurrency and a breaker hold across windows as they
+                // do across days.
+                options.pools.get_or_insert_with(|| {
+                    plan.resources
+                        .iter()
+                        .map(|(name, policy)| Arc::new(Resource::new(name, policy)))
+                        .collect()
+                });
                 options.keep = later.iter().map(|(i, _)| *i).collect();
                 options.report_file = self.report_file.clone();
             }

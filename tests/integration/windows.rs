@@ -341,3 +341,49 @@ nodes:
         assert!(files == written);
     }
 }
+
+/// A resource's rate holds across windows as across days: one set of
+/// pools serves every window, so a window does not start with a fresh
+/// allowance (counted from when the fetches started, not from the wall).
+#[test]
+fn a_rate_limit_holds_across_windows() {
+    let work = tempfile::tempdir().expect("a temp dir");
+    let file = work.path().join("paced.yaml");
+    std::fs::write(
+        &file,
+        r#"pipeline: paced
+resources:
+  api: {rate: 10/s}
+nodes:
+  prices:
+    op: fetch.synthetic
+    partition_by: date
+    resource: api
+    with: {dataset: prices, symbol: FPT, start: 2026-01-05, end: 2026-01-23}
+"#,
+    )
+    .unwrap();
+    let output = quiver_run(
+        work.path(),
+        &[file.to_str().unwrap(), "--no-cache", "--window-days", "1"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = report_of(work.path(), &output);
+    let mut starts: Vec<std::time::Duration> = report
+        .nodes
+        .iter()
+        .filter(|n| n.op == "fetch.synthetic")
+        .map(|n| n.start + n.wait)
+        .collect();
+    starts.sort();
+    assert_eq!(starts.len(), 15);
+    // 10 a second, spaced evenly: 100 ms apart, less the timer's slack.
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= std::time::Duration::from_millis(80), "{starts:?}");
+    }
+}
