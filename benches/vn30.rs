@@ -3,6 +3,7 @@
 //!     cargo bench --bench vn30               # both parts
 //!     cargo bench --bench vn30 -- naive      # part 1
 //!     cargo bench --bench vn30 -- scale      # part 2
+//!     cargo bench --bench vn30 -- windows    # part 3
 //!
 //! 1. Side by side: `pipelines/vn30.yaml`, 30 symbols, 5 days, every fetch
 //!    waiting 200 ms, 6 fetches in flight. The naive way (`--no-merge
@@ -16,6 +17,13 @@
 //!    `quiver run --no-cache` in a process of its own: the process's wall
 //!    time (compile included), and the run's summary (its own time, the
 //!    outputs held at the peak, peak resident memory).
+//! 3. Windows: `quiver run --no-cache` as a user runs it (a window of days
+//!    at a time, the default) at 400, 1,000 and 2,000 symbols over 250
+//!    days and at 400 over 50 and 100, against one plan of every day
+//!    (`--window-days 0`) where that fits: 400 × 250 and 2,000 × 50, their
+//!    output files compared byte for byte before the times are printed.
+//!    Each run is a process of its own; peak resident memory as the run
+//!    reports it.
 
 mod support;
 
@@ -26,7 +34,7 @@ use std::time::Duration;
 use quiver::compile::{Options, Override, compile_file_with_options};
 use quiver::exec::{RunOptions, RunReport};
 use quiver::plan::Plan;
-use support::{files, universe};
+use support::{files, universe, universe_of};
 
 const PIPELINE: &str = "pipelines/vn30.yaml";
 
@@ -148,6 +156,83 @@ fn scale() {
     }
 }
 
+/// The ranges ending on 2025-12-31: (days, start, history start 5
+/// sessions earlier).
+const RANGES: [(usize, &str, &str); 3] = [
+    (50, "2025-10-23", "2025-10-16"),
+    (100, "2025-08-12", "2025-08-05"),
+    (250, "2024-12-31", "2024-12-24"),
+];
+
+/// One `quiver run --no-cache` of `symbols` over `days`, in a process of
+/// its own, writing to `out`: its wall time, executed nodes, and peak
+/// resident MiB as its summary says.
+fn run_once(symbols: usize, days: usize, extra: &[&str], out: &Path) -> (f64, String, f64) {
+    let (_, start, history) = RANGES.iter().find(|r| r.0 == days).expect("a range");
+    let pipeline = format!("{}/{PIPELINE}", env!("CARGO_MANIFEST_DIR"));
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["run", &pipeline, "--no-cache", "--quiet"])
+        .args(["--set", &universe_of(symbols)])
+        .args(["--set", &format!("start_date={start}")])
+        .args(["--set", "end_date=2025-12-31"])
+        .args(["--set", &format!("history_start={history}")])
+        .args(["--set", &format!("out_dir={}", out.display())])
+        .args(extra)
+        .current_dir(out.parent().expect("a parent"))
+        .output()
+        .unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("vn30: executed"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
+    let executed = summary
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    let resident = summary
+        .split("peak resident ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(f64::NAN);
+    (wall, executed, resident)
+}
+
+fn windows() {
+    println!("3. vn30.yaml, quiver run --no-cache (own process, 2 cores):");
+    // One plan of every day against windows, same data, outputs equal.
+    for (symbols, days) in [(400, 250), (2000, 50)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole_out, windowed_out) = (dir.path().join("whole"), dir.path().join("windows"));
+        let whole = run_once(symbols, days, &["--window-days", "0"], &whole_out);
+        let windowed = run_once(symbols, days, &[], &windowed_out);
+        assert!(
+            files(&whole_out) == files(&windowed_out),
+            "windows write other bytes"
+        );
+        println!(
+            "   {symbols} × {days}: one plan {:.1} s, {:.0} MiB; windows {:.1} s, {:.0} MiB \
+             ({} nodes each, outputs equal)",
+            whole.0, whole.2, windowed.0, windowed.2, whole.1
+        );
+    }
+    // Flat in days, then in symbols.
+    for (symbols, days) in [(400, 50), (400, 100), (400, 250), (1000, 250), (2000, 250)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (wall, executed, resident) = run_once(symbols, days, &[], &dir.path().join("out"));
+        let per = wall / executed.parse::<f64>().unwrap_or(f64::NAN) * 1e6;
+        println!(
+            "   {symbols} × {days}: {wall:.1} s, {resident:.0} MiB peak resident, \
+             {executed} nodes, {per:.0} µs a node"
+        );
+    }
+}
+
 fn main() {
     let wants = support::wanted_parts();
     if wants("naive") {
@@ -155,5 +240,8 @@ fn main() {
     }
     if wants("scale") {
         scale();
+    }
+    if wants("windows") {
+        windows();
     }
 }

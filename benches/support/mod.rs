@@ -46,13 +46,23 @@ pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// `symbols=[…]` of 400 tickers: the VN30 and 370 made up.
 pub fn universe() -> String {
+    universe_of(400)
+}
+
+/// `symbols=[…]` of `n` tickers (at least 30): the VN30 and made-up ones.
+pub fn universe_of(n: usize) -> String {
     let vn30 = [
         "ACB", "BCM", "BID", "BVH", "CTG", "FPT", "GAS", "GVR", "HDB", "HPG", "LPB", "MBB", "MSN",
         "MWG", "PLX", "SAB", "SHB", "SSB", "SSI", "STB", "TCB", "TPB", "VCB", "VHM", "VIB", "VIC",
         "VJC", "VNM", "VPB", "VRE",
     ];
     let mut symbols: Vec<String> = vn30.iter().map(|s| s.to_string()).collect();
-    symbols.extend((0..370).map(|i| format!("X{i:03}")));
+    let made_up = n.saturating_sub(vn30.len());
+    if n <= 400 {
+        symbols.extend((0..made_up).map(|i| format!("X{i:03}")));
+    } else {
+        symbols.extend((0..made_up).map(|i| format!("X{i:04}")));
+    }
     format!("symbols=[{}]", symbols.join(","))
 }
 

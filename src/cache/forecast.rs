@@ -197,10 +197,17 @@ impl Forecast {
 
         // Actions, consumers first.
         for i in plan.graph.node_indices().rev() {
-            if nodes[i.index()].action == Action::Given {
+            let node = &plan.graph[i];
+            if options.given.contains_key(&i.index()) {
+                // Handed over: it takes no time unless it is loaded, and
+                // then only for a consumer that runs.
+                let needed = plan
+                    .graph
+                    .neighbors_directed(i, Direction::Outgoing)
+                    .any(|c| nodes[c.index()].action == Action::Run);
+                nodes[i.index()].action = if needed { Action::Given } else { Action::Keep };
                 continue;
             }
-            let node = &plan.graph[i];
             // The days of a partitioned node together stand in for it; with
             // nothing reading them together, concatenating them would only
             // hold every day in memory at once.

@@ -168,7 +168,6 @@ impl WindowedRun<'_> {
                 Some(store) => {
                     let options = cache::Options {
                         force_all: self.force_all,
-                        wanted: later.iter().map(|(i, _)| i.index()).collect(),
                         given: window
                             .handed
                             .iter()
@@ -224,9 +223,19 @@ impl WindowedRun<'_> {
             let mut handing: Vec<(NodeIndex, u32, Given)> = Vec::with_capacity(later.len());
             for &(i, until) in &later {
                 let node = &plan.graph[i];
-                let given = match outputs.get(node.id.as_str()) {
-                    Some(&table) => Given::Table(table.clone()),
-                    None => Given::Nothing(nothing(report.node(&node.id))),
+                let left_in_cache = forecast.as_ref().and_then(|f| {
+                    let f = &f.nodes[i.index()];
+                    let stored = f.state == cache::State::Cached;
+                    (f.action == cache::Action::Keep && stored).then_some(f.key)
+                });
+                let given = match (outputs.get(node.id.as_str()), left_in_cache, &self.store) {
+                    (Some(&table), _, _) => Given::Table(table.clone()),
+                    // Cached, and nothing here read it: loaded if a later
+                    // window runs something that does.
+                    (None, Some(key), Some(store)) => {
+                        Given::Loaded(cache::steps::loader(store, key))
+                    }
+                    _ => Given::Nothing(nothing(report.node(&node.id))),
                 };
                 handing.push((i, until, given));
             }

@@ -66,6 +66,21 @@ fn valued_days(plan: &Plan, forecast: &Forecast) -> (usize, usize) {
 #[cfg(unix)]
 #[test]
 fn an_interrupted_backfill_reruns_only_the_missing_days() {
+    interrupted_backfill(&[]);
+}
+
+/// The same, run a window of 10 days at a time (see `quiver::windows`):
+/// what a killed run stored is what its windows finished.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_backfill_in_windows_reruns_only_the_missing_days() {
+    interrupted_backfill(&["--window-days", "10"]);
+}
+
+/// Kills a backfill half-way (with `extra` flags), reruns it, then runs
+/// one more day: each run computes only what is missing.
+#[cfg(unix)]
+fn interrupted_backfill(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let out = dir.path().join("out");
@@ -73,7 +88,10 @@ fn an_interrupted_backfill_reruns_only_the_missing_days() {
     let cache_arg = cache.to_str().unwrap();
 
     // Kill the run once some days, not all, are stored.
-    let mut child = quiver(&["--cache-dir", cache_arg], args(&out, &[]))
+    fn with<'a>(flags: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        flags.iter().chain(extra).copied().collect()
+    }
+    let mut child = quiver(&with(&["--cache-dir", cache_arg], extra), args(&out, &[]))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -104,12 +122,15 @@ fn an_interrupted_backfill_reruns_only_the_missing_days() {
     // The rerun executes the missing days only.
     let report = dir.path().join("rerun.json");
     let status = quiver(
-        &[
-            "--cache-dir",
-            cache_arg,
-            "--report",
-            report.to_str().unwrap(),
-        ],
+        &with(
+            &[
+                "--cache-dir",
+                cache_arg,
+                "--report",
+                report.to_str().unwrap(),
+            ],
+            extra,
+        ),
         args(&out, &[]),
     )
     .status()
@@ -137,12 +158,15 @@ fn an_interrupted_backfill_reruns_only_the_missing_days() {
     // positions, and computes that day alone.
     let report = dir.path().join("more.json");
     let status = quiver(
-        &[
-            "--cache-dir",
-            cache_arg,
-            "--report",
-            report.to_str().unwrap(),
-        ],
+        &with(
+            &[
+                "--cache-dir",
+                cache_arg,
+                "--report",
+                report.to_str().unwrap(),
+            ],
+            extra,
+        ),
         args(&out, &["end=2025-11-19"]),
     )
     .status()

@@ -149,7 +149,9 @@ fn report_of(dir: &Path, output: &std::process::Output) -> quiver::exec::RunRepo
 /// with and without the cache: the same files, byte for byte, and the
 /// same nodes run; then a rerun in windows finds everything in the cache
 /// the whole run stored, and the other way round.
-fn same_in_windows(pipeline: &str, sets: &[&str], sizes: &[&str]) {
+/// Then one more day (`more`) in windows reads the cached days before it
+/// from the cache and writes what one plan of every day writes.
+fn same_in_windows(pipeline: &str, sets: &[&str], sizes: &[&str], more: &str) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let work = tempfile::tempdir().expect("a temp dir");
     let file = repo.join("pipelines").join(pipeline);
@@ -221,6 +223,30 @@ fn same_in_windows(pipeline: &str, sets: &[&str], sizes: &[&str]) {
         again.totals.executed, 0,
         "a rerun in windows finds every day"
     );
+    // What later windows read stays in the cache when nothing reads it:
+    // no node hands on rows it loaded.
+    let loaded: usize = again.nodes.iter().map(|n| n.rows_out).sum();
+    assert_eq!(loaded, 0, "a rerun with nothing to do loads nothing");
+    let more = ["--set", more];
+    let extra: Vec<&str> = ["--window-days", sizes[1], "--cache-dir", cache]
+        .into_iter()
+        .chain(more)
+        .collect();
+    let (files, extended) = run("cached", &extra);
+    let (whole_more, all_more) = run(
+        "whole_more",
+        &["--window-days", "0", "--no-cache", more[0], more[1]],
+    );
+    assert!(
+        files == whole_more,
+        "{pipeline}: one more day in windows writes other bytes"
+    );
+    let new = all_more.totals.executed - report.totals.executed;
+    assert!(
+        extended.totals.executed <= new && extended.totals.executed > 0,
+        "{} run for {new} new nodes",
+        extended.totals.executed
+    );
     assert_eq!(
         again.totals.cached + again.totals.up_to_date,
         first.totals.executed
@@ -237,6 +263,7 @@ fn vn30_writes_the_same_bytes_in_windows() {
             "end_date=2026-01-14",
         ],
         &["1", "3"],
+        "end_date=2026-01-15",
     );
 }
 
@@ -250,6 +277,7 @@ fn backfill_writes_the_same_bytes_in_windows() {
             "start=2025-10-01",
         ],
         &["7", "1"],
+        "end=2025-11-19",
     );
 }
 
