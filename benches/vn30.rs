@@ -4,6 +4,7 @@
 //!     cargo bench --bench vn30 -- naive      # part 1
 //!     cargo bench --bench vn30 -- scale      # part 2
 //!     cargo bench --bench vn30 -- windows    # part 3
+//!     cargo bench --bench vn30 -- windows-cache  # part 4
 //!
 //! 1. Side by side: `pipelines/vn30.yaml`, 30 symbols, 5 days, every fetch
 //!    waiting 200 ms, 6 fetches in flight. The naive way (`--no-merge
@@ -24,6 +25,8 @@
 //!    output files compared byte for byte before the times are printed.
 //!    Each run is a process of its own; peak resident memory as the run
 //!    reports it.
+//! 4. The default path, the cache on, one plan against windows: a run
+//!    into an empty cache, then the same run again (nothing to do).
 
 mod support;
 
@@ -168,11 +171,16 @@ const RANGES: [(usize, &str, &str); 3] = [
 /// its own, writing to `out`: its wall time, executed nodes, and peak
 /// resident MiB as its summary says.
 fn run_once(symbols: usize, days: usize, extra: &[&str], out: &Path) -> (f64, String, f64) {
+    run_with(symbols, days, &[&["--no-cache"], extra].concat(), out)
+}
+
+/// [`run_once`] with the flags given (the cache on unless they say).
+fn run_with(symbols: usize, days: usize, extra: &[&str], out: &Path) -> (f64, String, f64) {
     let (_, start, history) = RANGES.iter().find(|r| r.0 == days).expect("a range");
     let pipeline = format!("{}/{PIPELINE}", env!("CARGO_MANIFEST_DIR"));
     let started = std::time::Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(["run", &pipeline, "--no-cache", "--quiet"])
+        .args(["run", &pipeline, "--quiet"])
         .args(["--set", &universe_of(symbols)])
         .args(["--set", &format!("start_date={start}")])
         .args(["--set", "end_date=2025-12-31"])
@@ -233,6 +241,33 @@ fn windows() {
     }
 }
 
+fn windows_cached() {
+    println!("4. vn30.yaml, 400 symbols × 250 days, quiver run (own process, 2 cores):");
+    // The default path, the cache on: a cold run into an empty cache, then
+    // the same run again (nothing to do).
+    for (name, extra) in [
+        ("one plan", &["--window-days", "0"][..]),
+        ("windows", &[][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let flags: Vec<&str> = extra
+            .iter()
+            .copied()
+            .chain(["--cache-dir", cache.to_str().unwrap()])
+            .collect();
+        let out = dir.path().join("out");
+        let cold = run_with(400, 250, &flags, &out);
+        let again = run_with(400, 250, &flags, &out);
+        assert_eq!(again.1, "0", "the rerun executed nodes");
+        println!(
+            "   400 × 250 with the cache, {name}: cold {:.1} s, {:.0} MiB; rerun with nothing to do \
+             {:.1} s, {:.0} MiB",
+            cold.0, cold.2, again.0, again.2
+        );
+    }
+}
+
 fn main() {
     let wants = support::wanted_parts();
     if wants("naive") {
@@ -243,5 +278,8 @@ fn main() {
     }
     if wants("windows") {
         windows();
+    }
+    if wants("windows-cache") {
+        windows_cached();
     }
 }

@@ -211,9 +211,9 @@ impl WindowedRun<'_> {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 })
                 .await;
-            if let Some(store) = &self.store {
-                store.finish();
-            }
+            // The cache's writer goes on in the background while the next
+            // window runs: what a later window reads of this one is handed
+            // over, not looked up.
             // Hand over what later days read.
             let outputs: HashMap<&str, &Arc<Table>> = report
                 .outputs
@@ -291,6 +291,7 @@ impl WindowedRun<'_> {
             a = b + 1;
         }
         if let Some(store) = &self.store {
+            store.finish();
             let name = self.windowed.name();
             let days: Vec<&str> = run_days.iter().map(String::as_str).collect();
             cache::record_run(store, name, self.windowed.cache_max_size(), &keys, days);
