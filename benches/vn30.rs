@@ -37,7 +37,7 @@ use std::time::Duration;
 use quiver::compile::{Options, Override, compile_file_with_options};
 use quiver::exec::{RunOptions, RunReport};
 use quiver::plan::Plan;
-use support::{files, universe, universe_of};
+use support::{files, universe_of};
 
 const PIPELINE: &str = "pipelines/vn30.yaml";
 
@@ -123,39 +123,11 @@ fn side_by_side() {
 }
 
 fn scale() {
-    let quiver = env!("CARGO_BIN_EXE_quiver");
-    let symbols = universe();
-    let pipeline = format!("{}/{PIPELINE}", env!("CARGO_MANIFEST_DIR"));
     println!("2. vn30.yaml, 400 symbols, no latency, quiver run --no-cache (own process):");
-    // Each range ends on 2025-12-31; starts are 50, 100 and 250 HOSE
-    // trading days before it, history 5 sessions earlier still.
-    for (days, start, history) in [
-        (50, "2025-10-23", "2025-10-16"),
-        (100, "2025-08-12", "2025-08-05"),
-        (250, "2024-12-31", "2024-12-24"),
-    ] {
+    for (days, _, _) in RANGES {
         let out = tempfile::tempdir().unwrap();
-        let started = std::time::Instant::now();
-        let output = Command::new(quiver)
-            .args(["run", &pipeline, "--no-cache", "--set", &symbols])
-            .args(["--set", &format!("start_date={start}")])
-            .args(["--set", "end_date=2025-12-31"])
-            .args(["--set", &format!("history_start={history}")])
-            .args(["--set", &format!("out_dir={}", out.path().display())])
-            .current_dir(out.path())
-            .output()
-            .unwrap();
-        let wall = started.elapsed();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{stderr}");
-        let summary = stderr
-            .lines()
-            .find(|l| l.starts_with("vn30: executed"))
-            .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
-        println!(
-            "   {days} days: process wall {:.1} s (compile included); {summary}",
-            wall.as_secs_f64()
-        );
+        let (wall, summary) = run_summary(400, days, &["--no-cache"], &out.path().join("out"));
+        println!("   {days} days: process wall {wall:.1} s (compile included); {summary}");
     }
 }
 
@@ -176,6 +148,25 @@ fn run_once(symbols: usize, days: usize, extra: &[&str], out: &Path) -> (f64, St
 
 /// [`run_once`] with the flags given (the cache on unless they say).
 fn run_with(symbols: usize, days: usize, extra: &[&str], out: &Path) -> (f64, String, f64) {
+    let (wall, summary) = run_summary(symbols, days, extra, out);
+    let executed = summary
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    let resident = summary
+        .split("peak resident ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(f64::NAN);
+    (wall, executed, resident)
+}
+
+/// One `quiver run` of `symbols` over `days` (a range of [`RANGES`]) with
+/// the flags given, in a process of its own, writing to `out`: its wall
+/// time and its summary line.
+fn run_summary(symbols: usize, days: usize, extra: &[&str], out: &Path) -> (f64, String) {
     let (_, start, history) = RANGES.iter().find(|r| r.0 == days).expect("a range");
     let pipeline = format!("{}/{PIPELINE}", env!("CARGO_MANIFEST_DIR"));
     let started = std::time::Instant::now();
@@ -197,18 +188,7 @@ fn run_with(symbols: usize, days: usize, extra: &[&str], out: &Path) -> (f64, St
         .lines()
         .find(|l| l.starts_with("vn30: executed"))
         .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
-    let executed = summary
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or_default()
-        .to_string();
-    let resident = summary
-        .split("peak resident ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(f64::NAN);
-    (wall, executed, resident)
+    (wall, summary.to_string())
 }
 
 fn windows() {

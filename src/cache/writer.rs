@@ -34,7 +34,9 @@ use super::store::now_ms;
 const MAX_OPEN: usize = 32;
 /// A pack this large is sealed and the day goes on in another.
 pub(crate) const PACK_MAX: u64 = 1 << 30;
-/// The free space is checked again after this many bytes written.
+/// The free space is checked again after this many bytes written, or a
+/// 64th of the disk when that is less (on a small disk, the cache must
+/// stop before it takes the room the run's outputs need).
 const CHECK_EVERY: u64 = 64 << 20;
 
 /// One output to store.
@@ -178,6 +180,8 @@ struct Worker {
     tick: u64,
     /// Bytes written since the free space was last checked.
     unchecked: u64,
+    /// Bytes between two checks (see [`CHECK_EVERY`]).
+    check_every: u64,
 }
 
 impl Worker {
@@ -192,6 +196,7 @@ impl Worker {
             written: Written::default(),
             tick: 0,
             unchecked: CHECK_EVERY,
+            check_every: CHECK_EVERY,
         }
     }
 
@@ -218,9 +223,11 @@ impl Worker {
 
     fn put(&mut self, job: Job) -> Result<(), String> {
         self.tick += 1;
-        if self.unchecked >= CHECK_EVERY {
+        if self.unchecked >= self.check_every {
             self.unchecked = 0;
-            leaves_room(&self.dir)?;
+            if let Some(total) = leaves_room(&self.dir)? {
+                self.check_every = (total / 64).clamp(64 << 10, CHECK_EVERY);
+            }
         }
         let at = match self.open.iter().position(|o| o.day == job.day) {
             Some(at) => at,
@@ -321,9 +328,10 @@ impl Worker {
 /// Outputs come before the cache: it stops writing while the disk holding
 /// `dir` has less free than a quarter of its size or 1 GiB, whichever is
 /// less.
-fn leaves_room(dir: &Path) -> Result<(), String> {
+/// The disk's size, where the system says.
+fn leaves_room(dir: &Path) -> Result<Option<u64>, String> {
     let Some((free, total)) = disk_space(dir) else {
-        return Ok(());
+        return Ok(None);
     };
     let reserve = (total / 4).min(1 << 30);
     if free < reserve {
@@ -334,7 +342,7 @@ fn leaves_room(dir: &Path) -> Result<(), String> {
             quiver_operators::human_bytes(reserve as usize)
         ));
     }
-    Ok(())
+    Ok(Some(total))
 }
 
 /// Bytes free to an unprivileged writer, and the size, of the disk

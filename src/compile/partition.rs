@@ -50,13 +50,7 @@ pub fn split(
         match split {
             Ok(parts) => days[d] = Some(parts),
             Err(message) => {
-                let o = &decls[d].origin;
-                diags.push(Diagnostic::new(
-                    &o.file,
-                    Some(o.pos),
-                    format!("{}.partition_by", o.path),
-                    message,
-                ));
+                diags.push(split_error(&decls[d], message));
                 continue;
             }
         }
@@ -76,6 +70,18 @@ pub fn split(
         decl.policy = NodePolicy::default();
         days.resize(decls.len(), None);
     }
+}
+
+/// Why the declared node `decl` cannot be split by date, at its
+/// `partition_by`.
+pub(super) fn split_error(decl: &Decl, message: String) -> Diagnostic {
+    let o = &decl.origin;
+    Diagnostic::new(
+        &o.file,
+        Some(o.pos),
+        format!("{}.partition_by", o.path),
+        message,
+    )
 }
 
 /// A sink partitioned by date must write each day to a folder of its own.

@@ -23,7 +23,7 @@ use quiver_operators::{DateRange, Registry};
 use super::expand::{Decl, Target};
 use super::partition::{self, CONCAT};
 use super::{Front, Options, front, redacted};
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::plan::{NodePolicy, Plan, PlanNode, ResourcePolicy, Secrets};
 use crate::spec::{Value, Yaml};
 
@@ -133,15 +133,7 @@ impl Windowed {
             };
             match split {
                 Ok(dates) => named[d] = Some(dates),
-                Err(message) => {
-                    let o = &decl.origin;
-                    diags.push(Diagnostic::new(
-                        &o.file,
-                        Some(o.pos),
-                        format!("{}.partition_by", o.path),
-                        message,
-                    ));
-                }
+                Err(message) => diags.push(partition::split_error(decl, message)),
             }
         }
         if !diags.is_empty() {

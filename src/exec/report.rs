@@ -432,6 +432,11 @@ impl RunReport {
         let header = RunHeader::of(plan);
         let mut totals = Totals::count(&header, &plan.graph, tally);
         totals.peak_resident_bytes = resident;
+        RunReport::ended(header, totals, nodes)
+    }
+
+    /// The report of a run that ended, from what it was counted from.
+    pub fn ended(header: RunHeader, totals: Totals, nodes: Vec<NodeReport>) -> RunReport {
         RunReport {
             pipeline: header.pipeline,
             params: header.params,

@@ -209,15 +209,7 @@ impl Assembly {
                 nodes.push(node);
             }
         }
-        let mut report = RunReport {
-            pipeline: header.pipeline,
-            params: header.params,
-            complete: true,
-            totals,
-            nodes,
-            save_error: None,
-            outputs: Vec::new(),
-        };
+        let mut report = RunReport::ended(header, totals, nodes);
         if let (Some(spool), Some(path)) = (self.spool, report_file) {
             report.save_error = write(&report, spool, path).err();
         }

@@ -120,24 +120,21 @@ fn interrupted_backfill(extra: &[&str]) {
     assert_eq!(to_run, all - cached);
 
     // The rerun executes the missing days only.
-    let report = dir.path().join("rerun.json");
-    let status = quiver(
-        &with(
-            &[
-                "--cache-dir",
-                cache_arg,
-                "--report",
-                report.to_str().unwrap(),
-            ],
-            extra,
-        ),
-        args(&out, &[]),
-    )
-    .status()
-    .unwrap();
-    assert!(status.success());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let rerun = |name: &str, more: &[&str]| -> serde_json::Value {
+        let report = dir.path().join(name);
+        let flags = [
+            "--cache-dir",
+            cache_arg,
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        let status = quiver(&with(&flags, extra), args(&out, more))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+    };
+    let report = rerun("rerun.json", &[]);
     let valued_runs = report["nodes"]
         .as_array()
         .unwrap()
@@ -156,24 +153,7 @@ fn interrupted_backfill(extra: &[&str]) {
 
     // One more day fetches one more day: 8 stocks' prices and 1 portfolio's
     // positions, and computes that day alone.
-    let report = dir.path().join("more.json");
-    let status = quiver(
-        &with(
-            &[
-                "--cache-dir",
-                cache_arg,
-                "--report",
-                report.to_str().unwrap(),
-            ],
-            extra,
-        ),
-        args(&out, &["end=2025-11-19"]),
-    )
-    .status()
-    .unwrap();
-    assert!(status.success());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let report = rerun("more.json", &["end=2025-11-19"]);
     let by_op = &report["totals"]["executions_by_op"];
     assert_eq!(by_op["fetch.synthetic"], 9, "{by_op}");
     assert_eq!(by_op["sink.parquet"], 4, "{by_op}");

@@ -347,19 +347,29 @@ fn vn30_counts_the_same_over_stages_where_its_windows_are_cut() {
     }
 }
 
-#[test]
-fn every_shipped_pipeline_counts_the_same_over_stages() {
+/// Every pipeline in `pipelines/`, with its text; the ingest's database
+/// (from the environment) replaced by a stand-in.
+pub fn shipped_pipelines() -> Vec<(std::path::PathBuf, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
-    let mut checked = 0;
+    let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("pipelines/") {
         let path = entry.expect("an entry").path();
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        // The ingest's database comes from the environment: a stand-in.
         let text = std::fs::read_to_string(&path)
             .expect("readable")
             .replace("${env:DATABASE_URL}", "postgres://quiver@localhost/market");
+        out.push((path, text));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_shipped_pipeline_counts_the_same_over_stages() {
+    let mut checked = 0;
+    for (path, text) in shipped_pipelines() {
         let registry = quiver::operators::registry();
         let compiled = quiver::compile::compile_str(&path, &text, &[]).map(|p| p.stats);
         let counted = count_stages_str(&path, &text, &[], registry, Options::default());

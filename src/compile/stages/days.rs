@@ -86,15 +86,7 @@ impl Days {
             });
             match range {
                 Ok(range) => ranges[d] = Some(range),
-                Err(message) => {
-                    let o = &decl.origin;
-                    diags.push(Diagnostic::new(
-                        &o.file,
-                        Some(o.pos),
-                        format!("{}.partition_by", o.path),
-                        message,
-                    ));
-                }
+                Err(message) => diags.push(partition::split_error(decl, message)),
             }
         }
         Self { ranges, table }
