@@ -211,10 +211,9 @@ impl WindowedRun<'_> {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 })
                 .await;
-            // The cache's writer goes on in the background while the next
-            // window runs: what a later window reads of this one is handed
-            // over, not looked up.
-            // Hand over what later days read.
+            // Hand over what later days read (the cache's writer goes on
+            // in the background: a later window is handed what it reads
+            // of this one, it does not look it up).
             let outputs: HashMap<&str, &Arc<Table>> = report
                 .outputs
                 .iter()
