@@ -407,3 +407,60 @@ nodes:
         assert!(gap >= std::time::Duration::from_millis(80), "{starts:?}");
     }
 }
+
+/// Ctrl-C in the middle of a run in windows stops it there: the window
+/// running cancels, no later window starts, the exit code says so and the
+/// report is written.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_a_run_in_windows() {
+    use std::io::{BufRead, BufReader};
+    let work = tempfile::tempdir().expect("a temp dir");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/vn30.yaml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .current_dir(work.path())
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--no-cache",
+            "--window-days",
+            "1",
+        ])
+        .args(["--set", "api_latency=100ms", "--set", "end_date=2026-01-23"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("quiver starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    // Interrupt once the third window has started.
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        let third = line.starts_with("days ") && line.contains("(3 of ");
+        seen.push(line);
+        if third {
+            // SAFETY: kill has no preconditions; the pid is our child's.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            break;
+        }
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("quiver ends");
+    assert_eq!(status.code(), Some(130), "{seen:?}\n{rest:?}");
+    let windows: Vec<&String> = seen
+        .iter()
+        .chain(&rest)
+        .filter(|l| l.starts_with("days "))
+        .collect();
+    assert_eq!(
+        windows.len(),
+        3,
+        "no window starts after Ctrl-C: {windows:?}"
+    );
+    let report = rest
+        .iter()
+        .find_map(|l| l.strip_prefix("report: "))
+        .unwrap_or_else(|| panic!("no report in {rest:?}"));
+    let report: quiver::exec::RunReport =
+        serde_json::from_slice(&std::fs::read(work.path().join(report)).unwrap()).unwrap();
+    assert!(report.totals.cancelled);
+}
