@@ -57,7 +57,9 @@ pub struct Stats {
     pub failed: u64,
     /// Requests answered 404 or 400.
     pub bad: u64,
-    /// Requests answered 200 per wall-clock second (Unix seconds).
+    /// Requests answered 200, per wall-clock second (Unix seconds) in
+    /// which they were admitted: the second the rate limit counted them
+    /// in, whatever the latency before the answer.
     pub per_second: BTreeMap<u64, u64>,
 }
 
@@ -145,19 +147,20 @@ fn unix_now() -> (u64, Duration) {
     (now.as_secs(), now)
 }
 
-/// Whether this second still has room; if not, how long until the next.
-fn admit(shared: &Shared) -> Result<(), u64> {
-    let Some(limit) = shared.config.rate_per_second else {
-        return Ok(());
-    };
+/// Whether this second still has room: the second admitted in; if not,
+/// how long until the next.
+fn admit(shared: &Shared) -> Result<u64, u64> {
     let (second, _) = unix_now();
+    let Some(limit) = shared.config.rate_per_second else {
+        return Ok(second);
+    };
     let mut window = shared.window.lock().unwrap_or_else(|e| e.into_inner());
     if window.0 != second {
         *window = (second, 0);
     }
     if window.1 < limit {
         window.1 += 1;
-        Ok(())
+        Ok(second)
     } else {
         Err(1)
     }
@@ -180,15 +183,18 @@ async fn answer(shared: &Shared, req: http::Request) -> http::Response {
             .clone();
         return http::Response::json(200, &stats);
     }
-    if let Err(retry_after) = admit(shared) {
-        count(shared, |s| s.limited += 1);
-        let mut response =
-            http::Response::json(429, &serde_json::json!({"error": "rate limit exceeded"}));
-        response
-            .headers
-            .push(("Retry-After".into(), retry_after.to_string()));
-        return response;
-    }
+    let admitted = match admit(shared) {
+        Ok(second) => second,
+        Err(retry_after) => {
+            count(shared, |s| s.limited += 1);
+            let mut response =
+                http::Response::json(429, &serde_json::json!({"error": "rate limit exceeded"}));
+            response
+                .headers
+                .push(("Retry-After".into(), retry_after.to_string()));
+            return response;
+        }
+    };
     let latency = shared
         .config
         .route_latency
@@ -205,10 +211,9 @@ async fn answer(shared: &Shared, req: http::Request) -> http::Response {
     }
     match routes::body(route, &symbol, &req.query).await {
         Ok(body) => {
-            let (second, _) = unix_now();
             count(shared, |s| {
                 *s.served.entry(route.name().to_string()).or_default() += 1;
-                *s.per_second.entry(second).or_default() += 1;
+                *s.per_second.entry(admitted).or_default() += 1;
             });
             http::Response::json(200, &body)
         }
