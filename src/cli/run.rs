@@ -122,7 +122,7 @@ fn run_whole(args: RunArgs) -> anyhow::Result<ExitCode> {
         cache::record(&plan, forecast, store);
     }
     let ran = cached.is_some().then(|| cache::ran(&report));
-    finish(&args, report, &path, ran)
+    finish(&args, report, &path, ran, false)
 }
 
 /// Runs the pipeline `size` days at a time (see [`quiver::windows`]).
@@ -172,7 +172,7 @@ fn run_windows(
         eprintln!("warning: {warning}");
     }
     let ran = run.store.is_some().then_some(outcome.ran);
-    finish(&args, outcome.report, &path, ran)
+    finish(&args, outcome.report, &path, ran, true)
 }
 
 /// The executor's options from the command line; `store` bounds the
@@ -220,12 +220,14 @@ async fn interrupted() {
 }
 
 /// Prints how the run went (`ran`: what ran and what was cached, with the
-/// cache) and where its report is; the exit code.
+/// cache) and where its report is; the exit code. `partial`: `report`
+/// holds the notable nodes only (a run in windows), the file every node.
 fn finish(
     args: &RunArgs,
     report: quiver::exec::RunReport,
     path: &std::path::Path,
     ran: Option<String>,
+    partial: bool,
 ) -> anyhow::Result<ExitCode> {
     eprint!("{report}");
     if let Some(ran) = ran
@@ -239,12 +241,15 @@ fn finish(
     eprintln!("report: {}", super::display_path(path));
     if let Some(page) = &args.report_html {
         // A run in windows holds its notable nodes only: every node is in
-        // the report file.
-        let full: quiver::exec::RunReport = std::fs::read(path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or(report.clone());
-        let html = quiver::render::timeline::TimelineHtml(&full).to_string();
+        // the report file, read back for the page.
+        let html = match partial
+            .then(|| std::fs::read(path).ok())
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<quiver::exec::RunReport>(&bytes).ok())
+        {
+            Some(full) => quiver::render::timeline::TimelineHtml(&full).to_string(),
+            None => quiver::render::timeline::TimelineHtml(&report).to_string(),
+        };
         std::fs::write(page, html)
             .with_context(|| format!("cannot write the timeline to {}", page.display()))?;
         eprintln!("timeline: {}", super::display_path(page));
