@@ -96,6 +96,9 @@ impl Forecast {
         let mut warnings = Vec::new();
         let mut tokens: Vec<String> = Vec::with_capacity(plan.graph.node_count());
         let mut nodes: Vec<NodeForecast> = Vec::with_capacity(plan.graph.node_count());
+        // Each sink target listed once, not once per day of the sink.
+        let mut listings = Listings::default();
+        let finder = store.finder();
 
         // Keys and states, inputs first (node indexes are a topological order).
         for (i, node) in plan.nodes() {
@@ -129,7 +132,7 @@ impl Forecast {
             } else if node.effect == Effect::Sink {
                 // What a sink outputs (what it wrote where) follows from its
                 // key, written again or not.
-                let state = sink_state(store, node, &key, &parts, made, forced);
+                let state = sink_state(store, node, &key, &parts, made, forced, &mut listings);
                 (state, key.hex())
             } else if freshness == Freshness::Never {
                 (State::Uncached("cache: false".into()), fresh_token())
@@ -154,13 +157,13 @@ impl Forecast {
                 } else {
                     fresh_token()
                 };
-                match store.find(&key) {
+                match finder.find(&key) {
                     Ok(_) if forced => (State::Stale("forced".into()), token),
-                    Ok(found) => match outlived(freshness, &found.header) {
+                    Ok(found) => match outlived(freshness, found.created_ms) {
                         Some(ttl) => (
                             State::Stale(format!(
                                 "stored {} ago, older than its TTL of {}",
-                                age_text(found.header.age()),
+                                age_text(super::store::age(found.created_ms)),
                                 age_text(ttl)
                             )),
                             token,
@@ -168,13 +171,13 @@ impl Forecast {
                         // An output whose token consumers' keys take must
                         // be sound now: checked in full.
                         _ if !deterministic => match store.verify(&key) {
-                            Ok(()) => (State::Cached, found.header.token),
+                            Ok(()) => (State::Cached, found.token),
                             Err(why) => {
                                 let why = corrupt(&mut warnings, node, why);
                                 (State::Stale(why), token)
                             }
                         },
-                        _ => (State::Cached, found.header.token),
+                        _ => (State::Cached, found.token),
                     },
                     Err(Unusable::Missing) => (made(&key, &parts), token),
                     Err(why) => {
@@ -304,13 +307,17 @@ impl NodeForecast {
 
 /// The TTL a stored output has outlived, if it has one and did. An
 /// output stored once its data could no longer change has none.
-fn outlived(freshness: Freshness, header: &super::store::EntryHeader) -> Option<Duration> {
+fn outlived(freshness: Freshness, created_ms: u64) -> Option<Duration> {
     let ttl = match freshness {
         Freshness::For(ttl) => ttl,
-        Freshness::Until { ttl, final_from } if header.created() < final_from => ttl,
+        Freshness::Until { ttl, final_from }
+            if std::time::UNIX_EPOCH + Duration::from_millis(created_ms) < final_from =>
+        {
+            ttl
+        }
         _ => return None,
     };
-    (header.age() > ttl).then_some(ttl)
+    (super::store::age(created_ms) > ttl).then_some(ttl)
 }
 
 /// A node's freshness: its `cache:` setting, else its operator's.
@@ -323,6 +330,9 @@ pub fn freshness(node: &PlanNode) -> Freshness {
     }
 }
 
+/// The files under each sink target, as a forecast found them.
+type Listings = std::collections::HashMap<String, Result<Vec<std::path::PathBuf>, String>>;
+
 fn sink_state(
     store: &Store,
     node: &PlanNode,
@@ -330,6 +340,7 @@ fn sink_state(
     parts: &Parts,
     why_not: impl Fn(&Key, &Parts) -> State,
     forced: bool,
+    listings: &mut Listings,
 ) -> State {
     if forced {
         return State::Stale("forced".into());
@@ -339,7 +350,14 @@ fn sink_state(
     };
     match store.receipt(key) {
         None => why_not(key, parts),
-        Some(receipt) => match Receipt::of(&target, partition_day(node)) {
+        Some(receipt) => match listings
+            .entry(target.clone())
+            .or_insert_with(|| Receipt::listing(&target).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|listing| {
+                Receipt::of_listed(&target, partition_day(node), listing).map_err(|e| e.to_string())
+            }) {
             Ok(now) if now == receipt => State::Cached,
             Ok(_) => State::Stale(format!("{target} changed since it was written")),
             Err(e) => State::Stale(format!("{target} cannot be read: {e}")),

@@ -79,7 +79,7 @@ pub fn gc(store: &Store, policy: &Policy) -> std::io::Result<Swept> {
                 .older_than
                 .is_some_and(|age| now.saturating_sub(r.used_ms) > age.as_millis() as u64);
             let unused = recent.as_ref().is_some_and(|keep| {
-                Key::from_hex(&r.placed.key).is_none_or(|k| !keep.contains(k.bytes()))
+                Key::from_hex(&r.placed.key).is_none_or(|k| !keep.contains(&k))
             });
             old || unused
         })
@@ -227,7 +227,17 @@ fn rewrite(store: &Store, packs: &[PackRow], swept: &mut Swept) -> std::io::Resu
 /// run), as long as the merged pack stays under the size packs are cut
 /// at. How many packs were merged away.
 pub fn merge(store: &Store, days: &[&str], most: usize) -> std::io::Result<usize> {
-    let wanted: HashSet<&str> = days.iter().copied().collect();
+    // Most runs leave no day crowded: found from the packs alone, before
+    // every entry is summed up per pack.
+    let crowded = index_of(store, |i| i.crowded_days(most))?;
+    let wanted: HashSet<&str> = days
+        .iter()
+        .copied()
+        .filter(|d| crowded.iter().any(|c| c == d))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(0);
+    }
     let mut by_day: BTreeMap<String, Vec<PackRow>> = BTreeMap::new();
     for p in index_of(store, |i| i.packs())? {
         if wanted.contains(p.day.as_str()) {

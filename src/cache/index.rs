@@ -62,6 +62,45 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 ";
 
+/// The mark a run's keys begin with when they are kept as prefixes of
+/// [`PREFIX`] bytes (runs recorded before kept whole keys, 32 bytes each).
+const PREFIXES: &[u8] = b"qkeys/8\0";
+/// Bytes of a key a run keeps: 400,000 keys are 3.2 MB a run, not 12.8.
+/// Two keys that share a prefix keep each other: gc keeps one more
+/// entry, never one fewer.
+const PREFIX: usize = 8;
+
+/// A run's keys as it keeps them: the prefixes, sorted, so the same keys
+/// make the same bytes.
+fn run_keys_blob(keys: &[Key]) -> Vec<u8> {
+    let mut prefixes: Vec<[u8; PREFIX]> = keys
+        .iter()
+        .map(|k| k.bytes()[..PREFIX].try_into().expect("a prefix"))
+        .collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    let mut blob = Vec::with_capacity(PREFIXES.len() + prefixes.len() * PREFIX);
+    blob.extend_from_slice(PREFIXES);
+    for p in prefixes {
+        blob.extend_from_slice(&p);
+    }
+    blob
+}
+
+/// The keys recent runs used.
+#[derive(Debug, Default)]
+pub struct RunKeys {
+    whole: std::collections::HashSet<[u8; 32]>,
+    prefixes: std::collections::HashSet<[u8; PREFIX]>,
+}
+
+impl RunKeys {
+    pub fn contains(&self, key: &Key) -> bool {
+        let prefix: [u8; PREFIX] = key.bytes()[..PREFIX].try_into().expect("a prefix");
+        self.prefixes.contains(&prefix) || self.whole.contains(key.bytes())
+    }
+}
+
 /// An entry as the index knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -98,6 +137,7 @@ fn set_up(conn: &Connection) -> Result<()> {
     // More pages at hand than SQLite's 2 MiB default: a forecast looks up
     // every node.
     conn.pragma_update(None, "cache_size", -(8i64 << 10))?;
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
 }
 
@@ -142,7 +182,12 @@ fn row(r: &rusqlite::Row<'_>) -> Result<Row> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 fn key_blob(hex_key: &str) -> Vec<u8> {
@@ -181,6 +226,13 @@ impl Index {
     fn write(&mut self) -> Result<rusqlite::Transaction<'_>> {
         self.conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+    }
+
+    /// A view of the index as it stands now, for many lookups.
+    pub fn snapshot(dir: &Path) -> Result<Snapshot> {
+        let index = Index::open(dir)?;
+        index.conn.execute_batch("BEGIN DEFERRED")?;
+        Ok(Snapshot(index))
     }
 
     /// The entry stored under `key`.
@@ -286,7 +338,9 @@ impl Index {
     }
 
     /// Records a finished run: the keys it used (for `gc --keep-runs`), and
-    /// its days as used now (for eviction by least recent use).
+    /// its days as used now (for eviction by least recent use). A run that
+    /// used the keys the pipeline's last run used is that run again: its
+    /// time is updated, nothing is added.
     pub fn record_run(
         &mut self,
         pipeline: &str,
@@ -294,15 +348,29 @@ impl Index {
         days: &[&str],
         now: u64,
     ) -> Result<()> {
-        let mut blob = Vec::with_capacity(keys.len() * 32);
-        for k in keys {
-            blob.extend_from_slice(k.bytes());
-        }
+        let blob = run_keys_blob(keys);
         let tx = self.write()?;
-        tx.execute(
-            "INSERT INTO runs (pipeline, finished_ms, keys) VALUES (?1, ?2, ?3)",
-            params![pipeline, now as i64, blob],
-        )?;
+        let last: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT id, keys FROM runs WHERE pipeline = ?1 ORDER BY id DESC LIMIT 1",
+                [pipeline],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match last {
+            Some((id, before)) if before == blob => {
+                tx.execute(
+                    "UPDATE runs SET finished_ms = ?1 WHERE id = ?2",
+                    params![now as i64, id],
+                )?;
+            }
+            _ => {
+                tx.execute(
+                    "INSERT INTO runs (pipeline, finished_ms, keys) VALUES (?1, ?2, ?3)",
+                    params![pipeline, now as i64, blob],
+                )?;
+            }
+        }
         {
             let mut update = tx.prepare_cached("UPDATE packs SET used_ms = ?1 WHERE day = ?2")?;
             for day in days {
@@ -319,17 +387,25 @@ impl Index {
     }
 
     /// The keys of the last `n` runs of every pipeline.
-    pub fn recent_run_keys(&self, n: usize) -> Result<std::collections::HashSet<[u8; 32]>> {
+    pub fn recent_run_keys(&self, n: usize) -> Result<RunKeys> {
         let mut stmt = self.conn.prepare(
             "SELECT keys FROM (SELECT keys, row_number() OVER \
              (PARTITION BY pipeline ORDER BY id DESC) AS k FROM runs) WHERE k <= ?1",
         )?;
-        let mut out = std::collections::HashSet::new();
+        let mut out = RunKeys::default();
         let mut rows = stmt.query([n as i64])?;
         while let Some(r) = rows.next()? {
             let blob: Vec<u8> = r.get(0)?;
-            for chunk in blob.chunks_exact(32) {
-                out.insert(chunk.try_into().expect("32 bytes"));
+            match blob.strip_prefix(PREFIXES) {
+                Some(prefixes) => out.prefixes.extend(
+                    prefixes
+                        .chunks_exact(PREFIX)
+                        .map(|c| <[u8; PREFIX]>::try_from(c).expect("a prefix")),
+                ),
+                None => out.whole.extend(
+                    blob.chunks_exact(32)
+                        .map(|c| <[u8; 32]>::try_from(c).expect("a key")),
+                ),
             }
         }
         Ok(out)
@@ -339,6 +415,15 @@ impl Index {
     pub fn entries(&self) -> Result<Vec<Row>> {
         let mut stmt = self.conn.prepare(ROW)?;
         stmt.query_map([], row)?.collect()
+    }
+
+    /// The days with more than `most` packs (a count of packs alone: no
+    /// entry is read).
+    pub fn crowded_days(&self, most: usize) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT day FROM packs GROUP BY day HAVING count(*) > ?1")?;
+        stmt.query_map([most as i64], |r| r.get(0))?.collect()
     }
 
     /// Every pack, with the bytes of its live entries.
@@ -439,6 +524,35 @@ impl Index {
     }
 }
 
+/// The index as it stood at one moment, on a connection of its own: its
+/// lookups share one read transaction, so a forecast of 400,000 nodes
+/// takes SQLite's locks once, not once a node. Writers go on meanwhile
+/// (WAL); the snapshot does not see what they add.
+pub struct Snapshot(Index);
+
+impl Snapshot {
+    /// The token (`None`: the key itself) and the creation time of the
+    /// entry stored under `key`.
+    pub fn stamp(&self, key: &Key) -> Result<Option<(Option<String>, u64)>> {
+        self.0
+            .conn
+            .prepare_cached(
+                "SELECT e.token, e.created_ms FROM entries e JOIN packs p ON p.id = e.pack \
+                 WHERE e.key = ?1",
+            )?
+            .query_row([&key.bytes()[..]], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .optional()
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = self.0.conn.execute_batch("ROLLBACK");
+    }
+}
+
 fn put_made(tx: &rusqlite::Transaction<'_>, made: &[(String, String, String)]) -> Result<()> {
     let mut insert = tx
         .prepare_cached("INSERT OR REPLACE INTO made (pipeline, node, made) VALUES (?1, ?2, ?3)")?;
@@ -446,4 +560,74 @@ fn put_made(tx: &rusqlite::Transaction<'_>, made: &[(String, String, String)]) -
         insert.execute([pipeline, node, text])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> Key {
+        Key::from_bytes([n; 32])
+    }
+
+    fn runs(index: &Index) -> Vec<(String, usize)> {
+        let mut stmt = index
+            .conn
+            .prepare("SELECT pipeline, length(keys) FROM runs ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_run_with_the_keys_of_the_last_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = Index::open(dir.path()).unwrap();
+        index.record_run("p", &[key(1), key(2)], &[], 1).unwrap();
+        // The same keys in another order: the same run again.
+        index.record_run("p", &[key(2), key(1)], &[], 2).unwrap();
+        assert_eq!(runs(&index), [("p".to_string(), 8 + 2 * 8)]);
+        let finished: i64 = index
+            .conn
+            .query_row("SELECT finished_ms FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(finished, 2);
+        // Other keys, or another pipeline: a run of its own.
+        index.record_run("p", &[key(1), key(3)], &[], 3).unwrap();
+        index.record_run("q", &[key(1), key(3)], &[], 4).unwrap();
+        assert_eq!(runs(&index).len(), 3);
+    }
+
+    #[test]
+    fn recent_runs_keep_their_keys_as_prefixes_and_older_runs_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = Index::open(dir.path()).unwrap();
+        // A run recorded before prefixes: its keys whole.
+        let old: Vec<u8> = [key(7), key(8)].iter().flat_map(|k| *k.bytes()).collect();
+        index
+            .conn
+            .execute(
+                "INSERT INTO runs (pipeline, finished_ms, keys) VALUES ('p', 1, ?1)",
+                [old],
+            )
+            .unwrap();
+        index.record_run("p", &[key(1), key(2)], &[], 2).unwrap();
+        index.record_run("p", &[key(3)], &[], 3).unwrap();
+
+        let last_two = index.recent_run_keys(2).unwrap();
+        assert!([1, 2, 3].iter().all(|&n| last_two.contains(&key(n))));
+        assert!(!last_two.contains(&key(7)));
+        let all = index.recent_run_keys(3).unwrap();
+        assert!([1, 2, 3, 7, 8].iter().all(|&n| all.contains(&key(n))));
+        assert!(!all.contains(&key(9)));
+        // A key sharing a kept key's first 8 bytes is kept too.
+        let mut near = [1u8; 32];
+        near[31] = 0;
+        assert!(all.contains(&Key::from_bytes(near)));
+        let mut far = [1u8; 32];
+        far[0] = 0;
+        assert!(!all.contains(&Key::from_bytes(far)));
+    }
 }

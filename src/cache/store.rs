@@ -23,7 +23,7 @@ use quiver_operators::Table;
 use quiver_operators::arrow::buffer::Buffer;
 use serde::{Deserialize, Serialize};
 
-use super::index::{Index, Row};
+use super::index::{Index, Row, Snapshot};
 use super::key::Key;
 use super::legacy;
 use super::pack::{self, Mapped};
@@ -58,9 +58,21 @@ impl EntryHeader {
     }
 
     pub fn age(&self) -> Duration {
-        let now = now_ms();
-        Duration::from_millis(now.saturating_sub(self.created_ms))
+        age(self.created_ms)
     }
+}
+
+/// How long ago `created_ms` (milliseconds since the Unix epoch) was.
+pub fn age(created_ms: u64) -> Duration {
+    Duration::from_millis(now_ms().saturating_sub(created_ms))
+}
+
+/// What a forecast needs of a stored entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamp {
+    /// As [`EntryHeader::token`].
+    pub token: String,
+    pub created_ms: u64,
 }
 
 /// An entry found in the index (or, from before packs, on its own).
@@ -200,8 +212,30 @@ impl Store {
     pub fn find(&self, key: &Key) -> Result<Found, Unusable> {
         match self.row(key) {
             Some(row) => Ok(self.found(row)),
-            None if self.inner.legacy => legacy::find(&self.inner.dir, key),
-            None => Err(Unusable::Missing),
+            None => self.unindexed(key),
+        }
+    }
+
+    /// An entry the index does not list: from before packs, or missing.
+    fn unindexed(&self, key: &Key) -> Result<Found, Unusable> {
+        if self.inner.legacy {
+            legacy::find(&self.inner.dir, key)
+        } else {
+            Err(Unusable::Missing)
+        }
+    }
+
+    /// Finds many entries, as [`Store::find`] does, against the index as
+    /// it stands now (what a forecast looks up).
+    pub fn finder(&self) -> Finder<'_> {
+        let snapshot = if self.disabled() {
+            None
+        } else {
+            Index::snapshot(&self.inner.dir).ok()
+        };
+        Finder {
+            store: self,
+            snapshot,
         }
     }
 
@@ -423,12 +457,47 @@ pub struct Receipt {
     pub files: Vec<(String, String)>,
 }
 
+/// [`Store::find`] for many keys: one read of the index for all of them.
+/// Where the index cannot be read so, each key is looked up as
+/// [`Store::find`] does (and a problem is reported there).
+pub struct Finder<'a> {
+    store: &'a Store,
+    snapshot: Option<Snapshot>,
+}
+
+impl Finder<'_> {
+    /// The token and age of the entry stored under `key`, as
+    /// [`Store::find`] finds it.
+    pub fn find(&self, key: &Key) -> Result<Stamp, Unusable> {
+        let stamp = |h: EntryHeader| Stamp {
+            token: h.token,
+            created_ms: h.created_ms,
+        };
+        let Some(snapshot) = &self.snapshot else {
+            return self.store.find(key).map(|f| stamp(f.header));
+        };
+        match snapshot.stamp(key) {
+            Ok(Some((token, created_ms))) => Ok(Stamp {
+                token: token.unwrap_or_else(|| key.hex()),
+                created_ms,
+            }),
+            Ok(None) => self.store.unindexed(key).map(|f| stamp(f.header)),
+            Err(_) => self.store.find(key).map(|f| stamp(f.header)),
+        }
+    }
+}
+
 impl Receipt {
     /// The files under `target` (one file, or a folder) as they are now;
     /// with `day`, only those in a `…=day` folder (what the day of a sink
     /// partitioned by date writes).
     pub fn of(target: &str, day: Option<&str>) -> std::io::Result<Receipt> {
-        use std::io::Read;
+        Receipt::of_listed(target, day, &Receipt::listing(target)?)
+    }
+
+    /// The files under `target` (one file, or a folder), temporary files
+    /// left out: what [`Receipt::of_listed`] picks from.
+    pub fn listing(target: &str) -> std::io::Result<Vec<PathBuf>> {
         let root = PathBuf::from(target);
         let mut paths = if root.is_dir() {
             files_under(&root)?
@@ -438,18 +507,32 @@ impl Receipt {
             Vec::new()
         };
         paths.retain(|p| !is_temporary(p));
-        if let Some(day) = day {
-            let folder = format!("={day}");
-            paths.retain(|p| {
-                p.components()
-                    .any(|c| c.as_os_str().to_string_lossy().ends_with(&folder))
-            });
-        }
+        Ok(paths)
+    }
+
+    /// As [`Receipt::of`], from a listing of `target` taken already (a
+    /// forecast checks every day of a sink against one listing).
+    pub fn of_listed(
+        target: &str,
+        day: Option<&str>,
+        listing: &[PathBuf],
+    ) -> std::io::Result<Receipt> {
+        use std::io::Read;
+        let folder = day.map(|day| format!("={day}"));
+        let mut paths: Vec<&PathBuf> = listing
+            .iter()
+            .filter(|p| {
+                folder.as_ref().is_none_or(|folder| {
+                    p.components()
+                        .any(|c| c.as_os_str().to_string_lossy().ends_with(folder.as_str()))
+                })
+            })
+            .collect();
         paths.sort();
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
             let mut hasher = blake3::Hasher::new();
-            let mut file = std::fs::File::open(&path)?;
+            let mut file = std::fs::File::open(path)?;
             let mut buf = vec![0u8; 1 << 16];
             loop {
                 let n = file.read(&mut buf)?;
