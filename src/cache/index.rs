@@ -137,7 +137,6 @@ fn set_up(conn: &Connection) -> Result<()> {
     // More pages at hand than SQLite's 2 MiB default: a forecast looks up
     // every node.
     conn.pragma_update(None, "cache_size", -(8i64 << 10))?;
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
 }
 

@@ -84,7 +84,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .window_days
             .unwrap_or_else(|| quiver::windows::days_per_window(validated.stats.unique, days));
         if (size as usize) < days {
-            return run_windows(args, &windowed, &validated, size);
+            return run_windows(args, windowed, &validated, size);
         }
     }
     run_whole(args)
@@ -128,7 +128,7 @@ fn run_whole(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Runs the pipeline `size` days at a time (see [`quiver::windows`]).
 fn run_windows(
     args: RunArgs,
-    windowed: &quiver::compile::window::Windowed,
+    windowed: quiver::compile::window::Windowed,
     validated: &quiver::compile::Validated,
     size: u32,
 ) -> anyhow::Result<ExitCode> {
@@ -150,7 +150,7 @@ fn run_windows(
         || args.cache.force.as_ref().is_some_and(Vec::is_empty)
         || windowed.force_all();
     let run = quiver::windows::WindowedRun {
-        windowed,
+        windowed: std::sync::Arc::new(windowed),
         registry: quiver::operators::registry(),
         days: size,
         store,

@@ -11,7 +11,9 @@
 //!
 //! Windows run one after another: a window starts when the one before has
 //! finished. With thousands of tasks a window, the wait at the end of a
-//! window is a small part of it.
+//! window is a small part of it. The next window is planned while one is
+//! forecast and run: its plan needs only which nodes this one hands over,
+//! and their outputs are put in once this one has run.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -22,7 +24,7 @@ use petgraph::graph::NodeIndex;
 use quiver_operators::{Registry, Table};
 
 use crate::cache::{self, Forecast, Key, NodeForecast, Store};
-use crate::compile::window::Windowed;
+use crate::compile::window::{WindowPlan, Windowed};
 use crate::diag::Diagnostics;
 use crate::exec::resources::Resource;
 use crate::exec::{Executor, NodeReport, NodeStatus, RunReport};
@@ -46,9 +48,9 @@ pub fn days_per_window(tasks: usize, days: usize) -> u32 {
 }
 
 /// How to run a pipeline in windows.
-pub struct WindowedRun<'a> {
-    pub windowed: &'a Windowed,
-    pub registry: &'a Registry,
+pub struct WindowedRun {
+    pub windowed: Arc<Windowed>,
+    pub registry: &'static Registry,
     /// Days planned and run together.
     pub days: u32,
     /// The cache; `None` runs every node and stores nothing.
@@ -86,7 +88,7 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-impl WindowedRun<'_> {
+impl WindowedRun {
     /// Runs every window in order, or until `cancel` completes. Must be
     /// called within a tokio runtime, as [`Executor::run_until`].
     pub async fn run_until(
@@ -124,20 +126,26 @@ impl WindowedRun<'_> {
         let mut keep_going = true;
         let mut ran = 0;
         let mut a = 0;
+        // The next window's plan, made while this one runs.
+        let mut next: Option<tokio::task::JoinHandle<Result<WindowPlan, Diagnostics>>> = None;
         while a < days.max(1) && keep_going {
             let b = (a + size - 1).min(days.saturating_sub(1));
-            let window = self.windowed.plan(self.registry, a, b, &|name| {
-                kept.get(name).map(|k| {
-                    let n = &k.node;
-                    n.remade(
-                        n.operator.clone(),
-                        Reuse::Load,
-                        n.workload,
-                        Vec::new(),
-                        n.policy.clone(),
-                    )
-                })
-            })?;
+            let mut window = match next.take() {
+                Some(planning) => match planning.await {
+                    Ok(window) => window?,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                },
+                None => self.windowed.plan(self.registry, a, b, &|name| {
+                    kept.get(name).map(|k| loading(&k.node))
+                })?,
+            };
+            // What the windows before hand over, now that they have run.
+            let graph = Arc::get_mut(&mut window.plan.graph).expect("a window's plan, unshared");
+            for &i in &window.handed {
+                if let Some(k) = kept.get(&graph[i].id) {
+                    graph[i] = loading(&k.node);
+                }
+            }
             let plan = &window.plan;
             ran += 1;
             if self.announce {
@@ -164,6 +172,9 @@ impl WindowedRun<'_> {
                     (until > b).then_some((i, until))
                 })
                 .collect();
+            if b + 1 < days {
+                next = Some(self.plan_next(b + 1, size, &kept, plan, &later));
+            }
             let (run_plan, forecast) = match &self.store {
                 Some(store) => {
                     let options = cache::Options {
@@ -309,7 +320,37 @@ impl WindowedRun<'_> {
     }
 }
 
-impl WindowedRun<'_> {
+impl WindowedRun {
+    /// Plans the window from day `a` in the background. The nodes it is
+    /// handed (kept from earlier windows, or `later` of this window's
+    /// `plan`) stand in with the identity they have; their outputs are put
+    /// in when it comes to run.
+    fn plan_next(
+        &self,
+        a: u32,
+        size: u32,
+        kept: &HashMap<String, Arc<Kept>>,
+        plan: &crate::plan::Plan,
+        later: &[(NodeIndex, u32)],
+    ) -> tokio::task::JoinHandle<Result<WindowPlan, Diagnostics>> {
+        let last = self.windowed.days().len() as u32 - 1;
+        let b = (a + size - 1).min(last);
+        let mut handing: HashMap<String, PlanNode> = HashMap::new();
+        for (name, k) in kept.iter().filter(|(_, k)| k.until >= a) {
+            handing.insert(name.clone(), loading(&k.node));
+        }
+        for &(i, _) in later {
+            let node = &plan.graph[i];
+            for name in node.names() {
+                handing.insert(name.to_string(), loading(node));
+            }
+        }
+        let (windowed, registry) = (self.windowed.clone(), self.registry);
+        tokio::task::spawn_blocking(move || {
+            windowed.plan(registry, a, b, &|name| handing.get(name).map(loading))
+        })
+    }
+
     /// The error for a report that cannot be written.
     fn unwritable(&self, e: std::io::Error) -> Diagnostics {
         let file = self
@@ -323,6 +364,17 @@ impl WindowedRun<'_> {
             format!("cannot write the run report beside {}: {e}", file.display()),
         )])
     }
+}
+
+/// `node` as a window that reads its output has it: no inputs, loaded.
+fn loading(node: &PlanNode) -> PlanNode {
+    node.remade(
+        node.operator.clone(),
+        Reuse::Load,
+        node.workload,
+        Vec::new(),
+        node.policy.clone(),
+    )
 }
 
 /// Why a node later days read has no output to hand over.
