@@ -22,7 +22,7 @@
 
 mod attempt;
 mod fanin;
-mod journal;
+pub(crate) mod journal;
 mod memory;
 mod progress;
 pub mod report;

@@ -213,7 +213,8 @@ impl WindowedRun {
                         .collect()
                 });
                 options.keep = later.iter().map(|(i, _)| *i).collect();
-                options.report_file = self.report_file.clone();
+                // The report file is the run's, written by `all`.
+                options.report_file = None;
             }
             let offset = started.elapsed();
             let mut stopped = stopped.clone();
@@ -279,6 +280,11 @@ impl WindowedRun {
                     &ends,
                 )
                 .map_err(|e| self.unwritable(e))?;
+            all.progress(
+                started.elapsed(),
+                self.merged_avoided,
+                self.report_file.as_deref(),
+            );
             for ((i, until, given), finish) in handing.into_iter().zip(finishes) {
                 let node = &plan.graph[i];
                 let forecast = forecast.as_ref().map(|f| {

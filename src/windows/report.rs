@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
@@ -42,6 +42,8 @@ pub struct Assembly {
     ran: Ran,
     /// The node that finished last so far, with its chain.
     last: Option<Finish>,
+    /// No report of the run so far before this.
+    next_write: Instant,
 }
 
 struct Spool {
@@ -91,6 +93,7 @@ impl Assembly {
             slowest: Vec::new(),
             ran: Ran::default(),
             last: None,
+            next_write: Instant::now(),
         })
     }
 
@@ -192,42 +195,73 @@ impl Assembly {
     /// report file, when there is one, has every node); and the line of
     /// what ran and what was cached (see [`crate::cache::ran`]).
     pub fn finish(
-        self,
+        mut self,
         wall: Duration,
         merged_avoided: usize,
         report_file: Option<&Path>,
     ) -> (RunReport, String) {
-        let header = self.header.expect("one window at least");
-        let mut totals = self.totals.expect("one window at least");
-        totals.wall = wall;
-        totals.merged_avoided = merged_avoided;
-        totals.critical_path = self.last.map_or_else(Vec::new, |l| l.path.to_vec());
-        totals.peak_resident_bytes = crate::exec::peak_resident_bytes();
-        let mut nodes = self.notable;
+        let mut report = self.report(wall, merged_avoided);
+        report.nodes = self.notable;
         for node in self.slowest {
-            if !nodes.iter().any(|n| n.id == node.id) {
-                nodes.push(node);
+            if !report.nodes.iter().any(|n| n.id == node.id) {
+                report.nodes.push(node);
             }
         }
-        let mut report = RunReport::ended(header, totals, nodes);
-        if let (Some(spool), Some(path)) = (self.spool, report_file) {
-            report.save_error = write(&report, spool, path).err();
+        if let (Some(mut spool), Some(path)) = (self.spool.take(), report_file) {
+            report.save_error = write(&report, &mut spool, path, true).err();
+            let _ = std::fs::remove_file(&spool.path);
         }
         (report, self.ran.line())
     }
+
+    /// Writes the report of the windows run so far (`"complete": false`)
+    /// when one is due: a run killed between windows leaves the nodes
+    /// finished so far, as a run of every day at once does. Writes are
+    /// spaced so that they take at most 2% of the run.
+    pub fn progress(&mut self, wall: Duration, merged_avoided: usize, report_file: Option<&Path>) {
+        let (Some(path), Some(_)) = (report_file, &self.spool) else {
+            return;
+        };
+        if Instant::now() < self.next_write {
+            return;
+        }
+        let started = Instant::now();
+        let mut report = self.report(wall, merged_avoided);
+        report.complete = false;
+        let spool = self.spool.as_mut().expect("a spool");
+        if let Err(e) = write(&report, spool, path, false) {
+            tracing::warn!(error = %e, "Could not write the report of the run so far");
+        }
+        self.next_write = Instant::now() + (started.elapsed() * 50).max(PROGRESS_EVERY);
+    }
+
+    /// The report's header and totals so far, without nodes.
+    fn report(&self, wall: Duration, merged_avoided: usize) -> RunReport {
+        let header = self.header.clone().expect("one window at least");
+        let mut totals = self.totals.clone().expect("one window at least");
+        totals.wall = wall;
+        totals.merged_avoided = merged_avoided;
+        totals.critical_path = self
+            .last
+            .as_ref()
+            .map_or_else(Vec::new, |l| l.path.to_vec());
+        totals.peak_resident_bytes = crate::exec::peak_resident_bytes();
+        RunReport::ended(header, totals, Vec::new())
+    }
 }
 
-/// Writes the report file: `report` with the spooled nodes as its nodes.
-fn write(report: &RunReport, spool: Spool, path: &Path) -> Result<(), String> {
+/// The shortest time between two reports of a run so far.
+const PROGRESS_EVERY: Duration = crate::exec::journal::INTERVAL;
+
+/// Writes the report file: `report` with the nodes spooled so far as its
+/// nodes; `last`: synced to the disk before it replaces the one before (a
+/// report of the run so far is replaced soon, as the executor's are).
+fn write(report: &RunReport, spool: &mut Spool, path: &Path, last: bool) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| {
         format!("cannot write the run report to {}: {e}", path.display())
     };
-    let Spool {
-        path: spooled,
-        file,
-        ..
-    } = spool;
-    file.into_inner().map_err(|e| fail(&e))?;
+    spool.file.flush().map_err(|e| fail(&e))?;
+    let spooled = &spool.path;
     // The report as a run of every day writes it, its nodes read back
     // from the spool rather than held.
     let head = serde_json::json!({
@@ -242,12 +276,14 @@ fn write(report: &RunReport, spool: Spool, path: &Path) -> Result<(), String> {
         let mut out = BufWriter::new(File::create(&temp)?);
         out.write_all(&head.as_bytes()[..head.len() - 1])?;
         out.write_all(b",\"nodes\":[")?;
-        std::io::copy(&mut File::open(&spooled)?, &mut out)?;
+        std::io::copy(&mut File::open(spooled)?, &mut out)?;
         out.write_all(b"]}")?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        if last {
+            file.sync_all()?;
+        }
         std::fs::rename(&temp, path)
     })();
-    let _ = std::fs::remove_file(&spooled);
     if written.is_err() {
         let _ = std::fs::remove_file(&temp);
     }

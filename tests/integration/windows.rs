@@ -464,3 +464,63 @@ fn ctrl_c_stops_a_run_in_windows() {
         serde_json::from_slice(&std::fs::read(work.path().join(report)).unwrap()).unwrap();
     assert!(report.totals.cancelled);
 }
+
+/// A run in windows killed outright leaves a report of the windows run
+/// so far, marked incomplete, as a run of one plan does.
+#[cfg(unix)]
+#[test]
+fn a_run_in_windows_killed_leaves_the_report_so_far() {
+    use std::io::{BufRead, BufReader};
+    let work = tempfile::tempdir().expect("a temp dir");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/vn30.yaml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .current_dir(work.path())
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--no-cache",
+            "--window-days",
+            "1",
+        ])
+        .args(["--set", "api_latency=100ms", "--set", "end_date=2026-01-23"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("quiver starts");
+    let lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.expect("a line");
+        let third = line.starts_with("days ") && line.contains("(3 of ");
+        seen.push(line);
+        if third {
+            child.kill().expect("killed");
+            break;
+        }
+    }
+    child.wait().expect("quiver ends");
+    let runs: Vec<_> = std::fs::read_dir(work.path().join(".quiver/runs"))
+        .expect("a runs folder")
+        .map(|e| e.expect("an entry").path().join("report.json"))
+        .collect();
+    assert_eq!(runs.len(), 1, "{seen:?}");
+    let report: quiver::exec::RunReport =
+        serde_json::from_slice(&std::fs::read(&runs[0]).expect("a report")).expect("whole JSON");
+    assert!(!report.complete, "{seen:?}");
+    // `days 2025-12-26 to 2025-12-26 (1 of 20): 60 nodes`
+    let day = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("days ")?.split(' ').next())
+        .expect("a first window");
+    let first_day: Vec<_> = report
+        .nodes
+        .iter()
+        .filter(|n| n.id.ends_with(&format!("@{day}")))
+        .collect();
+    assert!(!first_day.is_empty(), "the first window's nodes are in it");
+    assert!(
+        first_day
+            .iter()
+            .all(|n| n.status == quiver::exec::NodeStatus::Succeeded),
+        "{first_day:?}"
+    );
+}
