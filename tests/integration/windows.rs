@@ -408,17 +408,20 @@ nodes:
     }
 }
 
-/// Ctrl-C in the middle of a run in windows stops it there: the window
-/// running cancels, no later window starts, the exit code says so and the
-/// report is written.
+/// `vn30.yaml` run in one-day windows in `dir`, with 100 ms a fetch, read
+/// until its third window starts: the process, the lines so far, the rest.
 #[cfg(unix)]
-#[test]
-fn ctrl_c_stops_a_run_in_windows() {
+fn at_the_third_window(
+    dir: &Path,
+) -> (
+    std::process::Child,
+    Vec<String>,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
     use std::io::{BufRead, BufReader};
-    let work = tempfile::tempdir().expect("a temp dir");
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/vn30.yaml");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .current_dir(work.path())
+        .current_dir(dir)
         .args([
             "run",
             file.to_str().unwrap(),
@@ -432,17 +435,27 @@ fn ctrl_c_stops_a_run_in_windows() {
         .expect("quiver starts");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut seen = Vec::new();
-    // Interrupt once the third window has started.
     for line in lines.by_ref() {
         let line = line.expect("a line");
         let third = line.starts_with("days ") && line.contains("(3 of ");
         seen.push(line);
         if third {
-            // SAFETY: kill has no preconditions; the pid is our child's.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
             break;
         }
     }
+    (child, seen, lines)
+}
+
+/// Ctrl-C in the middle of a run in windows stops it there: the window
+/// running cancels, no later window starts, the exit code says so and the
+/// report is written.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_a_run_in_windows() {
+    let work = tempfile::tempdir().expect("a temp dir");
+    let (mut child, seen, lines) = at_the_third_window(work.path());
+    // SAFETY: kill has no preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().expect("quiver ends");
     assert_eq!(status.code(), Some(130), "{seen:?}\n{rest:?}");
@@ -470,33 +483,9 @@ fn ctrl_c_stops_a_run_in_windows() {
 #[cfg(unix)]
 #[test]
 fn a_run_in_windows_killed_leaves_the_report_so_far() {
-    use std::io::{BufRead, BufReader};
     let work = tempfile::tempdir().expect("a temp dir");
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/vn30.yaml");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .current_dir(work.path())
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--no-cache",
-            "--window-days",
-            "1",
-        ])
-        .args(["--set", "api_latency=100ms", "--set", "end_date=2026-01-23"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("quiver starts");
-    let lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut seen = Vec::new();
-    for line in lines {
-        let line = line.expect("a line");
-        let third = line.starts_with("days ") && line.contains("(3 of ");
-        seen.push(line);
-        if third {
-            child.kill().expect("killed");
-            break;
-        }
-    }
+    let (mut child, seen, _rest) = at_the_third_window(work.path());
+    child.kill().expect("killed");
     child.wait().expect("quiver ends");
     let runs: Vec<_> = std::fs::read_dir(work.path().join(".quiver/runs"))
         .expect("a runs folder")
