@@ -310,9 +310,7 @@ impl NodeForecast {
 fn outlived(freshness: Freshness, created_ms: u64) -> Option<Duration> {
     let ttl = match freshness {
         Freshness::For(ttl) => ttl,
-        Freshness::Until { ttl, final_from }
-            if std::time::UNIX_EPOCH + Duration::from_millis(created_ms) < final_from =>
-        {
+        Freshness::Until { ttl, final_from } if super::store::created(created_ms) < final_from => {
             ttl
         }
         _ => return None,

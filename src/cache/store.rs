@@ -54,12 +54,17 @@ pub struct EntryHeader {
 impl EntryHeader {
     /// When the output was stored.
     pub fn created(&self) -> std::time::SystemTime {
-        std::time::UNIX_EPOCH + Duration::from_millis(self.created_ms)
+        created(self.created_ms)
     }
 
     pub fn age(&self) -> Duration {
         age(self.created_ms)
     }
+}
+
+/// The time `created_ms` (milliseconds since the Unix epoch) stands for.
+pub fn created(created_ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(created_ms)
 }
 
 /// How long ago `created_ms` (milliseconds since the Unix epoch) was.

@@ -129,7 +129,7 @@ impl WindowedRun {
         // The next window's plan, made while this one runs.
         let mut next: Option<tokio::task::JoinHandle<Result<WindowPlan, Diagnostics>>> = None;
         while a < days.max(1) && keep_going {
-            let b = (a + size - 1).min(days.saturating_sub(1));
+            let b = window_end(a, size, days);
             let mut window = match next.take() {
                 Some(planning) => match planning.await {
                     Ok(window) => window?,
@@ -173,7 +173,8 @@ impl WindowedRun {
                 })
                 .collect();
             if b + 1 < days {
-                next = Some(self.plan_next(b + 1, size, &kept, plan, &later));
+                next =
+                    Some(self.plan_next(b + 1, window_end(b + 1, size, days), &kept, plan, &later));
             }
             let (run_plan, forecast) = match &self.store {
                 Some(store) => {
@@ -327,20 +328,18 @@ impl WindowedRun {
 }
 
 impl WindowedRun {
-    /// Plans the window from day `a` in the background. The nodes it is
+    /// Plans the window of days `a..=b` in the background. The nodes it is
     /// handed (kept from earlier windows, or `later` of this window's
     /// `plan`) stand in with the identity they have; their outputs are put
     /// in when it comes to run.
     fn plan_next(
         &self,
         a: u32,
-        size: u32,
+        b: u32,
         kept: &HashMap<String, Arc<Kept>>,
         plan: &crate::plan::Plan,
         later: &[(NodeIndex, u32)],
     ) -> tokio::task::JoinHandle<Result<WindowPlan, Diagnostics>> {
-        let last = self.windowed.days().len() as u32 - 1;
-        let b = (a + size - 1).min(last);
         let mut handing: HashMap<String, PlanNode> = HashMap::new();
         for (name, k) in kept.iter().filter(|(_, k)| k.until >= a) {
             handing.insert(name.clone(), loading(&k.node));
@@ -370,6 +369,11 @@ impl WindowedRun {
             format!("cannot write the run report beside {}: {e}", file.display()),
         )])
     }
+}
+
+/// The last day of the window of `size` days from day `a`, of `days`.
+fn window_end(a: u32, size: u32, days: u32) -> u32 {
+    (a + size - 1).min(days.saturating_sub(1))
 }
 
 /// `node` as a window that reads its output has it: no inputs, loaded.
